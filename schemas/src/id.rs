@@ -29,7 +29,9 @@ pub enum IdError {
         len: usize,
     },
     /// The string held a character outside `[A-Za-z0-9_-]`.
-    #[error("{kind} id {id:?} contains {ch:?}; only ASCII letters, digits, '-' and '_' are allowed")]
+    #[error(
+        "{kind} id {id:?} contains {ch:?}; only ASCII letters, digits, '-' and '_' are allowed"
+    )]
     BadChar {
         /// Which kind of id was being parsed.
         kind: &'static str,
@@ -194,7 +196,13 @@ mod tests {
 
     #[test]
     fn ids_reject_subject_metacharacters_with_the_offending_character() {
-        for (bad, ch) in [("a.b", '.'), ("a*", '*'), ("a>", '>'), ("a b", ' '), ("é", 'é')] {
+        for (bad, ch) in [
+            ("a.b", '.'),
+            ("a*", '*'),
+            ("a>", '>'),
+            ("a b", ' '),
+            ("é", 'é'),
+        ] {
             match DocumentId::new(bad) {
                 Err(IdError::BadChar { ch: got, .. }) => assert_eq!(got, ch),
                 other => panic!("{bad:?} gave {other:?}"),

@@ -1,0 +1,258 @@
+//! The document core: one automerge document, fed changes, with no I/O.
+//!
+//! Everything here is plain functions and types: the replica (`crate::replica`) wraps a
+//! [`DocCore`] with storage and the event log. Keeping the core free of sockets and disks lets
+//! the convergence tests deliver changes in any order without a server.
+//!
+//! automerge is used through this module only, so its version can move without touching the
+//! rest of the engine (see ARCHITECTURE.md for why it is pinned to 0.6).
+
+pub mod json;
+mod path;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use automerge::transaction::{CommitOptions, Transaction};
+use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc};
+use serde_json::Value as Json;
+
+pub use path::{Path, PathError};
+
+/// What went wrong in the document core.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    /// A path could not be parsed.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// A path went through something that is neither a map nor a list.
+    #[error("{path} is not a map or list, so nothing can be read or written below it")]
+    NotAContainer {
+        /// The offending prefix of the path.
+        path: String,
+    },
+    /// A list was addressed with something that is not an index.
+    #[error("{segment:?} under {path} is not a list index")]
+    BadIndex {
+        /// The list's path.
+        path: String,
+        /// The segment that is not a number.
+        segment: String,
+    },
+    /// A list index past the end.
+    #[error("{path} is out of bounds: the list has {len} elements")]
+    OutOfBounds {
+        /// The path written.
+        path: String,
+        /// The list's length.
+        len: usize,
+    },
+    /// A text operation addressed something that is not text.
+    #[error("{path} is not a text object")]
+    NotText {
+        /// The path addressed.
+        path: String,
+    },
+    /// The root is a map: it can only be written with a JSON object and cannot be deleted.
+    #[error("the document root is a map: write it with a JSON object, or write below it")]
+    RootNotObject,
+    /// Bytes that should have been an automerge change were not.
+    #[error("invalid automerge change: {0}")]
+    BadChange(String),
+    /// automerge panicked on input; the document must be reloaded from storage.
+    #[error("automerge panicked while {0}; the document was not changed")]
+    Panicked(&'static str),
+    /// An error from automerge itself.
+    #[error("automerge: {0}")]
+    Automerge(#[from] AutomergeError),
+}
+
+/// A change made locally, ready to become an event.
+#[derive(Debug, Clone)]
+pub struct LocalChange {
+    /// The automerge change hash.
+    pub hash: ChangeHash,
+    /// The change in automerge's binary format.
+    pub bytes: Vec<u8>,
+}
+
+/// What applying a remote change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The change is now part of the document.
+    New,
+    /// The document already had it (our own change coming back, or a redelivery).
+    Duplicate,
+    /// automerge is holding it until the changes it depends on arrive.
+    Pending,
+}
+
+/// One automerge document.
+///
+/// ```
+/// use blackboard::doc::{DocCore, Path};
+/// use serde_json::json;
+///
+/// let mut a = DocCore::new();
+/// let (_, change) = a
+///     .transact(0, None, |tx| blackboard::doc::json::put(tx, &"/k".parse::<Path>()?, &json!(1)))
+///     .unwrap();
+/// let mut b = DocCore::new();
+/// b.apply_bytes(&change.unwrap().bytes).unwrap();
+/// assert_eq!(b.to_json(), json!({"k": 1}));
+/// assert_eq!(a.heads(), b.heads());
+/// ```
+#[derive(Debug)]
+pub struct DocCore {
+    doc: Automerge,
+}
+
+impl Default for DocCore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DocCore {
+    /// An empty document with a fresh random actor.
+    ///
+    /// Every opening of a replica gets its own actor, so two processes (or a process and its
+    /// restarted self with a lost write) can never produce two different changes with the same
+    /// actor and sequence number.
+    pub fn new() -> Self {
+        Self {
+            doc: Automerge::new().with_actor(ActorId::random()),
+        }
+    }
+
+    /// Rebuilds a document from a saved snapshot (if any) and individually stored changes.
+    ///
+    /// Changes that fail to decode are returned as errors beside the document instead of
+    /// failing the load, so one bad record on disk does not lose the rest.
+    pub fn load<'a>(
+        snapshot: Option<&[u8]>,
+        changes: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(Self, Vec<DocError>), DocError> {
+        let mut doc = match snapshot {
+            Some(bytes) => guard("loading a snapshot", || Automerge::load(bytes))??,
+            None => Automerge::new(),
+        };
+        doc.set_actor(ActorId::random());
+        let mut core = Self { doc };
+        let mut errors = Vec::new();
+        for bytes in changes {
+            if let Err(e) = core.apply_bytes(bytes) {
+                errors.push(e);
+            }
+        }
+        Ok((core, errors))
+    }
+
+    /// Runs `f` in a transaction. Returns its output and the change it made (`None` when it
+    /// changed nothing). If `f` fails, nothing is changed.
+    pub fn transact<O, E>(
+        &mut self,
+        time_ms: i64,
+        message: Option<String>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<LocalChange>), E> {
+        let success = self
+            .doc
+            .transact_with(
+                |_| {
+                    let opts = CommitOptions::default().with_time(time_ms / 1000);
+                    match message {
+                        Some(m) => opts.with_message(m),
+                        None => opts,
+                    }
+                },
+                f,
+            )
+            .map_err(|failure| failure.error)?;
+        let change = success.hash.and_then(|hash| {
+            self.doc.get_change_by_hash(&hash).map(|c| LocalChange {
+                hash,
+                bytes: c.raw_bytes().to_vec(),
+            })
+        });
+        Ok((success.result, change))
+    }
+
+    /// Decodes one change from its binary form. Never panics.
+    pub fn decode_change(bytes: &[u8]) -> Result<Change, DocError> {
+        guard("decoding a change", || Change::from_bytes(bytes.to_vec()))?
+            .map_err(|e| DocError::BadChange(e.to_string()))
+    }
+
+    /// Applies a change in binary form.
+    pub fn apply_bytes(&mut self, bytes: &[u8]) -> Result<Applied, DocError> {
+        let change = Self::decode_change(bytes)?;
+        self.apply(change)
+    }
+
+    /// Applies a decoded change. Idempotent: a change already present is a `Duplicate`.
+    ///
+    /// On `Err(DocError::Panicked)` the in-memory document may be inconsistent and must be
+    /// reloaded from storage; the replica does that.
+    pub fn apply(&mut self, change: Change) -> Result<Applied, DocError> {
+        let hash = change.hash();
+        if self.doc.get_change_by_hash(&hash).is_some() {
+            return Ok(Applied::Duplicate);
+        }
+        guard("applying a change", || self.doc.apply_changes([change]))??;
+        Ok(if self.doc.get_change_by_hash(&hash).is_some() {
+            Applied::New
+        } else {
+            Applied::Pending
+        })
+    }
+
+    /// Whether the document holds the change with this hash.
+    pub fn has_change(&self, hash: &ChangeHash) -> bool {
+        self.doc.get_change_by_hash(hash).is_some()
+    }
+
+    /// Whether every change in `heads` (and so everything before them) is in the document.
+    pub fn contains(&self, heads: &[ChangeHash]) -> bool {
+        heads.iter().all(|h| self.has_change(h))
+    }
+
+    /// The current heads, sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        heads
+    }
+
+    /// The whole document as JSON.
+    pub fn to_json(&self) -> Json {
+        json::object_to_json(&self.doc, &automerge::ROOT)
+    }
+
+    /// The value at `path` as JSON, `None` when nothing is there.
+    pub fn get(&self, path: &Path) -> Result<Option<Json>, DocError> {
+        json::get(&self.doc, path)
+    }
+
+    /// The underlying automerge document, for reads the JSON view does not cover.
+    pub fn automerge(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// The whole document in automerge's compact save format.
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The number of changes in the document's history.
+    pub fn history_len(&self) -> usize {
+        self.doc.get_changes(&[]).len()
+    }
+}
+
+/// Runs `f`, turning a panic inside automerge into an error.
+fn guard<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T, DocError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|_| DocError::Panicked(what))
+}
+
+#[cfg(test)]
+mod tests;

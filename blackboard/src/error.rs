@@ -1,0 +1,42 @@
+//! The engine's error type.
+
+use crate::doc::DocError;
+use crate::log;
+use crate::store::StoreError;
+
+/// Errors from replicas and the engine's public operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A change would make an event larger than the log accepts; the change was not made.
+    #[error("change would make an event of {len} bytes, the limit is {max}; nothing was changed")]
+    TooLarge {
+        /// The encoded event's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The replica was closed.
+    #[error("replica closed")]
+    Closed,
+    /// A document operation failed (bad path, wrong type, automerge error).
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    /// Local storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<automerge::AutomergeError> for Error {
+    fn from(e: automerge::AutomergeError) -> Self {
+        Error::Doc(DocError::Automerge(e))
+    }
+}
+
+impl From<crate::doc::PathError> for Error {
+    fn from(e: crate::doc::PathError) -> Self {
+        Error::Doc(DocError::Path(e))
+    }
+}

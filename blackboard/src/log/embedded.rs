@@ -1,0 +1,237 @@
+//! The embedded event log: sled on disk plus in-process fan-out.
+//!
+//! One sled tree per space, `log/<space>`, holds three kinds of keys:
+//! - `s`: the space's last position (u64, big-endian);
+//! - `e` + document + `0x00` + position: an event's payload;
+//! - `m` + message id: the position of the event published with that id (deduplication; kept
+//!   forever, where JetStream keeps a time window).
+//!
+//! A publish writes its keys in one atomic batch and fsyncs before it returns, which is the
+//! same promise JetStream makes with `sync_interval: always`. Publishes to a space are
+//! serialized, so positions are handed out and broadcast in order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use blackboard_schemas::{DocumentId, SpaceId};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Entry, EntryStream, Error, EventLog, Published};
+
+/// How many live events a subscriber may fall behind before it re-reads from disk.
+const FANOUT_CAPACITY: usize = 1024;
+/// How many entries a subscription buffers before the reader must catch up.
+const SUBSCRIPTION_BUFFER: usize = 256;
+
+/// The embedded log. Cheap to clone; clones share the same database and fan-out.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use blackboard::log::{EmbeddedLog, EventLog};
+/// use futures::StreamExt;
+///
+/// let dir = tempfile::tempdir()?;
+/// let log = EmbeddedLog::open(sled::open(dir.path())?)?;
+/// let (space, doc) = ("team".parse()?, "plan".parse()?);
+/// let ack = log.publish(&space, &doc, "id-1", "hello".into()).await?;
+/// let mut events = log.subscribe(&space, &doc, 1).await?;
+/// assert_eq!(events.next().await.unwrap()?.seq, ack.seq);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    spaces: Mutex<HashMap<SpaceId, Arc<Space>>>,
+}
+
+#[derive(Debug)]
+struct Space {
+    tree: sled::Tree,
+    /// Serializes publishes, so positions are assigned and broadcast in order.
+    publish: tokio::sync::Mutex<()>,
+    fanout: broadcast::Sender<(DocumentId, Entry)>,
+}
+
+fn event_prefix(doc: &DocumentId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(doc.as_str().len() + 10);
+    k.push(b'e');
+    k.extend_from_slice(doc.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+fn event_key(doc: &DocumentId, seq: u64) -> Vec<u8> {
+    let mut k = event_prefix(doc);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn decode_seq(bytes: &[u8]) -> Result<u64, Error> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
+        Error::Protocol(format!("stored position has {} bytes, not 8", bytes.len()))
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+impl EmbeddedLog {
+    /// Opens the log in `db` (which may also hold other trees, such as replicas').
+    pub fn open(db: sled::Db) -> Result<Self, Error> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                spaces: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn space(&self, space: &SpaceId) -> Result<Arc<Space>, Error> {
+        let mut spaces = self
+            .inner
+            .spaces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(s) = spaces.get(space) {
+            return Ok(s.clone());
+        }
+        let tree = self.inner.db.open_tree(format!("log/{space}"))?;
+        let s = Arc::new(Space {
+            tree,
+            publish: tokio::sync::Mutex::new(()),
+            fanout: broadcast::channel(FANOUT_CAPACITY).0,
+        });
+        spaces.insert(space.clone(), s.clone());
+        Ok(s)
+    }
+}
+
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    async fn publish(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error> {
+        if payload.len() > blackboard_schemas::MAX_ENVELOPE_BYTES {
+            return Err(Error::TooLarge {
+                len: payload.len(),
+                max: blackboard_schemas::MAX_ENVELOPE_BYTES,
+            });
+        }
+        let s = self.space(space)?;
+        let _serial = s.publish.lock().await;
+        let mut dedup_key = vec![b'm'];
+        dedup_key.extend_from_slice(msg_id.as_bytes());
+        if let Some(seq) = s.tree.get(&dedup_key)? {
+            return Ok(Published {
+                seq: decode_seq(&seq)?,
+                duplicate: true,
+            });
+        }
+        let seq = match s.tree.get(b"s")? {
+            Some(last) => decode_seq(&last)? + 1,
+            None => 1,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(b"s".as_slice(), &seq.to_be_bytes());
+        batch.insert(dedup_key, &seq.to_be_bytes());
+        batch.insert(event_key(document, seq), payload.as_ref());
+        s.tree.apply_batch(batch)?;
+        self.inner.db.flush_async().await?;
+        // Nobody listening is fine: subscribers read from disk first.
+        let _ = s.fanout.send((document.clone(), Entry { seq, payload }));
+        Ok(Published {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error> {
+        let s = self.space(space)?;
+        // Listen before reading the disk: an event published meanwhile is then seen at least
+        // once, and positions already delivered are skipped.
+        let live = s.fanout.subscribe();
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(feed(s, document.clone(), from.max(1), live, tx));
+        Ok(ReceiverStream::new(rx).boxed())
+    }
+}
+
+/// Delivers stored events from `next`, then live ones; falls back to the disk whenever the
+/// live channel overflowed. Ends when the subscriber is dropped.
+async fn feed(
+    s: Arc<Space>,
+    doc: DocumentId,
+    mut next: u64,
+    mut live: broadcast::Receiver<(DocumentId, Entry)>,
+    tx: mpsc::Sender<Result<Entry, Error>>,
+) {
+    let prefix = event_prefix(&doc);
+    loop {
+        // Catch up from disk.
+        for item in s.tree.range(event_key(&doc, next)..) {
+            let entry = item.map_err(Error::from).and_then(|(k, v)| {
+                if !k.starts_with(&prefix) {
+                    return Ok(None);
+                }
+                Ok(Some(Entry {
+                    seq: decode_seq(&k[prefix.len()..])?,
+                    payload: Bytes::copy_from_slice(&v),
+                }))
+            });
+            match entry {
+                Ok(Some(e)) => {
+                    next = e.seq + 1;
+                    if tx.send(Ok(e)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        // Then follow the fan-out until it overflows.
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
+                Ok((d, e)) if d == doc && e.seq >= next => {
+                    next = e.seq + 1;
+                    if tx.send(Ok(e)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = tx.send(Err(Error::Closed)).await;
+                    return;
+                }
+            }
+        }
+    }
+}

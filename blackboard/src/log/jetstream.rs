@@ -1,0 +1,224 @@
+//! The JetStream event log.
+//!
+//! One stream per space, `BB_<space>`, over the subjects `bb.<space>.>` (see
+//! `blackboard_schemas::subject`). The stream is created on first use with file storage, the
+//! configured replicas and duplicate window; an existing stream is verified instead, and a
+//! configuration that would break the log's promises is an error, never silently changed.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_trait::async_trait;
+use blackboard_schemas::{subject, DocumentId, SpaceId};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{Entry, EntryStream, Error, EventLog, Published};
+
+/// How the JetStream log sets up its streams.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long the server remembers a message id to drop re-publishes. The outbox may
+    /// re-publish after a reconnect, so this should outlast a typical outage.
+    pub duplicate_window: Duration,
+    /// Stream replicas: 1 on a single server, 3 or 5 on a cluster.
+    pub replicas: usize,
+    /// How long to wait for a publish acknowledgement before reporting the log unavailable.
+    pub ack_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            duplicate_window: Duration::from_secs(10 * 60),
+            replicas: 1,
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The JetStream event log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JetStreamLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    js: jetstream::Context,
+    config: Config,
+    /// Spaces whose stream has been created or verified by this process.
+    ready: Mutex<HashSet<SpaceId>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+impl JetStreamLog {
+    /// A log over an existing NATS connection.
+    pub fn new(client: async_nats::Client, config: Config) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(config.ack_timeout);
+        Self {
+            inner: Arc::new(Inner {
+                js,
+                config,
+                ready: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Creates the space's stream, or verifies the existing one. Called on first use of a
+    /// space; callable ahead of time to surface configuration errors early.
+    pub async fn ensure_stream(&self, space: &SpaceId) -> Result<stream::Stream, Error> {
+        let name = subject::stream_name(space);
+        let wanted = subject::space_wildcard(space);
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![wanted.clone()],
+            storage: stream::StorageType::File,
+            num_replicas: self.inner.config.replicas,
+            duplicate_window: self.inner.config.duplicate_window,
+            description: Some(format!("Blackboard events of space {space}")),
+            ..Default::default()
+        };
+        let mut stream = self
+            .inner
+            .js
+            .get_or_create_stream(config)
+            .await
+            .map_err(unavailable)?;
+        let info = stream.info().await.map_err(unavailable)?;
+        let have = &info.config;
+        let covers = have.subjects.iter().any(|s| s == &wanted);
+        let reason = if !covers {
+            Some(format!(
+                "its subjects {:?} do not include {wanted}",
+                have.subjects
+            ))
+        } else if have.storage != stream::StorageType::File {
+            Some("it uses memory storage; events must be on disk".to_owned())
+        } else if have.duplicate_window.is_zero() {
+            Some("it has no duplicate window; re-publishes would be duplicated".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Error::StreamMismatch {
+                stream: name,
+                reason,
+            });
+        }
+        Ok(stream)
+    }
+
+    async fn stream(&self, space: &SpaceId) -> Result<Option<stream::Stream>, Error> {
+        let known = self
+            .inner
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(space);
+        if known {
+            return Ok(None);
+        }
+        let stream = self.ensure_stream(space).await?;
+        self.inner
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(space.clone());
+        Ok(Some(stream))
+    }
+}
+
+#[async_trait]
+impl EventLog for JetStreamLog {
+    async fn publish(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error> {
+        let len = payload.len();
+        if len > blackboard_schemas::MAX_ENVELOPE_BYTES {
+            return Err(Error::TooLarge {
+                len,
+                max: blackboard_schemas::MAX_ENVELOPE_BYTES,
+            });
+        }
+        self.stream(space).await?;
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(msg_id);
+        let ack = self
+            .inner
+            .js
+            .send_publish(subject::changes(space, document), publish)
+            .await
+            .map_err(|e| match e.kind() {
+                jetstream::context::PublishErrorKind::MaxPayloadExceeded => Error::TooLarge {
+                    len,
+                    max: blackboard_schemas::MAX_ENVELOPE_BYTES,
+                },
+                _ => unavailable(e),
+            })?
+            .await
+            .map_err(unavailable)?;
+        Ok(Published {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error> {
+        let stream = match self.stream(space).await? {
+            Some(s) => s,
+            None => self
+                .inner
+                .js
+                .get_stream(subject::stream_name(space))
+                .await
+                .map_err(unavailable)?,
+        };
+        // An ordered consumer: ephemeral, flow-controlled, and recreated by the client from
+        // the last delivered sequence if it is lost, so delivery has no gaps or repeats.
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subject::changes(space, document),
+                deliver_policy: if from <= 1 {
+                    consumer::DeliverPolicy::All
+                } else {
+                    consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: from,
+                    }
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        Ok(messages
+            .map(|m| {
+                let m = m.map_err(unavailable)?;
+                let seq = m
+                    .info()
+                    .map_err(|e| Error::Protocol(format!("message without stream info: {e}")))?
+                    .stream_sequence;
+                Ok(Entry {
+                    seq,
+                    payload: m.message.payload.clone(),
+                })
+            })
+            .boxed())
+    }
+}

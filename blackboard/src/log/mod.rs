@@ -1,0 +1,112 @@
+//! The event log: where every change becomes an event with a position.
+//!
+//! [`EventLog`] is the I/O edge the replica talks to. Two implementations share one
+//! conformance suite (`tests/it/conformance.rs`):
+//! - [`JetStreamLog`]: NATS JetStream, the real, distributed log;
+//! - [`EmbeddedLog`]: sled on disk plus in-process fan-out, for one process with no server.
+//!
+//! Semantics both keep:
+//! - `publish` returns only once the event is durable, with its position (a number that
+//!   increases with every event of the space); publishing the same `msg_id` again returns the
+//!   original position with `duplicate: true` and adds nothing;
+//! - `subscribe(.., from)` yields the document's events with position `>= from` in position
+//!   order, then keeps yielding new ones as they are published, with no gap and no repeat.
+
+mod embedded;
+mod jetstream;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use blackboard_schemas::{DocumentId, SpaceId};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use embedded::EmbeddedLog;
+pub use jetstream::{Config as JetStreamConfig, JetStreamLog};
+
+/// An event as stored in the log: its position and its raw bytes (an encoded envelope, or
+/// anything else someone published on the subject; the replica's decoder decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The event's position: its stream sequence.
+    pub seq: u64,
+    /// The message payload.
+    pub payload: Bytes,
+}
+
+/// The acknowledgement of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The event's position.
+    pub seq: u64,
+    /// Whether the log already had an event with this message id (and `seq` is that event's).
+    pub duplicate: bool,
+}
+
+/// A live stream of a document's entries.
+pub type EntryStream = BoxStream<'static, Result<Entry, Error>>;
+
+/// Errors from an event log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log cannot be reached right now (no connection, timeout). Retrying later is safe:
+    /// publishes are deduplicated by message id.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A stream exists under the expected name but is configured in a way that would break
+    /// the log's guarantees.
+    #[error("stream {stream} exists but {reason}")]
+    StreamMismatch {
+        /// The stream's name.
+        stream: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The payload is larger than the log accepts.
+    #[error("payload of {len} bytes exceeds the log's limit of {max} bytes")]
+    TooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The log was closed.
+    #[error("event log closed")]
+    Closed,
+    /// The embedded log's storage failed.
+    #[error("embedded log storage: {0}")]
+    Storage(#[from] sled::Error),
+    /// The log answered something unexpected.
+    #[error("event log protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// Whether retrying the same call later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+/// An append-only, per-space log of document events. See the module docs for the contract.
+#[async_trait]
+pub trait EventLog: Send + Sync + fmt::Debug + 'static {
+    /// Appends `payload` as an event of `document`, deduplicated by `msg_id`, and returns once
+    /// it is durable.
+    async fn publish(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error>;
+
+    /// Streams `document`'s events from position `from` (1 is the beginning), then live.
+    async fn subscribe(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error>;
+}

@@ -1,0 +1,607 @@
+//! A replica: one automerge document following one document's events.
+//!
+//! Writes go to the document and, in the same step, to sled (the change and an outbox entry),
+//! which is flushed before the write returns: a change the caller was told about survives a
+//! crash even when the log is unreachable. A background task drains the outbox into the log;
+//! re-publishing after a lost acknowledgement is safe because the message id is the change
+//! hash. Another task follows the log from the last applied position, decoding every event
+//! with [`codec::decode_event`](crate::codec::decode_event) and applying it; bad events are
+//! logged and skipped, never fatal.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use automerge::transaction::Transaction;
+use automerge::ChangeHash;
+use blackboard_schemas::{AgentId, DocumentId, SpaceId, MAX_ENVELOPE_BYTES};
+use futures::StreamExt;
+use serde_json::Value as Json;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::codec;
+use crate::doc::{json, Applied, DocCore, DocError, Path};
+use crate::log::{Entry, EventLog};
+use crate::store::{ReplicaStore, StoreError};
+use crate::Error;
+
+/// How a replica is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The space of the document.
+    pub space: SpaceId,
+    /// The document.
+    pub document: DocumentId,
+    /// The agent writing through this replica; named in every event it publishes.
+    pub agent: AgentId,
+    /// Fold stored changes into a snapshot after this many.
+    pub compact_after: usize,
+    /// Publish at most this many outbox entries at once.
+    pub outbox_batch: usize,
+}
+
+impl Config {
+    /// A configuration with default tuning.
+    pub fn new(space: SpaceId, document: DocumentId, agent: AgentId) -> Self {
+        Self {
+            space,
+            document,
+            agent,
+            compact_after: 1000,
+            outbox_batch: 128,
+        }
+    }
+}
+
+/// Where a replica stands: the last log position it applied and its automerge heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The last applied log position (stream sequence); 0 before any.
+    pub seq: u64,
+    /// The document's heads, sorted.
+    pub heads: Vec<ChangeHash>,
+}
+
+/// Counters describing what a replica has done since it was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The position the replica had on disk when it was opened; it resumed after it.
+    pub resumed_from: u64,
+    /// Events read from the log since opening.
+    pub events_read: u64,
+    /// Events whose change was new to this replica.
+    pub events_applied: u64,
+    /// Events rejected by the decoder or by automerge.
+    pub events_rejected: u64,
+    /// Why the last rejected event was rejected.
+    pub last_rejection: Option<String>,
+    /// Local changes acknowledged by the log since opening.
+    pub published: u64,
+}
+
+/// A handle to a replica. Cheap to clone; the replica stops when the last handle is dropped.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use blackboard::{log::EmbeddedLog, replica::{Config, Replica}};
+/// use serde_json::json;
+///
+/// let dir = tempfile::tempdir()?;
+/// let db = sled::open(dir.path())?;
+/// let log = Arc::new(EmbeddedLog::open(db.clone())?);
+/// let config = Config::new("team".parse()?, "plan".parse()?, "me".parse()?);
+/// let doc = Replica::open(log, &db, config)?;
+/// doc.put("/tasks/1/status", json!("open")).await?;
+/// assert_eq!(doc.get("/tasks/1")?, Some(json!({"status": "open"})));
+/// doc.flush().await?; // every local change is now acknowledged by the log
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Replica {
+    handle: Arc<Handle>,
+}
+
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    log: Arc<dyn EventLog>,
+    store: ReplicaStore,
+    state: Mutex<State>,
+    /// Bumped whenever the document changes.
+    version: watch::Sender<u64>,
+    /// Wakes the outbox task.
+    outbox_wake: Notify,
+    /// Bumped after every outbox round.
+    outbox_rounds: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct State {
+    core: DocCore,
+    position: u64,
+    next_outbox: u64,
+    stored_since_compaction: usize,
+    stats: Stats,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Replica {
+    /// Opens the replica stored in `db` and starts following the log. Works offline: nothing
+    /// here waits for the log.
+    pub fn open(log: Arc<dyn EventLog>, db: &sled::Db, config: Config) -> Result<Self, Error> {
+        let store = ReplicaStore::open(db, &config.agent, &config.space, &config.document)?;
+        let core = load_core(&store)?;
+        let loaded = store.load()?;
+        let next_outbox = loaded.outbox.last().map_or(1, |e| e.id + 1);
+        let shared = Arc::new(Shared {
+            log,
+            store,
+            state: Mutex::new(State {
+                core,
+                position: loaded.position,
+                next_outbox,
+                stored_since_compaction: loaded.changes.len(),
+                stats: Stats {
+                    resumed_from: loaded.position,
+                    ..Stats::default()
+                },
+            }),
+            version: watch::channel(0).0,
+            outbox_wake: Notify::new(),
+            outbox_rounds: watch::channel(0).0,
+            config,
+        });
+        if !loaded.outbox.is_empty() {
+            shared.outbox_wake.notify_one();
+        }
+        let tasks = vec![
+            tokio::spawn(follow(shared.clone())),
+            tokio::spawn(drain_outbox(shared.clone())),
+        ];
+        Ok(Self {
+            handle: Arc::new(Handle { shared, tasks }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// The replica's configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared().config
+    }
+
+    /// Changes the document in one automerge transaction. Returns the closure's output and the
+    /// hash of the change (`None` if the closure changed nothing). When this returns, the
+    /// change is on local disk and queued for the log; [`flush`](Self::flush) waits for the
+    /// log's acknowledgement. If the closure fails, nothing is changed.
+    pub async fn change<O, E>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<ChangeHash>), Error>
+    where
+        E: Into<Error>,
+    {
+        self.change_with_message(None, f).await
+    }
+
+    /// Like [`change`](Self::change), with a message saying why, carried in the event.
+    pub async fn change_with_message<O, E>(
+        &self,
+        message: Option<&str>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<ChangeHash>), Error>
+    where
+        E: Into<Error>,
+    {
+        let s = self.shared();
+        let (out, hash) = {
+            let mut st = s.lock();
+            let time = now_ms();
+            let (out, local) = st
+                .core
+                .transact(time, message.map(str::to_owned), f)
+                .map_err(Into::into)?;
+            let Some(local) = local else {
+                return Ok((out, None));
+            };
+            let envelope = codec::encode_event(
+                &s.config.space,
+                &s.config.document,
+                &s.config.agent,
+                &local,
+                time,
+                message.map(str::to_owned),
+            )
+            .encode();
+            let id = st.next_outbox;
+            let stored = if envelope.len() > MAX_ENVELOPE_BYTES {
+                Err(Error::TooLarge {
+                    len: envelope.len(),
+                    max: MAX_ENVELOPE_BYTES,
+                })
+            } else {
+                s.store
+                    .add_local(
+                        &local.hash.0,
+                        &local.bytes,
+                        id,
+                        &envelope_id(&local.hash),
+                        &envelope,
+                    )
+                    .map_err(Error::from)
+            };
+            if let Err(e) = stored {
+                // The change exists only in memory: take it back by reloading from disk, so
+                // the document never holds a change that will not reach the log.
+                st.core = load_core(&s.store)?;
+                return Err(e);
+            }
+            st.next_outbox += 1;
+            st.stored_since_compaction += 1;
+            s.maybe_compact(&mut st);
+            (out, local.hash)
+        };
+        s.version.send_modify(|v| *v += 1);
+        s.store.flush().await?;
+        s.outbox_wake.notify_one();
+        Ok((out, Some(hash)))
+    }
+
+    /// Writes a JSON value at `path` (see [`Path`]), creating missing maps on the way.
+    /// Returns the change's hash (`None` if nothing changed).
+    pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
+        let path: Path = path.parse()?;
+        Ok(self.change(|tx| json::put(tx, &path, &value)).await?.1)
+    }
+
+    /// Deletes what is at `path`; nothing there is not an error.
+    pub async fn delete(&self, path: &str) -> Result<Option<ChangeHash>, Error> {
+        let path: Path = path.parse()?;
+        Ok(self.change(|tx| json::delete(tx, &path)).await?.1)
+    }
+
+    /// Splices `insert` into the text at `path` at character `pos`, deleting `delete` characters
+    /// first; creates the text when nothing is at `path`. Concurrent splices from several
+    /// agents all survive, merged by automerge.
+    pub async fn splice_text(
+        &self,
+        path: &str,
+        pos: usize,
+        delete: isize,
+        insert: &str,
+    ) -> Result<Option<ChangeHash>, Error> {
+        use automerge::{transaction::Transactable, ReadDoc};
+        let path: Path = path.parse()?;
+        let (_, hash) = self
+            .change(|tx| {
+                let text = json::ensure_text(tx, &path)?;
+                let pos = pos.min(tx.length(&text));
+                tx.splice_text(&text, pos, delete, insert)
+                    .map_err(DocError::from)
+            })
+            .await?;
+        Ok(hash)
+    }
+
+    /// The whole document as JSON.
+    pub fn to_json(&self) -> Json {
+        self.shared().lock().core.to_json()
+    }
+
+    /// The value at `path` as JSON; `None` when nothing is there.
+    pub fn get(&self, path: &str) -> Result<Option<Json>, Error> {
+        let path: Path = path.parse()?;
+        Ok(self.shared().lock().core.get(&path)?)
+    }
+
+    /// Reads the document with `f` (for reads the JSON view does not cover).
+    pub fn read<T>(&self, f: impl FnOnce(&DocCore) -> T) -> T {
+        f(&self.shared().lock().core)
+    }
+
+    /// The document's heads, sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.shared().lock().core.heads()
+    }
+
+    /// The last applied log position and the heads.
+    pub fn position(&self) -> Position {
+        let st = self.shared().lock();
+        Position {
+            seq: st.position,
+            heads: st.core.heads(),
+        }
+    }
+
+    /// What the replica has done since it was opened.
+    pub fn stats(&self) -> Stats {
+        self.shared().lock().stats.clone()
+    }
+
+    /// The number of local changes not yet acknowledged by the log.
+    pub fn pending(&self) -> usize {
+        self.shared().store.outbox_len()
+    }
+
+    /// Waits until every local change made before this call is acknowledged by the log.
+    /// While the log is unreachable this keeps waiting (the changes are safe on disk
+    /// meanwhile); wrap it in `tokio::time::timeout` to bound the wait.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let s = self.shared();
+        let target = s.lock().next_outbox - 1;
+        let mut rounds = s.outbox_rounds.subscribe();
+        loop {
+            match s.store.outbox_first()? {
+                Some(first) if first <= target => {}
+                _ => return Ok(()),
+            }
+            rounds.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+
+    /// Waits until the document contains every change in `heads` (for example another
+    /// agent's heads after its flush).
+    pub async fn wait_for(&self, heads: &[ChangeHash]) -> Result<(), Error> {
+        let s = self.shared();
+        let mut version = s.version.subscribe();
+        loop {
+            if s.lock().core.contains(heads) {
+                return Ok(());
+            }
+            version.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+
+    /// Waits until `f` holds for the document, re-checking after every change.
+    pub async fn wait_until(&self, mut f: impl FnMut(&DocCore) -> bool) -> Result<(), Error> {
+        let s = self.shared();
+        let mut version = s.version.subscribe();
+        loop {
+            if f(&s.lock().core) {
+                return Ok(());
+            }
+            version.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+
+    /// Stops following the log and makes local state durable. Other clones of this handle
+    /// stop working too.
+    pub async fn close(self) -> Result<(), Error> {
+        for t in &self.handle.tasks {
+            t.abort();
+        }
+        self.shared().store.flush().await?;
+        Ok(())
+    }
+}
+
+fn envelope_id(hash: &ChangeHash) -> String {
+    hash.to_string()
+}
+
+fn load_core(store: &ReplicaStore) -> Result<DocCore, Error> {
+    let loaded = store.load()?;
+    let (core, errors) = DocCore::load(
+        loaded.snapshot.as_deref(),
+        loaded.changes.iter().map(Vec::as_slice),
+    )?;
+    for e in errors {
+        warn!(error = %e, "skipped an unreadable change in the replica store");
+    }
+    Ok(core)
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the document half-changed (automerge
+        // panics are caught in the core), so a poisoned lock is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one entry from the log: decode, apply, remember the position.
+    fn apply_entry(&self, entry: Entry) {
+        let mut st = self.lock();
+        if entry.seq <= st.position {
+            return;
+        }
+        st.stats.events_read += 1;
+        let (space, document) = (&self.config.space, &self.config.document);
+        let outcome = codec::decode_event(space, document, &entry.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|event| {
+                let hash = event.change.hash();
+                match st.core.apply(event.change) {
+                    Ok(Applied::Duplicate) => Ok(None),
+                    Ok(applied) => Ok(Some((hash, event.envelope.change, applied))),
+                    Err(e @ DocError::Panicked(_)) => {
+                        // The in-memory document may be damaged: rebuild it from disk.
+                        match load_core(&self.store) {
+                            Ok(core) => st.core = core,
+                            Err(reload) => warn!(error = %reload, "reloading the replica failed"),
+                        }
+                        Err(e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            });
+        let stored = match outcome {
+            Ok(Some((hash, bytes, applied))) => {
+                st.stats.events_applied += 1;
+                st.stored_since_compaction += 1;
+                debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
+                self.store.add_remote(entry.seq, Some((&hash.0, &bytes)))
+            }
+            Ok(None) => self.store.add_remote(entry.seq, None),
+            Err(reason) => {
+                warn!(
+                    space = %space,
+                    document = %document,
+                    seq = entry.seq,
+                    reason = %reason,
+                    "rejected event; skipping it"
+                );
+                st.stats.events_rejected += 1;
+                st.stats.last_rejection = Some(format!("position {}: {reason}", entry.seq));
+                self.store.add_remote(entry.seq, None)
+            }
+        };
+        if let Err(e) = stored {
+            warn!(error = %e, seq = entry.seq, "could not record applied event");
+        }
+        st.position = entry.seq;
+        self.maybe_compact(&mut st);
+        drop(st);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Folds stored changes into a snapshot once there are enough of them, so reopening
+    /// does not replay an ever-growing list.
+    fn maybe_compact(&self, st: &mut State) {
+        if st.stored_since_compaction < self.config.compact_after {
+            return;
+        }
+        let result = (|| -> Result<(), StoreError> {
+            let snapshot = st.core.save();
+            let folded: Vec<[u8; 32]> = self
+                .store
+                .stored_change_hashes()?
+                .into_iter()
+                // Changes automerge still holds back (missing dependencies) are not in the
+                // snapshot: keep them.
+                .filter(|h| st.core.has_change(&ChangeHash(*h)))
+                .collect();
+            self.store.compact(&snapshot, folded.iter())
+        })();
+        match result {
+            Ok(()) => st.stored_since_compaction = 0,
+            Err(e) => warn!(error = %e, "compaction failed; will retry"),
+        }
+    }
+}
+
+/// Follows the log from the last applied position, forever; resubscribes after errors.
+async fn follow(shared: Arc<Shared>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let from = shared.lock().position + 1;
+        let (space, document) = (&shared.config.space, &shared.config.document);
+        match shared.log.subscribe(space, document, from).await {
+            Ok(mut entries) => {
+                debug!(%space, %document, from, "following the log");
+                while let Some(item) = entries.next().await {
+                    match item {
+                        Ok(entry) => {
+                            backoff.reset();
+                            shared.apply_entry(entry);
+                        }
+                        Err(e) => {
+                            warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(%space, %document, error = %e, "cannot subscribe to the log; retrying"),
+        }
+        backoff.wait().await;
+    }
+}
+
+/// Publishes outbox entries, oldest first, removing each once acknowledged.
+async fn drain_outbox(shared: Arc<Shared>) {
+    let mut backoff = Backoff::default();
+    let (space, document) = (&shared.config.space, &shared.config.document);
+    loop {
+        let batch = match shared.store.outbox(shared.config.outbox_batch) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot read the outbox");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            shared.outbox_rounds.send_modify(|r| *r += 1);
+            shared.outbox_wake.notified().await;
+            continue;
+        }
+        // Publish the batch concurrently: each publish is sent at once, and the acks are
+        // awaited together, so a batch costs about one round trip.
+        let results = futures::future::join_all(batch.iter().map(|e| {
+            shared
+                .log
+                .publish(space, document, &e.msg_id, e.payload.clone())
+        }))
+        .await;
+        let mut acked = Vec::new();
+        let mut failure = None;
+        for (entry, result) in batch.iter().zip(results) {
+            match result {
+                Ok(p) => {
+                    debug!(seq = p.seq, duplicate = p.duplicate, msg_id = %entry.msg_id, "published");
+                    acked.push(entry.id);
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let n = acked.len() as u64;
+        if let Err(e) = shared.store.remove_outbox(acked) {
+            warn!(error = %e, "cannot update the outbox");
+        }
+        shared.lock().stats.published += n;
+        shared.outbox_rounds.send_modify(|r| *r += 1);
+        match failure {
+            Some(e) => {
+                warn!(%space, %document, error = %e, "publishing failed; the outbox will retry");
+                backoff.wait().await;
+            }
+            None => backoff.reset(),
+        }
+    }
+}
+
+/// Exponential backoff between retries, from 50 ms to 2 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+    }
+}

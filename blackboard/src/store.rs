@@ -1,0 +1,251 @@
+//! A replica's local state in sled: its document, last applied position and outbox.
+//!
+//! One tree per replica, `replica/<agent>/<space>/<document>`, with these keys:
+//! - `p`: the last applied log position (u64, big-endian);
+//! - `s`: a snapshot of the document in automerge's save format (written on compaction);
+//! - `c` + change hash (32 bytes): a change not yet folded into the snapshot;
+//! - `o` + counter (u64, big-endian): an outbox entry, a local change not yet acknowledged by
+//!   the log, stored as the 64-character change hash followed by the encoded envelope.
+//!
+//! Every write that must stay consistent (a change and its outbox entry, a change and the
+//! position it came from) goes in one atomic sled batch.
+
+use blackboard_schemas::{AgentId, DocumentId, SpaceId};
+use bytes::Bytes;
+
+/// Errors of the replica store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("replica store: {0}")]
+    Sled(#[from] sled::Error),
+    /// Something on disk is not what this version wrote.
+    #[error("replica store {tree}: corrupt {what}")]
+    Corrupt {
+        /// The tree holding it.
+        tree: String,
+        /// What was unreadable.
+        what: String,
+    },
+}
+
+/// A local change waiting for the log's acknowledgement.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// Its place in the outbox.
+    pub id: u64,
+    /// The change hash, hex: the log's message id.
+    pub msg_id: String,
+    /// The encoded envelope.
+    pub payload: Bytes,
+}
+
+/// What a replica had on disk when it was opened.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The last applied position (0: nothing applied yet).
+    pub position: u64,
+    /// The snapshot, if one was written.
+    pub snapshot: Option<Vec<u8>>,
+    /// Changes stored since the snapshot.
+    pub changes: Vec<Vec<u8>>,
+    /// The outbox, oldest first.
+    pub outbox: Vec<OutboxEntry>,
+}
+
+/// One replica's tree. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReplicaStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    name: String,
+}
+
+const POSITION: &[u8] = b"p";
+const SNAPSHOT: &[u8] = b"s";
+
+fn change_key(hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(b'c');
+    k.extend_from_slice(hash);
+    k
+}
+
+fn outbox_key(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'o');
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+impl ReplicaStore {
+    /// Opens (or creates) the tree of `agent`'s replica of `space`/`document` in `db`.
+    pub fn open(
+        db: &sled::Db,
+        agent: &AgentId,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Self, StoreError> {
+        let name = format!("replica/{agent}/{space}/{document}");
+        Ok(Self {
+            tree: db.open_tree(&name)?,
+            db: db.clone(),
+            name,
+        })
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            tree: self.name.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn u64_at(&self, bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+        let arr: [u8; 8] = bytes.try_into().map_err(|_| self.corrupt(what))?;
+        Ok(u64::from_be_bytes(arr))
+    }
+
+    /// Reads everything back.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let position = match self.tree.get(POSITION)? {
+            Some(v) => self.u64_at(&v, "position")?,
+            None => 0,
+        };
+        let snapshot = self.tree.get(SNAPSHOT)?.map(|v| v.to_vec());
+        let changes = self
+            .tree
+            .scan_prefix(b"c")
+            .map(|kv| kv.map(|(_, v)| v.to_vec()))
+            .collect::<Result<_, _>>()?;
+        let outbox = self
+            .tree
+            .scan_prefix(b"o")
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.decode_outbox(&k, &v)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Loaded {
+            position,
+            snapshot,
+            changes,
+            outbox,
+        })
+    }
+
+    fn decode_outbox(&self, k: &[u8], v: &[u8]) -> Result<OutboxEntry, StoreError> {
+        let id = self.u64_at(&k[1..], "outbox key")?;
+        if v.len() < 64 {
+            return Err(self.corrupt(format!("outbox entry {id}")));
+        }
+        let msg_id = std::str::from_utf8(&v[..64])
+            .map_err(|_| self.corrupt(format!("outbox entry {id} id")))?
+            .to_owned();
+        Ok(OutboxEntry {
+            id,
+            msg_id,
+            payload: Bytes::copy_from_slice(&v[64..]),
+        })
+    }
+
+    /// Records a local change and its outbox entry in one atomic batch. Not yet durable: call
+    /// [`flush`](Self::flush) before telling anyone it is saved.
+    pub fn add_local(
+        &self,
+        hash: &[u8; 32],
+        change: &[u8],
+        outbox_id: u64,
+        msg_id: &str,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(64 + payload.len());
+        value.extend_from_slice(msg_id.as_bytes());
+        value.extend_from_slice(payload);
+        let mut batch = sled::Batch::default();
+        batch.insert(change_key(hash), change);
+        batch.insert(outbox_key(outbox_id), value);
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// Records that the log position `seq` was applied, with the change it carried (if it was
+    /// new to this replica), in one atomic batch.
+    pub fn add_remote(
+        &self,
+        seq: u64,
+        change: Option<(&[u8; 32], &[u8])>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(POSITION, &seq.to_be_bytes());
+        if let Some((hash, bytes)) = change {
+            batch.insert(change_key(hash), bytes);
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// The outbox's oldest entries, up to `limit`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.tree
+            .scan_prefix(b"o")
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.decode_outbox(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The id of the oldest outbox entry, if any.
+    pub fn outbox_first(&self) -> Result<Option<u64>, StoreError> {
+        match self.tree.scan_prefix(b"o").next() {
+            Some(kv) => Ok(Some(self.u64_at(&kv?.0[1..], "outbox key")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The number of entries in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.tree.scan_prefix(b"o").count()
+    }
+
+    /// Removes acknowledged outbox entries.
+    pub fn remove_outbox(&self, ids: impl IntoIterator<Item = u64>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(outbox_key(id));
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// Replaces the stored changes folded into `snapshot` with the snapshot, atomically.
+    pub fn compact<'a>(
+        &self,
+        snapshot: &[u8],
+        folded: impl IntoIterator<Item = &'a [u8; 32]>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(SNAPSHOT, snapshot);
+        for hash in folded {
+            batch.remove(change_key(hash));
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// The hashes of the changes stored individually (not yet in the snapshot).
+    pub fn stored_change_hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.tree
+            .scan_prefix(b"c")
+            .keys()
+            .map(|k| {
+                let k = k?;
+                k[1..].try_into().map_err(|_| self.corrupt("change key"))
+            })
+            .collect()
+    }
+
+    /// Makes every write so far durable (fsync).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
