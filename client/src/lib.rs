@@ -1,1 +1,37 @@
+//! The Blackboard agent SDK.
+//!
+//! An agent opens a [`Board`] (over NATS JetStream, or embedded in one process), opens named
+//! documents in a space, changes and reads them. Every agent on the same document sees every
+//! change; concurrent writes merge the same way everywhere (automerge), with no leader.
+//! Writes are saved locally before they return, and reach the log as soon as it is reachable.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use blackboard_client::Options;
+//! use serde_json::json;
+//!
+//! let dir = tempfile::tempdir()?;
+//! // Options::new("planner")?.connect("nats://localhost:4222") for the distributed log.
+//! let board = Options::new("planner")?.store(dir.path()).embedded().await?;
+//! let tasks = board.doc("team", "tasks")?;
+//! tasks.put("/7", json!({"title": "write docs", "status": "open"})).await?;
+//! tasks.splice_text("/notes", 0, 0, "started").await?;
+//! tasks.flush().await?; // acknowledged by the log
+//! assert_eq!(tasks.get("/7/status")?, Some(json!("open")));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
+mod board;
+mod doc;
+mod error;
+mod options;
+
+pub use blackboard::automerge;
+pub use blackboard::log::JetStreamConfig;
+pub use blackboard::replica::{Position, Stats};
+pub use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+pub use board::Board;
+pub use doc::Doc;
+pub use error::Error;
+pub use options::Options;

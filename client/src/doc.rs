@@ -1,0 +1,174 @@
+//! A document handle.
+
+use blackboard::automerge::transaction::Transaction;
+use blackboard::automerge::ChangeHash;
+use blackboard::doc::DocCore;
+use blackboard::replica::{Position, Stats};
+use blackboard::Replica;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::Error;
+
+/// One shared document, as seen by this agent. Cheap to clone.
+///
+/// Paths are JSON-Pointer-like: `/tasks/7/status`; `/` is the whole document.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    replica: Replica,
+}
+
+impl Doc {
+    pub(crate) fn new(replica: Replica) -> Self {
+        Self { replica }
+    }
+
+    /// The engine's replica behind this handle.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Changes the document in one automerge transaction (the full automerge model: maps,
+    /// lists, text, counters). When this returns the change is saved locally and queued for
+    /// the log. Returns the closure's output and the change hash (`None` if nothing changed).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::{automerge::{transaction::Transactable, ScalarValue, ROOT}, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let doc = board.doc("team", "stats")?;
+    /// doc.change(|tx| tx.put(ROOT, "runs", ScalarValue::counter(0))).await?;
+    /// doc.change(|tx| tx.increment(ROOT, "runs", 1)).await?;
+    /// assert_eq!(doc.get("/runs")?, Some(serde_json::json!(1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn change<O, E>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<ChangeHash>), Error>
+    where
+        E: Into<blackboard::Error>,
+    {
+        Ok(self.replica.change(f).await?)
+    }
+
+    /// Like [`change`](Self::change), recording `message` (why) with the change.
+    pub async fn change_with_message<O, E>(
+        &self,
+        message: &str,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<ChangeHash>), Error>
+    where
+        E: Into<blackboard::Error>,
+    {
+        Ok(self.replica.change_with_message(Some(message), f).await?)
+    }
+
+    /// Writes a JSON value at `path`, creating missing maps on the way.
+    pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
+        Ok(self.replica.put(path, value).await?)
+    }
+
+    /// Writes any serializable value at `path`.
+    pub async fn put_as<T: Serialize>(
+        &self,
+        path: &str,
+        value: &T,
+    ) -> Result<Option<ChangeHash>, Error> {
+        let json = serde_json::to_value(value).map_err(|source| Error::Type {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.put(path, json).await
+    }
+
+    /// Deletes what is at `path`.
+    pub async fn delete(&self, path: &str) -> Result<Option<ChangeHash>, Error> {
+        Ok(self.replica.delete(path).await?)
+    }
+
+    /// Splices text at `path` (creating the text if needed): deletes `delete` characters at
+    /// `pos`, then inserts `insert`. Concurrent splices by several agents all survive.
+    pub async fn splice_text(
+        &self,
+        path: &str,
+        pos: usize,
+        delete: isize,
+        insert: &str,
+    ) -> Result<Option<ChangeHash>, Error> {
+        Ok(self.replica.splice_text(path, pos, delete, insert).await?)
+    }
+
+    /// The value at `path` as JSON; `None` when nothing is there.
+    pub fn get(&self, path: &str) -> Result<Option<Json>, Error> {
+        Ok(self.replica.get(path)?)
+    }
+
+    /// The value at `path` as `T`; `None` when nothing is there.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, Error> {
+        self.get(path)?
+            .map(|v| {
+                serde_json::from_value(v).map_err(|source| Error::Type {
+                    path: path.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// The whole document as JSON.
+    pub fn to_json(&self) -> Json {
+        self.replica.to_json()
+    }
+
+    /// The whole document as `T`.
+    pub fn read_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_value(self.to_json()).map_err(|source| Error::Type {
+            path: "/".to_owned(),
+            source,
+        })
+    }
+
+    /// Reads the automerge document directly.
+    pub fn read<T>(&self, f: impl FnOnce(&DocCore) -> T) -> T {
+        self.replica.read(f)
+    }
+
+    /// The document's current heads, sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.replica.heads()
+    }
+
+    /// The last applied log position and the heads.
+    pub fn position(&self) -> Position {
+        self.replica.position()
+    }
+
+    /// What this replica has done since it was opened.
+    pub fn stats(&self) -> Stats {
+        self.replica.stats()
+    }
+
+    /// The number of local changes the log has not acknowledged yet.
+    pub fn pending(&self) -> usize {
+        self.replica.pending()
+    }
+
+    /// Waits until every local change made so far is acknowledged by the log.
+    pub async fn flush(&self) -> Result<(), Error> {
+        Ok(self.replica.flush().await?)
+    }
+
+    /// Waits until this replica has every change in `heads` (another agent's, say).
+    pub async fn wait_for(&self, heads: &[ChangeHash]) -> Result<(), Error> {
+        Ok(self.replica.wait_for(heads).await?)
+    }
+
+    /// Waits until `f` holds for the document's JSON, re-checking after every change.
+    pub async fn wait_until(&self, mut f: impl FnMut(&Json) -> bool) -> Result<(), Error> {
+        Ok(self.replica.wait_until(|core| f(&core.to_json())).await?)
+    }
+}

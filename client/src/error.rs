@@ -1,0 +1,46 @@
+//! The SDK's error type.
+
+use std::path::PathBuf;
+
+/// Errors from the agent SDK.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An id (agent, space, document) was not valid.
+    #[error(transparent)]
+    Id(#[from] blackboard::schemas::IdError),
+    /// The NATS server could not be reached.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// Why it failed.
+        source: async_nats::ConnectError,
+    },
+    /// The credentials file could not be read.
+    #[error("cannot read NATS credentials file {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The local store could not be opened.
+    #[error("cannot open the local store at {path}: {source}")]
+    Store {
+        /// The store's directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: sled::Error,
+    },
+    /// A value could not be converted to or from the requested type.
+    #[error("value at {path} does not fit the requested type: {source}")]
+    Type {
+        /// The path read or written.
+        path: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+    /// An engine operation failed (bad path, storage, log).
+    #[error(transparent)]
+    Engine(#[from] blackboard::Error),
+}

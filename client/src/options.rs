@@ -1,0 +1,107 @@
+//! How to open a board.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
+use blackboard::schemas::AgentId;
+
+use crate::{Board, Error};
+
+/// Options for opening a [`Board`]: the agent's identity, where its local state lives, and how
+/// to reach the log. Start with [`Options::new`], adjust, then call
+/// [`connect`](Options::connect) (NATS JetStream) or [`embedded`](Options::embedded).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), blackboard_client::Error> {
+/// use blackboard_client::Options;
+///
+/// let board = Options::new("planner")?
+///     .store("./data/planner")
+///     .credentials_file("planner.creds")
+///     .connect("nats://localhost:4222")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    agent: AgentId,
+    store: Option<PathBuf>,
+    credentials: Option<PathBuf>,
+    jetstream: JetStreamConfig,
+}
+
+impl Options {
+    /// Options for agent `agent` (1 to 64 of `[A-Za-z0-9_-]`).
+    pub fn new(agent: &str) -> Result<Self, Error> {
+        Ok(Self {
+            agent: agent.parse()?,
+            store: None,
+            credentials: None,
+            jetstream: JetStreamConfig::default(),
+        })
+    }
+
+    /// The directory of the agent's local store (sled). Defaults to `.blackboard/<agent>` in
+    /// the current directory. Reopening the same directory resumes where the agent left off.
+    pub fn store(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store = Some(dir.into());
+        self
+    }
+
+    /// A NATS credentials (`.creds`) file to authenticate with.
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// How streams are created (replicas, duplicate window, ack timeout).
+    pub fn jetstream(mut self, config: JetStreamConfig) -> Self {
+        self.jetstream = config;
+        self
+    }
+
+    fn store_dir(&self) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| Path::new(".blackboard").join(self.agent.as_str()))
+    }
+
+    fn open_db(&self) -> Result<sled::Db, Error> {
+        let path = self.store_dir();
+        sled::open(&path).map_err(|source| Error::Store { path, source })
+    }
+
+    /// Connects to NATS at `url` and opens the board on JetStream.
+    pub async fn connect(self, url: &str) -> Result<Board, Error> {
+        let mut nats = async_nats::ConnectOptions::new().name(format!("blackboard:{}", self.agent));
+        if let Some(path) = &self.credentials {
+            nats = nats
+                .credentials_file(path)
+                .await
+                .map_err(|source| Error::Credentials {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let client = nats.connect(url).await.map_err(|source| Error::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+        let db = self.open_db()?;
+        let log = JetStreamLog::new(client, self.jetstream.clone());
+        Ok(Board::with_log(self.agent, Arc::new(log), db))
+    }
+
+    /// Opens the board on the embedded log, stored with the agent's state: one process, no
+    /// server.
+    pub async fn embedded(self) -> Result<Board, Error> {
+        let db = self.open_db()?;
+        let log = EmbeddedLog::open(db.clone()).map_err(blackboard::Error::from)?;
+        Ok(Board::with_log(
+            self.agent,
+            Arc::new(log) as Arc<dyn EventLog>,
+            db,
+        ))
+    }
+}
