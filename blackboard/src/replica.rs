@@ -107,12 +107,17 @@ pub struct Replica {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             t.abort();
         }
     }
@@ -182,7 +187,10 @@ impl Replica {
             tokio::spawn(drain_outbox(shared.clone())),
         ];
         Ok(Self {
-            handle: Arc::new(Handle { shared, tasks }),
+            handle: Arc::new(Handle {
+                shared,
+                tasks: Mutex::new(tasks),
+            }),
         })
     }
 
@@ -389,11 +397,19 @@ impl Replica {
         }
     }
 
-    /// Stops following the log and makes local state durable. Other clones of this handle
-    /// stop working too.
+    /// Stops following the log and publishing, and makes local state durable. Unpublished
+    /// changes stay in the outbox for the next opening. Other clones of this handle stop
+    /// syncing too.
     pub async fn close(self) -> Result<(), Error> {
-        for t in &self.handle.tasks {
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.handle.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in &tasks {
             t.abort();
+        }
+        // Wait for the tasks to be gone, so the store is no longer in use when this returns
+        // (the same directory can then be reopened).
+        for t in tasks {
+            let _ = t.await;
         }
         self.shared().store.flush().await?;
         Ok(())
