@@ -51,6 +51,29 @@ impl Board {
         }
     }
 
+    /// A board for another agent of this process, sharing this board's log connection and
+    /// local store (each agent keeps its own replicas in it).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// let planner = blackboard_client::Options::new("planner")?.store(dir.path()).embedded().await?;
+    /// let worker = planner.as_agent("worker")?;
+    /// let hash = planner.doc("team", "tasks")?.put("/1", "todo".into()).await?.unwrap();
+    /// let tasks = worker.doc("team", "tasks")?;
+    /// tasks.wait_for(&[hash]).await?;
+    /// assert_eq!(tasks.get("/1")?, Some("todo".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn as_agent(&self, agent: &str) -> Result<Board, Error> {
+        Ok(Self::with_log(
+            agent.parse()?,
+            self.inner.log.clone(),
+            self.inner.db.clone(),
+        ))
+    }
+
     /// The agent this board writes as.
     pub fn agent(&self) -> &AgentId {
         &self.inner.agent
