@@ -34,8 +34,12 @@ struct Inner {
     agent: AgentId,
     log: Arc<dyn EventLog>,
     db: sled::Db,
-    docs: Mutex<HashMap<(SpaceId, DocumentId), Replica>>,
+    /// Open replicas, shared by every board over the same store: two replicas on one sled
+    /// tree would hand out the same outbox slots.
+    docs: Arc<Mutex<HashMap<ReplicaKey, Replica>>>,
 }
+
+type ReplicaKey = (AgentId, SpaceId, DocumentId);
 
 impl Board {
     /// A board over any event log and an open sled database (for tests, or to share one
@@ -46,7 +50,7 @@ impl Board {
                 agent,
                 log,
                 db,
-                docs: Mutex::new(HashMap::new()),
+                docs: Arc::default(),
             }),
         }
     }
@@ -67,11 +71,14 @@ impl Board {
     /// # }).unwrap();
     /// ```
     pub fn as_agent(&self, agent: &str) -> Result<Board, Error> {
-        Ok(Self::with_log(
-            agent.parse()?,
-            self.inner.log.clone(),
-            self.inner.db.clone(),
-        ))
+        Ok(Self {
+            inner: Arc::new(Inner {
+                agent: agent.parse()?,
+                log: self.inner.log.clone(),
+                db: self.inner.db.clone(),
+                docs: self.inner.docs.clone(),
+            }),
+        })
     }
 
     /// The agent this board writes as.
@@ -82,28 +89,34 @@ impl Board {
     /// Opens document `document` in `space`, resuming from local state if there is any.
     /// Opening the same document again returns a handle to the same replica.
     pub fn doc(&self, space: &str, document: &str) -> Result<Doc, Error> {
-        let key = (space.parse::<SpaceId>()?, document.parse::<DocumentId>()?);
+        let key = (
+            self.inner.agent.clone(),
+            space.parse::<SpaceId>()?,
+            document.parse::<DocumentId>()?,
+        );
         let mut docs = self.inner.docs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = docs.get(&key) {
             return Ok(Doc::new(r.clone()));
         }
-        let config = replica::Config::new(key.0.clone(), key.1.clone(), self.inner.agent.clone());
+        let config = replica::Config::new(key.1.clone(), key.2.clone(), key.0.clone());
         let r = Replica::open(self.inner.log.clone(), &self.inner.db, config)?;
         docs.insert(key, r.clone());
         Ok(Doc::new(r))
     }
 
-    /// Waits until every open document's local changes are acknowledged by the log, then
-    /// closes them and makes local state durable.
+    /// Closes this agent's open documents and makes local state durable. Changes the log has
+    /// not acknowledged stay in the outbox and are published when the store is next opened;
+    /// call [`Doc::flush`] first to wait for them instead.
     pub async fn close(self) -> Result<(), Error> {
-        let docs: Vec<Replica> = self
-            .inner
-            .docs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, r)| r)
-            .collect();
+        let docs: Vec<Replica> = {
+            let mut all = self.inner.docs.lock().unwrap_or_else(|p| p.into_inner());
+            let mine: Vec<ReplicaKey> = all
+                .keys()
+                .filter(|k| k.0 == self.inner.agent)
+                .cloned()
+                .collect();
+            mine.iter().filter_map(|k| all.remove(k)).collect()
+        };
         for r in docs {
             r.close().await?;
         }

@@ -105,3 +105,76 @@ impl Options {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_credentials_file_is_an_error_naming_the_file() {
+        let err = Options::new("a")
+            .unwrap()
+            .credentials_file("/nonexistent/agent.creds")
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Credentials { .. }), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/agent.creds"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_error_naming_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Options::new("a")
+            .unwrap()
+            .store(dir.path())
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nats://127.0.0.1:1"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_agent_name_is_refused() {
+        let err = Options::new("bad name").unwrap_err();
+        assert!(err.to_string().contains("agent id"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_store_held_by_another_board_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Options::new("a")
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap();
+        let err = Options::new("a")
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Store { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn opening_a_document_twice_shares_one_replica_even_across_as_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = Options::new("a")
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap();
+        let same = board.as_agent("a").unwrap();
+        let d1 = board.doc("s", "d").unwrap();
+        let d2 = same.doc("s", "d").unwrap();
+        d1.put("/k", 1.into()).await.unwrap();
+        // No waiting: the second handle is the same replica, not a peer.
+        assert_eq!(d2.get("/k").unwrap(), Some(1.into()));
+    }
+}
