@@ -1,4 +1,43 @@
-//! Blackboard engine.
+//! The Blackboard engine: leaderless shared documents over an event log.
+//!
+//! Agents share named documents (automerge CRDTs) in spaces. Every change is an event on a log
+//! (NATS JetStream, or an embedded sled log for one process); every agent's [`Replica`]
+//! applies the events it sees, and automerge merges concurrent changes the same way on every
+//! replica. Most users want the SDK, `blackboard-client`; this crate is what it is built on.
+//!
+//! The layers, from the inside out:
+//! - [`doc`]: the document core, pure (no I/O): automerge, JSON views, paths;
+//! - [`codec`]: the one decoder for events from the network;
+//! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
+//! - [`store`]: a replica's sled tree (document, position, outbox);
+//! - [`replica`]: the replica that ties them together.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use blackboard::{log::EmbeddedLog, replica::Config, Replica};
+//! use serde_json::json;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = sled::open(dir.path())?;
+//! let log = Arc::new(EmbeddedLog::open(db.clone())?);
+//! let alice = Replica::open(log.clone(), &db, Config::new("team".parse()?, "plan".parse()?, "alice".parse()?))?;
+//! let bob = Replica::open(log, &db, Config::new("team".parse()?, "plan".parse()?, "bob".parse()?))?;
+//!
+//! alice.put("/owner", json!("alice")).await?;
+//! bob.put("/owner", json!("bob")).await?; // a concurrent write to the same key
+//! alice.flush().await?;
+//! bob.flush().await?;
+//! alice.wait_for(&bob.heads()).await?;
+//! bob.wait_for(&alice.heads()).await?;
+//! assert_eq!(alice.heads(), bob.heads());
+//! assert_eq!(alice.get("/owner")?, bob.get("/owner")?); // the same winner on both
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod doc;
 mod error;

@@ -22,6 +22,8 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 mod board;
 mod doc;
 mod error;

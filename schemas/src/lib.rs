@@ -13,6 +13,8 @@
 //! # Ok::<(), blackboard_schemas::IdError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod envelope;
 mod id;
 pub mod subject;
