@@ -15,6 +15,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The log refused local changes for a reason retrying cannot fix; they stay in the
+    /// outbox, and publishing is retried.
+    #[error("the log refuses this replica's changes: {0}")]
+    Publish(String),
     /// The replica was closed.
     #[error("replica closed")]
     Closed,

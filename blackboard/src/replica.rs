@@ -144,6 +144,9 @@ struct State {
     next_outbox: u64,
     stored_since_compaction: usize,
     stats: Stats,
+    /// The error of the last outbox round, if it failed; `flush` reports it when it is not
+    /// one that retrying can fix.
+    publish_error: Option<crate::log::Error>,
 }
 
 fn now_ms() -> i64 {
@@ -173,6 +176,7 @@ impl Replica {
                     resumed_from: loaded.position,
                     ..Stats::default()
                 },
+                publish_error: None,
             }),
             version: watch::channel(0).0,
             outbox_wake: Notify::new(),
@@ -358,7 +362,9 @@ impl Replica {
 
     /// Waits until every local change made before this call is acknowledged by the log.
     /// While the log is unreachable this keeps waiting (the changes are safe on disk
-    /// meanwhile); wrap it in `tokio::time::timeout` to bound the wait.
+    /// meanwhile); wrap it in `tokio::time::timeout` to bound the wait. If the log refuses
+    /// the changes for a reason retrying cannot fix (say, a misconfigured stream), this
+    /// returns that error; the outbox keeps the changes and keeps retrying.
     pub async fn flush(&self) -> Result<(), Error> {
         let s = self.shared();
         let target = s.lock().next_outbox - 1;
@@ -369,6 +375,11 @@ impl Replica {
                 _ => return Ok(()),
             }
             rounds.changed().await.map_err(|_| Error::Closed)?;
+            if let Some(e) = &s.lock().publish_error {
+                if !e.is_transient() {
+                    return Err(Error::Publish(e.to_string()));
+                }
+            }
         }
     }
 
@@ -589,14 +600,19 @@ async fn drain_outbox(shared: Arc<Shared>) {
         if let Err(e) = shared.store.remove_outbox(acked) {
             warn!(error = %e, "cannot update the outbox");
         }
-        shared.lock().stats.published += n;
+        if let Some(e) = &failure {
+            warn!(%space, %document, error = %e, "publishing failed; the outbox will retry");
+        }
+        {
+            let mut st = shared.lock();
+            st.stats.published += n;
+            st.publish_error = failure;
+        }
         shared.outbox_rounds.send_modify(|r| *r += 1);
-        match failure {
-            Some(e) => {
-                warn!(%space, %document, error = %e, "publishing failed; the outbox will retry");
-                backoff.wait().await;
-            }
-            None => backoff.reset(),
+        if shared.lock().publish_error.is_some() {
+            backoff.wait().await;
+        } else {
+            backoff.reset();
         }
     }
 }

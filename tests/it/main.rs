@@ -6,6 +6,7 @@ mod conformance;
 mod convergence;
 mod offline;
 mod restart;
+mod stream_config;
 
 use std::future::Future;
 use std::path::Path;

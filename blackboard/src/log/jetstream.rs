@@ -115,6 +115,16 @@ impl JetStreamLog {
         Ok(stream)
     }
 
+    /// Forgets that a space's stream was verified, so the next call checks (and if need be
+    /// recreates) it: after an error the stream may have been deleted or the server replaced.
+    fn forget(&self, space: &SpaceId) {
+        self.inner
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(space);
+    }
+
     async fn stream(&self, space: &SpaceId) -> Result<Option<stream::Stream>, Error> {
         let known = self
             .inner
@@ -138,6 +148,35 @@ impl JetStreamLog {
 #[async_trait]
 impl EventLog for JetStreamLog {
     async fn publish(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error> {
+        let result = self.publish_once(space, document, msg_id, payload).await;
+        if result.is_err() {
+            self.forget(space);
+        }
+        result
+    }
+
+    async fn subscribe(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error> {
+        let result = self.subscribe_once(space, document, from).await;
+        if result.is_err() {
+            self.forget(space);
+        }
+        result
+    }
+}
+
+impl JetStreamLog {
+    async fn publish_once(
         &self,
         space: &SpaceId,
         document: &DocumentId,
@@ -175,7 +214,7 @@ impl EventLog for JetStreamLog {
         })
     }
 
-    async fn subscribe(
+    async fn subscribe_once(
         &self,
         space: &SpaceId,
         document: &DocumentId,
