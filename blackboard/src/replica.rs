@@ -396,6 +396,16 @@ impl Replica {
         }
     }
 
+    /// Waits until the replica has applied the log up to position `seq`.
+    pub async fn wait_for_position(&self, seq: u64) -> Result<(), Error> {
+        let s = self.shared();
+        let mut version = s.version.subscribe();
+        while s.lock().position < seq {
+            version.changed().await.map_err(|_| Error::Closed)?;
+        }
+        Ok(())
+    }
+
     /// Waits until `f` holds for the document, re-checking after every change.
     pub async fn wait_until(&self, mut f: impl FnMut(&DocCore) -> bool) -> Result<(), Error> {
         let s = self.shared();
@@ -635,5 +645,113 @@ impl Backoff {
     async fn wait(&mut self) {
         tokio::time::sleep(self.0).await;
         self.0 = (self.0 * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::EmbeddedLog;
+    use serde_json::json;
+
+    fn open(dir: &std::path::Path) -> (Replica, sled::Db) {
+        let db = sled::open(dir).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let config = Config::new(
+            "s".parse().unwrap(),
+            "d".parse().unwrap(),
+            "a".parse().unwrap(),
+        );
+        (Replica::open(log, &db, config).unwrap(), db)
+    }
+
+    #[tokio::test]
+    async fn a_change_too_large_for_the_log_is_refused_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, _db) = open(dir.path());
+        doc.put("/small", json!(1)).await.unwrap();
+        let heads = doc.heads();
+        let huge = "x".repeat(MAX_ENVELOPE_BYTES);
+        let err = doc.put("/huge", json!(huge)).await.unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert_eq!(doc.heads(), heads);
+        assert_eq!(doc.to_json(), json!({"small": 1}));
+        doc.flush().await.unwrap();
+        assert_eq!(doc.pending(), 0);
+        // And the replica keeps working.
+        doc.put("/after", json!(2)).await.unwrap();
+        assert_eq!(doc.get("/after").unwrap(), Some(json!(2)));
+    }
+
+    #[tokio::test]
+    async fn a_failing_closure_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, _db) = open(dir.path());
+        let err = doc
+            .change(|tx| {
+                json::put(tx, &"/a".parse::<Path>()?, &json!(1))?;
+                json::put(tx, &"/a/b".parse::<Path>()?, &json!(2))
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("/a is not a map or list"), "{err}");
+        assert_eq!(doc.to_json(), json!({}));
+        assert!(doc.heads().is_empty());
+    }
+
+    #[tokio::test]
+    async fn reopening_the_store_restores_document_outbox_and_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let (heads, position) = {
+            let (doc, _db) = open(dir.path());
+            for i in 0..5 {
+                doc.put(&format!("/k{i}"), json!(i)).await.unwrap();
+            }
+            doc.flush().await.unwrap();
+            let heads = doc.heads();
+            // The embedded log numbers this space's events 1..=5; the replica reads its own
+            // changes back from the log.
+            doc.wait_for_position(5).await.unwrap();
+            let position = doc.position();
+            assert_eq!(position.seq, 5);
+            doc.close().await.unwrap();
+            (heads, position)
+        };
+        let (doc, _db) = open(dir.path());
+        assert_eq!(doc.heads(), heads);
+        assert_eq!(doc.stats().resumed_from, position.seq);
+        assert_eq!(doc.get("/k4").unwrap(), Some(json!(4)));
+    }
+
+    #[tokio::test]
+    async fn compaction_folds_changes_into_a_snapshot_without_losing_any() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let mut config = Config::new(
+            "s".parse().unwrap(),
+            "d".parse().unwrap(),
+            "a".parse().unwrap(),
+        );
+        config.compact_after = 10;
+        let doc = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        for i in 0..25 {
+            doc.put(&format!("/k{i}"), json!(i)).await.unwrap();
+        }
+        let heads = doc.heads();
+        let json = doc.to_json();
+        doc.close().await.unwrap();
+        let store =
+            ReplicaStore::open(&db, &config.agent, &config.space, &config.document).unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded.snapshot.is_some());
+        assert!(
+            loaded.changes.len() < 10,
+            "{} changes left",
+            loaded.changes.len()
+        );
+        let doc = Replica::open(log, &db, config).unwrap();
+        assert_eq!(doc.heads(), heads);
+        assert_eq!(doc.to_json(), json);
     }
 }

@@ -167,6 +167,11 @@ impl Doc {
         Ok(self.replica.wait_for(heads).await?)
     }
 
+    /// Waits until this replica has applied the log up to position `seq`.
+    pub async fn wait_for_position(&self, seq: u64) -> Result<(), Error> {
+        Ok(self.replica.wait_for_position(seq).await?)
+    }
+
     /// Waits until `f` holds for the document's JSON, re-checking after every change.
     pub async fn wait_until(&self, mut f: impl FnMut(&Json) -> bool) -> Result<(), Error> {
         Ok(self.replica.wait_until(|core| f(&core.to_json())).await?)
