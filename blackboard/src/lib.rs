@@ -44,6 +44,7 @@ mod error;
 pub mod log;
 pub mod replica;
 pub mod store;
+pub mod watch;
 
 pub use automerge;
 pub use blackboard_schemas as schemas;

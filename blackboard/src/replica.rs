@@ -16,14 +16,15 @@ use automerge::ChangeHash;
 use blackboard_schemas::{AgentId, DocumentId, SpaceId, MAX_ENVELOPE_BYTES};
 use futures::StreamExt;
 use serde_json::Value as Json;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::codec;
-use crate::doc::{json, Applied, DocCore, DocError, Path};
+use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
 use crate::log::{Entry, EventLog};
 use crate::store::{ReplicaStore, StoreError};
+use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
 use crate::Error;
 
 /// How a replica is set up.
@@ -39,6 +40,8 @@ pub struct Config {
     pub compact_after: usize,
     /// Publish at most this many outbox entries at once.
     pub outbox_batch: usize,
+    /// How many change events live watchers may fall behind before they are told they lag.
+    pub watch_capacity: usize,
 }
 
 impl Config {
@@ -50,12 +53,14 @@ impl Config {
             agent,
             compact_after: 1000,
             outbox_batch: 128,
+            watch_capacity: 1024,
         }
     }
 }
 
-/// Where a replica stands: the last log position it applied and its automerge heads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a replica (or a watcher) stands: the last log position it applied and its
+/// automerge heads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// The last applied log position (stream sequence); 0 before any.
     pub seq: u64,
@@ -124,11 +129,13 @@ impl Drop for Handle {
 }
 
 #[derive(Debug)]
-struct Shared {
-    config: Config,
-    log: Arc<dyn EventLog>,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) log: Arc<dyn EventLog>,
     store: ReplicaStore,
     state: Mutex<State>,
+    /// Every change made or applied, for live watchers; never waited on.
+    pub(crate) events: broadcast::Sender<Arc<ChangeEvent>>,
     /// Bumped whenever the document changes.
     version: watch::Sender<u64>,
     /// Wakes the outbox task.
@@ -138,15 +145,24 @@ struct Shared {
 }
 
 #[derive(Debug)]
-struct State {
-    core: DocCore,
-    position: u64,
+pub(crate) struct State {
+    pub(crate) core: DocCore,
+    pub(crate) position: u64,
     next_outbox: u64,
     stored_since_compaction: usize,
     stats: Stats,
     /// The error of the last outbox round, if it failed; `flush` reports it when it is not
     /// one that retrying can fix.
     publish_error: Option<crate::log::Error>,
+}
+
+impl State {
+    pub(crate) fn position_now(&self) -> Position {
+        Position {
+            seq: self.position,
+            heads: self.core.heads(),
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -179,6 +195,7 @@ impl Replica {
                 publish_error: None,
             }),
             version: watch::channel(0).0,
+            events: broadcast::channel(config.watch_capacity.max(1)).0,
             outbox_wake: Notify::new(),
             outbox_rounds: watch::channel(0).0,
             config,
@@ -234,10 +251,18 @@ impl Replica {
         let (out, hash) = {
             let mut st = s.lock();
             let time = now_ms();
-            let (out, local) = st
-                .core
-                .transact(time, message.map(str::to_owned), f)
-                .map_err(Into::into)?;
+            let watched = s.events.receiver_count() > 0;
+            let (out, local, patches) = if watched {
+                st.core
+                    .transact_with_patches(time, message.map(str::to_owned), f)
+                    .map_err(Into::into)?
+            } else {
+                let (out, local) = st
+                    .core
+                    .transact(time, message.map(str::to_owned), f)
+                    .map_err(Into::into)?;
+                (out, local, Vec::new())
+            };
             let Some(local) = local else {
                 return Ok((out, None));
             };
@@ -276,6 +301,16 @@ impl Replica {
             st.next_outbox += 1;
             st.stored_since_compaction += 1;
             s.maybe_compact(&mut st);
+            // Sent under the lock, so a watch switching to live sees each change exactly once.
+            s.announce(
+                &st,
+                &local.hash,
+                None,
+                &s.config.agent,
+                time,
+                message,
+                patches,
+            );
             (out, local.hash)
         };
         s.version.send_modify(|v| *v += 1);
@@ -396,6 +431,46 @@ impl Replica {
         }
     }
 
+    /// Watches the changes that touch `pattern` (see [`Pattern`] for the syntax), from
+    /// `options.start`. See [`crate::watch`] for the guarantees.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use blackboard::{log::EmbeddedLog, replica::{Config, Replica}};
+    /// use blackboard::watch::{Options, PatchOp};
+    /// use futures::StreamExt;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = sled::open(dir.path())?;
+    /// # let log = Arc::new(EmbeddedLog::open(db.clone())?);
+    /// # let doc = Replica::open(log, &db, Config::new("team".parse()?, "plan".parse()?, "me".parse()?))?;
+    /// let mut statuses = doc.watch("/tasks/*/status".parse()?, Options::default())?;
+    /// doc.put("/tasks/7", serde_json::json!({"title": "docs", "status": "open"})).await?;
+    /// let event = statuses.next().await.unwrap()?;
+    /// let paths: Vec<String> = event.patches.iter().map(|p| p.path.to_string()).collect();
+    /// // /tasks and /tasks/7 were created (above the pattern), and the status set; the
+    /// // title is not watched.
+    /// assert_eq!(paths, ["/tasks", "/tasks/7", "/tasks/7/status"]);
+    /// assert_eq!(event.patches[2].op, PatchOp::Put { value: "open".into() });
+    /// assert!(event.local);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn watch(&self, pattern: Pattern, options: watches::Options) -> Result<Watch, Error> {
+        let s = &self.handle.shared;
+        let mut start = options.start;
+        let cursor = match options.durable {
+            Some(name) => {
+                if let Some(position) = s.store.get_cursor(&name)? {
+                    start = watches::Start::After(position);
+                }
+                Some((s.store.clone(), name))
+            }
+            None => None,
+        };
+        Ok(watches::spawn(s, pattern, start, options.buffer, cursor))
+    }
+
     /// Waits until the replica has applied the log up to position `seq`.
     pub async fn wait_for_position(&self, seq: u64) -> Result<(), Error> {
         let s = self.shared();
@@ -454,7 +529,37 @@ fn load_core(store: &ReplicaStore) -> Result<DocCore, Error> {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// Tells live watchers about a change (if any are listening and it did something).
+    #[allow(clippy::too_many_arguments)]
+    fn announce(
+        &self,
+        st: &State,
+        hash: &ChangeHash,
+        seq: Option<u64>,
+        agent: &AgentId,
+        time_ms: i64,
+        message: Option<&str>,
+        patches: Vec<Patch>,
+    ) {
+        if patches.is_empty() || self.events.receiver_count() == 0 {
+            return;
+        }
+        let event = ChangeEvent {
+            document: self.config.document.clone(),
+            change: *hash,
+            seq,
+            position: st.position_now(),
+            agent: agent.clone(),
+            time_ms,
+            message: message.map(str::to_owned),
+            local: agent == &self.config.agent,
+            patches,
+        };
+        // No receiver left is fine: watchers come and go.
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the document half-changed (automerge
         // panics are caught in the core), so a poisoned lock is safe to keep using.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -472,9 +577,14 @@ impl Shared {
             .map_err(|e| e.to_string())
             .and_then(|event| {
                 let hash = event.change.hash();
-                match st.core.apply(event.change) {
-                    Ok(Applied::Duplicate) => Ok(None),
-                    Ok(applied) => Ok(Some((hash, event.envelope.change, applied))),
+                let applied = if self.events.receiver_count() > 0 {
+                    st.core.apply_with_patches(event.change)
+                } else {
+                    st.core.apply(event.change).map(|a| (a, Vec::new()))
+                };
+                match applied {
+                    Ok((Applied::Duplicate, _)) => Ok(None),
+                    Ok((applied, patches)) => Ok(Some((hash, event.envelope, applied, patches))),
                     Err(e @ DocError::Panicked(_)) => {
                         // The in-memory document may be damaged: rebuild it from disk.
                         match load_core(&self.store) {
@@ -487,11 +597,24 @@ impl Shared {
                 }
             });
         let stored = match outcome {
-            Ok(Some((hash, bytes, applied))) => {
+            Ok(Some((hash, envelope, applied, patches))) => {
                 st.stats.events_applied += 1;
                 st.stored_since_compaction += 1;
                 debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
-                self.store.add_remote(entry.seq, Some((&hash.0, &bytes)))
+                let stored = self
+                    .store
+                    .add_remote(entry.seq, Some((&hash.0, &envelope.change)));
+                st.position = entry.seq;
+                self.announce(
+                    &st,
+                    &hash,
+                    Some(entry.seq),
+                    &envelope.agent,
+                    envelope.time_ms,
+                    envelope.message.as_deref(),
+                    patches,
+                );
+                stored
             }
             Ok(None) => self.store.add_remote(entry.seq, None),
             Err(reason) => {

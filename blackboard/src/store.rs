@@ -5,7 +5,8 @@
 //! - `s`: a snapshot of the document in automerge's save format (written on compaction);
 //! - `c` + change hash (32 bytes): a change not yet folded into the snapshot;
 //! - `o` + counter (u64, big-endian): an outbox entry, a local change not yet acknowledged by
-//!   the log, stored as the 64-character change hash followed by the encoded envelope.
+//!   the log, stored as the 64-character change hash followed by the encoded envelope;
+//! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads).
 //!
 //! Every write that must stay consistent (a change and its outbox entry, a change and the
 //! position it came from) goes in one atomic sled batch.
@@ -68,6 +69,13 @@ fn change_key(hash: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
     k.push(b'c');
     k.extend_from_slice(hash);
+    k
+}
+
+fn cursor_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(b'w');
+    k.extend_from_slice(name.as_bytes());
     k
 }
 
@@ -241,6 +249,41 @@ impl ReplicaStore {
                 k[1..].try_into().map_err(|_| self.corrupt("change key"))
             })
             .collect()
+    }
+
+    /// Saves the position of the durable watch `name`.
+    pub fn put_cursor(
+        &self,
+        name: &str,
+        position: &crate::replica::Position,
+    ) -> Result<(), StoreError> {
+        let mut v = Vec::with_capacity(8 + 32 * position.heads.len());
+        v.extend_from_slice(&position.seq.to_be_bytes());
+        for h in &position.heads {
+            v.extend_from_slice(&h.0);
+        }
+        self.tree.insert(cursor_key(name), v)?;
+        Ok(())
+    }
+
+    /// The saved position of the durable watch `name`, if any.
+    pub fn get_cursor(&self, name: &str) -> Result<Option<crate::replica::Position>, StoreError> {
+        let Some(v) = self.tree.get(cursor_key(name))? else {
+            return Ok(None);
+        };
+        if v.len() < 8 || (v.len() - 8) % 32 != 0 {
+            return Err(self.corrupt(format!("position of watch {name:?}")));
+        }
+        let seq = self.u64_at(&v[..8], "watch position")?;
+        let heads = v[8..]
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                automerge::ChangeHash(h)
+            })
+            .collect();
+        Ok(Some(crate::replica::Position { seq, heads }))
     }
 
     /// Makes every write so far durable (fsync).

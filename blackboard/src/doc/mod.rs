@@ -8,14 +8,17 @@
 //! rest of the engine (see ARCHITECTURE.md for why it is pinned to 0.6).
 
 pub mod json;
+mod patch;
 mod path;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use automerge::patches::TextRepresentation;
 use automerge::transaction::{CommitOptions, Transaction};
-use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, PatchLog, ReadDoc};
 use serde_json::Value as Json;
 
+pub use patch::{Patch, PatchOp};
 pub use path::{Path, PathError};
 
 /// What went wrong in the document core.
@@ -175,6 +178,79 @@ impl DocCore {
             })
         });
         Ok((success.result, change))
+    }
+
+    /// Like [`transact`](Self::transact), also returning the change's patches.
+    pub fn transact_with_patches<O, E>(
+        &mut self,
+        time_ms: i64,
+        message: Option<String>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<LocalChange>, Vec<Patch>), E> {
+        let text_rep = TextRepresentation::String(self.doc.text_encoding());
+        let mut success = self
+            .doc
+            .transact_and_log_patches_with(
+                text_rep,
+                |_| {
+                    let opts = CommitOptions::default().with_time(time_ms / 1000);
+                    match message {
+                        Some(m) => opts.with_message(m),
+                        None => opts,
+                    }
+                },
+                f,
+            )
+            .map_err(|failure| failure.error)?;
+        let change = success.hash.and_then(|hash| {
+            self.doc.get_change_by_hash(&hash).map(|c| LocalChange {
+                hash,
+                bytes: c.raw_bytes().to_vec(),
+            })
+        });
+        let raw = self.doc.make_patches(&mut success.patch_log);
+        let patches = patch::convert(&self.doc, raw);
+        Ok((success.result, change, patches))
+    }
+
+    /// Like [`apply`](Self::apply), also returning the patches the change made (including
+    /// those of held-back changes it released).
+    pub fn apply_with_patches(
+        &mut self,
+        change: Change,
+    ) -> Result<(Applied, Vec<Patch>), DocError> {
+        let hash = change.hash();
+        if self.doc.get_change_by_hash(&hash).is_some() {
+            return Ok((Applied::Duplicate, Vec::new()));
+        }
+        let mut log = PatchLog::active(TextRepresentation::String(self.doc.text_encoding()));
+        guard("applying a change", || {
+            self.doc.apply_changes_log_patches([change], &mut log)
+        })??;
+        let applied = if self.doc.get_change_by_hash(&hash).is_some() {
+            Applied::New
+        } else {
+            Applied::Pending
+        };
+        let raw = guard("computing patches", || self.doc.make_patches(&mut log))?;
+        Ok((applied, patch::convert(&self.doc, raw)))
+    }
+
+    /// A copy of the document as it was at `heads` (which must all be in the document).
+    pub fn fork_at(&self, heads: &[ChangeHash]) -> Result<DocCore, DocError> {
+        let mut doc = guard("forking", || self.doc.fork_at(heads))??;
+        doc.set_actor(ActorId::random());
+        Ok(Self { doc })
+    }
+
+    /// The changes this document has that `other` lacks, in causal order.
+    pub fn changes_missing_from(&self, other: &DocCore) -> Vec<Change> {
+        self.doc
+            .get_changes(&other.doc.get_heads())
+            .into_iter()
+            .filter(|c| !other.has_change(&c.hash()))
+            .cloned()
+            .collect()
     }
 
     /// Decodes one change from its binary form. Never panics.

@@ -1,0 +1,52 @@
+//! Change events: what a watch hands its caller.
+
+use automerge::ChangeHash;
+use blackboard_schemas::{AgentId, DocumentId};
+use serde::Serialize;
+
+use super::Pattern;
+use crate::doc::Patch;
+use crate::replica::Position;
+
+/// One change to a document, with the patches it made to the watched paths.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeEvent {
+    /// The document changed.
+    pub document: DocumentId,
+    /// The change's hash.
+    pub change: ChangeHash,
+    /// The change's log position; `None` for a local change not yet read back from the log.
+    pub seq: Option<u64>,
+    /// Where the watcher stands after this event: the last log position it covers and the
+    /// document's heads. A watch started after this position resumes with the next event.
+    pub position: Position,
+    /// The agent that made the change.
+    pub agent: AgentId,
+    /// The change's wall-clock time at its writer, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// Why the change was made, if the writer said.
+    pub message: Option<String>,
+    /// Whether this agent made the change (through this replica or an earlier run of it).
+    pub local: bool,
+    /// What the change did, restricted to the watched paths.
+    pub patches: Vec<Patch>,
+}
+
+impl ChangeEvent {
+    /// This event with only the patches that concern `pattern`; `None` when none do.
+    pub fn filtered(&self, pattern: &Pattern) -> Option<ChangeEvent> {
+        let patches: Vec<Patch> = self
+            .patches
+            .iter()
+            .filter(|p| pattern.matches(&p.path))
+            .cloned()
+            .collect();
+        if patches.is_empty() {
+            return None;
+        }
+        Some(ChangeEvent {
+            patches,
+            ..self.clone()
+        })
+    }
+}

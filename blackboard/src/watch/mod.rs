@@ -1,0 +1,402 @@
+//! Watches: path-scoped, resumable, gapless streams of change events.
+//!
+//! A watch is a [`Stream`] of [`ChangeEvent`]s for the changes that touch a [`Pattern`].
+//! It starts [now](Start::Now), from the [beginning](Start::Beginning) of the document's
+//! history, or [after a position](Start::After) it was handed earlier.
+//!
+//! How it works, and why it is gapless:
+//! - **Live**, a watch listens to its replica, which publishes one event per change it makes
+//!   or applies (local changes at once, remote ones as they arrive from the log) on a bounded
+//!   broadcast channel. Publishing never waits for watchers, so a slow watcher cannot slow
+//!   the replica, the writers or other watchers.
+//! - **Replaying**, a watch reads the durable log itself, applying events to its own copy of
+//!   the document to compute patches. A replaying watcher reads at its own pace: nothing is
+//!   buffered on its behalf.
+//! - **The switch** from replay to live happens under the replica's lock, at a moment the
+//!   watch has read at least as far as the replica has applied: it starts listening, and
+//!   hands over the replica's changes its copy lacks (local changes not yet back from the
+//!   log). Live events at positions it already read are skipped. So every change is
+//!   delivered once, with no gap.
+//! - **Lagging**: a live watcher that falls more than the channel's capacity behind gets a
+//!   final [`WatchError::Lagged`] naming the position to resume after; events are never
+//!   dropped silently.
+//! - **Durable watches** have a name; after each event handed to the caller, its position is
+//!   written to the replica's sled tree, and a watch opened again under the same name resumes
+//!   after it. The cursor lives with the replica (not in a JetStream durable consumer) because
+//!   events need the replica's document to compute patches, and local changes that never
+//!   reached the log must resume correctly too.
+
+mod event;
+mod pattern;
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use blackboard_schemas::DocumentId;
+use futures::{Stream, StreamExt};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+pub use crate::doc::{Patch, PatchOp};
+pub use event::ChangeEvent;
+pub use pattern::{Pattern, PatternError};
+
+use crate::codec;
+use crate::doc::{Applied, DocCore};
+use crate::replica::{Position, Shared};
+use crate::store::ReplicaStore;
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Start {
+    /// Only changes made or received from now on.
+    #[default]
+    Now,
+    /// The whole history, then live.
+    Beginning,
+    /// Everything after this position (as carried by [`ChangeEvent::position`] or
+    /// [`WatchError::Lagged`]), then live. A position with no heads counts log events only:
+    /// the history up to its `seq` is read silently.
+    After(Position),
+}
+
+/// How a watch is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Where to start (ignored when a durable watch resumes from its stored position).
+    pub start: Start,
+    /// A name makes the watch durable: it resumes after the last event it handed out.
+    pub durable: Option<String>,
+    /// How many filtered events may wait for the caller before the watch stops reading.
+    pub buffer: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            start: Start::Now,
+            durable: None,
+            buffer: 64,
+        }
+    }
+}
+
+impl Options {
+    /// Options starting at `start`.
+    pub fn start(start: Start) -> Self {
+        Self {
+            start,
+            ..Self::default()
+        }
+    }
+
+    /// Durable options named `name`, starting from the beginning the first time.
+    pub fn durable(name: impl Into<String>) -> Self {
+        Self {
+            start: Start::Beginning,
+            durable: Some(name.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Why a watch stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The watcher fell too far behind the live changes. Nothing after `resume_after` was
+    /// delivered; start a watch with [`Start::After`] at it to continue without a gap.
+    #[error("watch of {document} fell behind; resume after position {}", resume_after.seq)]
+    Lagged {
+        /// The document watched.
+        document: DocumentId,
+        /// The position of the last event the watch processed.
+        resume_after: Position,
+    },
+    /// The replica's state could not be used to start the watch.
+    #[error("watch of {document} could not start: {reason}")]
+    Failed {
+        /// The document watched.
+        document: DocumentId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A stream of change events; see the module docs. Dropping it stops the watch.
+#[derive(Debug)]
+pub struct Watch {
+    rx: mpsc::Receiver<Result<ChangeEvent, WatchError>>,
+    cursor: Option<(ReplicaStore, String)>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Stream for Watch {
+    type Item = Result<ChangeEvent, WatchError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.rx.poll_recv(cx);
+        if let (Poll::Ready(Some(Ok(event))), Some((store, name))) = (&item, &self.cursor) {
+            // The event is being handed to the caller: a restart resumes after it.
+            if let Err(e) = store.put_cursor(name, &event.position) {
+                tracing::warn!(watch = %name, error = %e, "could not save the watch position");
+            }
+        }
+        item
+    }
+}
+
+/// What a watch task needs from its replica.
+pub(crate) struct Source {
+    pub(crate) shared: Weak<Shared>,
+    pub(crate) document: DocumentId,
+}
+
+/// Starts a watch. Called by [`Replica::watch`](crate::Replica::watch).
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    pattern: Pattern,
+    start: Start,
+    buffer: usize,
+    cursor: Option<(ReplicaStore, String)>,
+) -> Watch {
+    let (tx, rx) = mpsc::channel(buffer.max(1));
+    let source = Source {
+        shared: Arc::downgrade(shared),
+        document: shared.config.document.clone(),
+    };
+    let task = match start {
+        Start::Now => {
+            // Listening and reading the position under the lock: the first live event is
+            // the first change after this position.
+            let (live, position) = {
+                let st = shared.lock();
+                (shared.events.subscribe(), st.position_now())
+            };
+            tokio::spawn(run_live(source, live, position, pattern, tx))
+        }
+        start => tokio::spawn(replay_then_live(source, start, pattern, tx)),
+    };
+    Watch { rx, cursor, task }
+}
+
+type Tx = mpsc::Sender<Result<ChangeEvent, WatchError>>;
+
+/// Sends `event` if it touches the pattern. Returns false when the caller has gone.
+async fn deliver(tx: &Tx, pattern: &Pattern, event: &ChangeEvent) -> bool {
+    match event.filtered(pattern) {
+        Some(e) => tx.send(Ok(e)).await.is_ok(),
+        None => !tx.is_closed(),
+    }
+}
+
+async fn run_live(
+    source: Source,
+    mut live: broadcast::Receiver<Arc<ChangeEvent>>,
+    mut last: Position,
+    pattern: Pattern,
+    tx: Tx,
+) {
+    // Events the watch already delivered while replaying come again from the replica if it
+    // had not applied them yet at the switch.
+    let skip_upto = last.seq;
+    drop(source.shared);
+    loop {
+        match live.recv().await {
+            Ok(event) => {
+                if event.seq.is_some_and(|s| s <= skip_upto) {
+                    continue;
+                }
+                last = event.position.clone();
+                if !deliver(&tx, &pattern, &event).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                debug!(document = %source.document, missed, "watch lagged");
+                let _ = tx
+                    .send(Err(WatchError::Lagged {
+                        document: source.document,
+                        resume_after: last,
+                    }))
+                    .await;
+                return;
+            }
+            // The replica is gone.
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx) {
+    let fail = |reason: String| WatchError::Failed {
+        document: source.document.clone(),
+        reason,
+    };
+    let Some(shared) = source.shared.upgrade() else {
+        return;
+    };
+    let (space, document, agent) = (
+        shared.config.space.clone(),
+        shared.config.document.clone(),
+        shared.config.agent.clone(),
+    );
+    let log = shared.log.clone();
+    // The watch's own copy of the document, and how far into the log it has read.
+    let base = match &start {
+        Start::After(pos) if !pos.heads.is_empty() => {
+            let st = shared.lock();
+            if st.core.contains(&pos.heads) {
+                st.core.fork_at(&pos.heads).map(|copy| (copy, pos.seq, 0))
+            } else {
+                // The heads are unknown here (another store's cursor?): rebuild from the log.
+                Ok((DocCore::new(), 0, pos.seq))
+            }
+        }
+        Start::After(pos) => Ok((DocCore::new(), 0, pos.seq)),
+        _ => Ok((DocCore::new(), 0, 0)),
+    };
+    let (mut copy, mut covered, silent_until) = match base {
+        Ok(base) => base,
+        Err(e) => {
+            let _ = tx.send(Err(fail(e.to_string()))).await;
+            return;
+        }
+    };
+    drop(shared);
+
+    let mut entries = None;
+    loop {
+        // Switch to live as soon as the copy has read as far as the replica has applied.
+        let Some(shared) = source.shared.upgrade() else {
+            return;
+        };
+        if covered >= silent_until {
+            if let Some((live, handover, position)) = switch(&shared, &mut copy, covered) {
+                drop(shared);
+                for event in &handover {
+                    if !deliver(&tx, &pattern, event).await {
+                        return;
+                    }
+                }
+                return run_live(source, live, position, pattern, tx).await;
+            }
+        }
+        drop(shared);
+        if entries.is_none() {
+            match log.subscribe(&space, &document, covered + 1).await {
+                Ok(s) => entries = Some(s),
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(fail(format!("cannot read the log: {e}"))))
+                        .await;
+                    return;
+                }
+            }
+        }
+        let Some(stream) = entries.as_mut() else {
+            return;
+        };
+        let entry = match stream.next().await {
+            Some(Ok(entry)) => entry,
+            Some(Err(e)) => {
+                debug!(%document, error = %e, "watch's log subscription failed; resubscribing");
+                entries = None;
+                continue;
+            }
+            None => {
+                entries = None;
+                continue;
+            }
+        };
+        if entry.seq <= covered {
+            continue;
+        }
+        covered = entry.seq;
+        // The replica logs bad events; the watch just skips them.
+        let Ok(event) = codec::decode_event(&space, &document, &entry.payload) else {
+            continue;
+        };
+        let hash = event.change.hash();
+        let Ok((applied, patches)) = copy.apply_with_patches(event.change) else {
+            continue;
+        };
+        if entry.seq <= silent_until || applied == Applied::Duplicate || patches.is_empty() {
+            continue;
+        }
+        let env = event.envelope;
+        let change = ChangeEvent {
+            document: document.clone(),
+            change: hash,
+            seq: Some(entry.seq),
+            position: Position {
+                seq: entry.seq,
+                heads: copy.heads(),
+            },
+            local: env.agent == agent,
+            agent: env.agent,
+            time_ms: env.time_ms,
+            message: env.message,
+            patches,
+        };
+        if !deliver(&tx, &pattern, &change).await {
+            return;
+        }
+    }
+}
+
+/// Under the replica's lock: if the copy has read as far as the replica applied, start
+/// listening and return the events for the replica's changes the copy lacks.
+fn switch(
+    shared: &Shared,
+    copy: &mut DocCore,
+    covered: u64,
+) -> Option<(
+    broadcast::Receiver<Arc<ChangeEvent>>,
+    Vec<ChangeEvent>,
+    Position,
+)> {
+    let st = shared.lock();
+    if st.position > covered {
+        return None;
+    }
+    let live = shared.events.subscribe();
+    let mut handover = Vec::new();
+    for change in st.core.changes_missing_from(copy) {
+        let hash = change.hash();
+        let time_ms = change.timestamp() * 1000;
+        let message = change.message().cloned();
+        let Ok((_, patches)) = copy.apply_with_patches(change) else {
+            continue;
+        };
+        if patches.is_empty() {
+            continue;
+        }
+        handover.push(ChangeEvent {
+            document: shared.config.document.clone(),
+            change: hash,
+            seq: None,
+            position: Position {
+                seq: covered,
+                heads: copy.heads(),
+            },
+            agent: shared.config.agent.clone(),
+            time_ms,
+            message,
+            local: true,
+            patches,
+        });
+    }
+    let position = Position {
+        seq: covered,
+        heads: copy.heads(),
+    };
+    Some((live, handover, position))
+}
