@@ -8,6 +8,7 @@
 //! with [`codec::decode_event`](crate::codec::decode_event) and applying it; bad events are
 //! logged and skipped, never fatal.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use automerge::ChangeHash;
 use blackboard_schemas::{AgentId, DocumentId, SpaceId, MAX_ENVELOPE_BYTES};
 use futures::StreamExt;
 use serde_json::Value as Json;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -24,6 +25,7 @@ use crate::codec;
 use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
 use crate::log::{Entry, EventLog};
 use crate::store::{ReplicaStore, StoreError};
+use crate::watch::listeners::Listeners;
 use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
 use crate::Error;
 
@@ -134,8 +136,6 @@ pub(crate) struct Shared {
     pub(crate) log: Arc<dyn EventLog>,
     store: ReplicaStore,
     state: Mutex<State>,
-    /// Every change made or applied, for live watchers; never waited on.
-    pub(crate) events: broadcast::Sender<Arc<ChangeEvent>>,
     /// Bumped whenever the document changes.
     version: watch::Sender<u64>,
     /// Wakes the outbox task.
@@ -154,6 +154,33 @@ pub(crate) struct State {
     /// The error of the last outbox round, if it failed; `flush` reports it when it is not
     /// one that retrying can fix.
     publish_error: Option<crate::log::Error>,
+    /// Live watchers: every change made or applied is handed to them, never waited on.
+    pub(crate) listeners: Listeners,
+    /// Who made the changes held back for missing dependencies, to report them when they
+    /// take effect.
+    pending_meta: HashMap<ChangeHash, Meta>,
+}
+
+/// What an event says about a change besides its patches.
+#[derive(Debug, Clone)]
+struct Meta {
+    seq: Option<u64>,
+    agent: AgentId,
+    time_ms: i64,
+    message: Option<String>,
+}
+
+impl Meta {
+    /// For a held-back change whose envelope was read before a restart: the log position
+    /// and writer are no longer known here.
+    fn unknown(fallback: &AgentId) -> Self {
+        Self {
+            seq: None,
+            agent: AgentId::new("unknown").unwrap_or_else(|_| fallback.clone()),
+            time_ms: 0,
+            message: None,
+        }
+    }
 }
 
 impl State {
@@ -193,9 +220,10 @@ impl Replica {
                     ..Stats::default()
                 },
                 publish_error: None,
+                listeners: Listeners::new(config.watch_capacity),
+                pending_meta: HashMap::new(),
             }),
             version: watch::channel(0).0,
-            events: broadcast::channel(config.watch_capacity.max(1)).0,
             outbox_wake: Notify::new(),
             outbox_rounds: watch::channel(0).0,
             config,
@@ -251,7 +279,7 @@ impl Replica {
         let (out, hash) = {
             let mut st = s.lock();
             let time = now_ms();
-            let watched = s.events.receiver_count() > 0;
+            let watched = st.listeners.any();
             let (out, local, patches) = if watched {
                 st.core
                     .transact_with_patches(time, message.map(str::to_owned), f)
@@ -302,15 +330,13 @@ impl Replica {
             st.stored_since_compaction += 1;
             s.maybe_compact(&mut st);
             // Sent under the lock, so a watch switching to live sees each change exactly once.
-            s.announce(
-                &st,
-                &local.hash,
-                None,
-                &s.config.agent,
-                time,
-                message,
-                patches,
-            );
+            let meta = Meta {
+                seq: None,
+                agent: s.config.agent.clone(),
+                time_ms: time,
+                message: message.map(str::to_owned),
+            };
+            s.announce(&mut st, &local.hash, &meta, patches);
             (out, local.hash)
         };
         s.version.send_modify(|v| *v += 1);
@@ -530,33 +556,22 @@ fn load_core(store: &ReplicaStore) -> Result<DocCore, Error> {
 
 impl Shared {
     /// Tells live watchers about a change (if any are listening and it did something).
-    #[allow(clippy::too_many_arguments)]
-    fn announce(
-        &self,
-        st: &State,
-        hash: &ChangeHash,
-        seq: Option<u64>,
-        agent: &AgentId,
-        time_ms: i64,
-        message: Option<&str>,
-        patches: Vec<Patch>,
-    ) {
-        if patches.is_empty() || self.events.receiver_count() == 0 {
+    fn announce(&self, st: &mut State, hash: &ChangeHash, meta: &Meta, patches: Vec<Patch>) {
+        if patches.is_empty() || !st.listeners.any() {
             return;
         }
         let event = ChangeEvent {
             document: self.config.document.clone(),
             change: *hash,
-            seq,
+            seq: meta.seq,
             position: st.position_now(),
-            agent: agent.clone(),
-            time_ms,
-            message: message.map(str::to_owned),
-            local: agent == &self.config.agent,
+            agent: meta.agent.clone(),
+            time_ms: meta.time_ms,
+            message: meta.message.clone(),
+            local: meta.agent == self.config.agent,
             patches,
         };
-        // No receiver left is fine: watchers come and go.
-        let _ = self.events.send(Arc::new(event));
+        st.listeners.send(Arc::new(event));
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -577,14 +592,16 @@ impl Shared {
             .map_err(|e| e.to_string())
             .and_then(|event| {
                 let hash = event.change.hash();
-                let applied = if self.events.receiver_count() > 0 {
+                let applied = if st.listeners.any() {
                     st.core.apply_with_patches(event.change)
                 } else {
                     st.core.apply(event.change).map(|a| (a, Vec::new()))
                 };
                 match applied {
                     Ok((Applied::Duplicate, _)) => Ok(None),
-                    Ok((applied, patches)) => Ok(Some((hash, event.envelope, applied, patches))),
+                    Ok((applied, took_effect)) => {
+                        Ok(Some((hash, event.envelope, applied, took_effect)))
+                    }
                     Err(e @ DocError::Panicked(_)) => {
                         // The in-memory document may be damaged: rebuild it from disk.
                         match load_core(&self.store) {
@@ -597,7 +614,7 @@ impl Shared {
                 }
             });
         let stored = match outcome {
-            Ok(Some((hash, envelope, applied, patches))) => {
+            Ok(Some((hash, envelope, applied, took_effect))) => {
                 st.stats.events_applied += 1;
                 st.stored_since_compaction += 1;
                 debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
@@ -605,15 +622,27 @@ impl Shared {
                     .store
                     .add_remote(entry.seq, Some((&hash.0, &envelope.change)));
                 st.position = entry.seq;
-                self.announce(
-                    &st,
-                    &hash,
-                    Some(entry.seq),
-                    &envelope.agent,
-                    envelope.time_ms,
-                    envelope.message.as_deref(),
-                    patches,
-                );
+                let meta = Meta {
+                    seq: Some(entry.seq),
+                    agent: envelope.agent,
+                    time_ms: envelope.time_ms,
+                    message: envelope.message,
+                };
+                if applied == Applied::Pending {
+                    // Reported when its dependencies arrive, with its own metadata.
+                    st.pending_meta.insert(hash, meta);
+                } else {
+                    for change in took_effect {
+                        let meta = if change.hash == hash {
+                            meta.clone()
+                        } else {
+                            st.pending_meta
+                                .remove(&change.hash)
+                                .unwrap_or_else(|| Meta::unknown(&self.config.agent))
+                        };
+                        self.announce(&mut st, &change.hash, &meta, change.patches);
+                    }
+                }
                 stored
             }
             Ok(None) => self.store.add_remote(entry.seq, None),
@@ -710,14 +739,19 @@ async fn drain_outbox(shared: Arc<Shared>) {
             shared.outbox_wake.notified().await;
             continue;
         }
-        // Publish the batch concurrently: each publish is sent at once, and the acks are
-        // awaited together, so a batch costs about one round trip.
-        let results = futures::future::join_all(batch.iter().map(|e| {
-            shared
-                .log
-                .publish(space, document, &e.msg_id, e.payload.clone())
-        }))
-        .await;
+        // Publish the batch in order (positions follow the order the changes were made),
+        // awaiting the acknowledgements together: a batch costs about one round trip.
+        let results = shared
+            .log
+            .publish_batch(
+                space,
+                document,
+                batch
+                    .iter()
+                    .map(|e| (e.msg_id.clone(), e.payload.clone()))
+                    .collect(),
+            )
+            .await;
         let mut acked = Vec::new();
         let mut failure = None;
         for (entry, result) in batch.iter().zip(results) {
@@ -726,7 +760,10 @@ async fn drain_outbox(shared: Arc<Shared>) {
                     debug!(seq = p.seq, duplicate = p.duplicate, msg_id = %entry.msg_id, "published");
                     acked.push(entry.id);
                 }
-                Err(e) => failure = Some(e),
+                // The first failure is the cause; later ones were not sent because of it.
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
         }
         let n = acked.len() as u64;
@@ -752,7 +789,7 @@ async fn drain_outbox(shared: Arc<Shared>) {
 
 /// Exponential backoff between retries, from 50 ms to 2 s.
 #[derive(Debug)]
-struct Backoff(Duration);
+pub(crate) struct Backoff(Duration);
 
 impl Default for Backoff {
     fn default() -> Self {
@@ -761,11 +798,11 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::default();
     }
 
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         tokio::time::sleep(self.0).await;
         self.0 = (self.0 * 2).min(Duration::from_secs(2));
     }

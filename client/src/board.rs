@@ -34,6 +34,7 @@ struct Inner {
     agent: AgentId,
     log: Arc<dyn EventLog>,
     db: sled::Db,
+    watch_capacity: Option<usize>,
     /// Open replicas, shared by every board over the same store: two replicas on one sled
     /// tree would hand out the same outbox slots.
     docs: Arc<Mutex<HashMap<ReplicaKey, Replica>>>,
@@ -50,6 +51,7 @@ impl Board {
                 agent,
                 log,
                 db,
+                watch_capacity: None,
                 docs: Arc::default(),
             }),
         }
@@ -76,9 +78,56 @@ impl Board {
                 agent: agent.parse()?,
                 log: self.inner.log.clone(),
                 db: self.inner.db.clone(),
+                watch_capacity: self.inner.watch_capacity,
                 docs: self.inner.docs.clone(),
             }),
         })
+    }
+
+    /// Watches every document of `space`, present and future, for changes under `pattern`.
+    /// Each document is opened as it is discovered; `options` apply to each (a durable name
+    /// keeps one position per document). [`Start::Now`](crate::Start::Now) means the
+    /// space's position when this is called; [`Start::After`](crate::Start::After) takes
+    /// only the position's sequence, since heads belong to one document.
+    pub async fn watch_space(
+        &self,
+        space: &str,
+        pattern: &str,
+        options: crate::WatchOptions,
+    ) -> Result<crate::SpaceWatch, Error> {
+        let space: SpaceId = space.parse()?;
+        let pattern: crate::Pattern = pattern.parse()?;
+        let (now, documents) = self
+            .inner
+            .log
+            .documents(&space)
+            .await
+            .map_err(blackboard::Error::from)?;
+        Ok(crate::space_watch::spawn(
+            self.clone(),
+            space,
+            pattern,
+            options,
+            now,
+            documents,
+        ))
+    }
+
+    pub(crate) fn with_watch_capacity(self, events: usize) -> Self {
+        let inner = Inner {
+            agent: self.inner.agent.clone(),
+            log: self.inner.log.clone(),
+            db: self.inner.db.clone(),
+            watch_capacity: Some(events),
+            docs: self.inner.docs.clone(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn log(&self) -> &Arc<dyn EventLog> {
+        &self.inner.log
     }
 
     /// The agent this board writes as.
@@ -98,7 +147,10 @@ impl Board {
         if let Some(r) = docs.get(&key) {
             return Ok(Doc::new(r.clone()));
         }
-        let config = replica::Config::new(key.1.clone(), key.2.clone(), key.0.clone());
+        let mut config = replica::Config::new(key.1.clone(), key.2.clone(), key.0.clone());
+        if let Some(n) = self.inner.watch_capacity {
+            config.watch_capacity = n;
+        }
         let r = Replica::open(self.inner.log.clone(), &self.inner.db, config)?;
         docs.insert(key, r.clone());
         Ok(Doc::new(r))

@@ -4,6 +4,7 @@ use blackboard::automerge::transaction::Transaction;
 use blackboard::automerge::ChangeHash;
 use blackboard::doc::DocCore;
 use blackboard::replica::{Position, Stats};
+use blackboard::watch::{Options as WatchOptions, Pattern, Watch};
 use blackboard::Replica;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -165,6 +166,39 @@ impl Doc {
     /// Waits until this replica has every change in `heads` (another agent's, say).
     pub async fn wait_for(&self, heads: &[ChangeHash]) -> Result<(), Error> {
         Ok(self.replica.wait_for(heads).await?)
+    }
+
+    /// Watches changes under `pattern` from now on: a [`Watch`] stream of
+    /// [`ChangeEvent`](crate::ChangeEvent)s carrying only the patches that touch it.
+    /// Patterns are paths with `*` (one segment) and `**` (any depth): `/tasks/*/status`,
+    /// `/tasks/**`. A malformed pattern is an error here, not an empty stream.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::{Options, PatchOp};
+    /// use futures::StreamExt;
+    /// use serde_json::json;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let tasks = board.doc("team", "tasks")?;
+    /// let mut statuses = tasks.watch("/*/status")?;
+    /// tasks.put("/7", json!({"status": "open"})).await?;
+    /// let event = statuses.next().await.unwrap()?;
+    /// let status = event.patches.last().unwrap();
+    /// assert_eq!(status.path.to_string(), "/7/status");
+    /// assert_eq!(status.op, PatchOp::Put { value: json!("open") });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn watch(&self, pattern: &str) -> Result<Watch, Error> {
+        self.watch_with(pattern, WatchOptions::default())
+    }
+
+    /// Watches changes under `pattern` with explicit options: start from the beginning or
+    /// after a position, or make the watch durable under a name.
+    pub fn watch_with(&self, pattern: &str, options: WatchOptions) -> Result<Watch, Error> {
+        let pattern: Pattern = pattern.parse()?;
+        Ok(self.replica.watch(pattern, options)?)
     }
 
     /// Waits until this replica has applied the log up to position `seq`.

@@ -24,6 +24,9 @@ pub enum Error {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// A watch pattern was malformed.
+    #[error(transparent)]
+    Pattern(#[from] blackboard::watch::PatternError),
     /// The local store could not be opened.
     #[error("cannot open the local store at {path}: {source}")]
     Store {

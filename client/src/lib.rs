@@ -28,12 +28,17 @@ mod board;
 mod doc;
 mod error;
 mod options;
+mod space_watch;
 
 pub use blackboard::automerge;
 pub use blackboard::log::JetStreamConfig;
 pub use blackboard::replica::{Position, Stats};
 pub use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+pub use blackboard::watch::{
+    ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,
+};
 pub use board::Board;
 pub use doc::Doc;
 pub use error::Error;
 pub use options::Options;
+pub use space_watch::SpaceWatch;

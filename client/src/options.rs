@@ -29,6 +29,7 @@ pub struct Options {
     store: Option<PathBuf>,
     credentials: Option<PathBuf>,
     jetstream: JetStreamConfig,
+    watch_capacity: Option<usize>,
 }
 
 impl Options {
@@ -39,6 +40,7 @@ impl Options {
             store: None,
             credentials: None,
             jetstream: JetStreamConfig::default(),
+            watch_capacity: None,
         })
     }
 
@@ -59,6 +61,21 @@ impl Options {
     pub fn jetstream(mut self, config: JetStreamConfig) -> Self {
         self.jetstream = config;
         self
+    }
+
+    /// How many change events a live watcher may fall behind its document before it is told
+    /// it lags (default 1024). Memory for watchers is bounded by this, per document.
+    pub fn watch_capacity(mut self, events: usize) -> Self {
+        self.watch_capacity = Some(events.max(1));
+        self
+    }
+
+    fn board(self, log: Arc<dyn EventLog>, db: sled::Db) -> Board {
+        let board = Board::with_log(self.agent, log, db);
+        match self.watch_capacity {
+            Some(n) => board.with_watch_capacity(n),
+            None => board,
+        }
     }
 
     fn store_dir(&self) -> PathBuf {
@@ -90,7 +107,7 @@ impl Options {
         })?;
         let db = self.open_db()?;
         let log = JetStreamLog::new(client, self.jetstream.clone());
-        Ok(Board::with_log(self.agent, Arc::new(log), db))
+        Ok(self.board(Arc::new(log), db))
     }
 
     /// Opens the board on the embedded log, stored with the agent's state: one process, no

@@ -7,6 +7,7 @@ mod convergence;
 mod offline;
 mod restart;
 mod stream_config;
+mod watch;
 
 use std::future::Future;
 use std::path::Path;

@@ -30,6 +30,7 @@ async fn the_space_stream_is_created_with_file_storage_and_a_duplicate_window() 
 
 #[tokio::test]
 async fn a_misconfigured_stream_makes_flush_fail_with_the_reason_and_keeps_the_change() {
+    blackboard_tests::init_tracing();
     let server = NatsServer::start().await.unwrap();
     let js = jetstream::new(server.connect().await.unwrap());
     js.create_stream(stream::Config {

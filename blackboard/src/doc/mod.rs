@@ -11,6 +11,7 @@ pub mod json;
 mod patch;
 mod path;
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::patches::TextRepresentation;
@@ -107,6 +108,20 @@ pub enum Applied {
 #[derive(Debug)]
 pub struct DocCore {
     doc: Automerge,
+    /// Changes whose dependencies have not arrived, held here rather than in automerge's own
+    /// queue so that each change is applied, and reported, on its own when it becomes ready.
+    pending: HashMap<ChangeHash, Change>,
+    /// For each missing dependency, the pending changes waiting for it.
+    waiting: HashMap<ChangeHash, Vec<ChangeHash>>,
+}
+
+/// One change that took effect, with what it did.
+#[derive(Debug, Clone)]
+pub struct AppliedChange {
+    /// The change.
+    pub hash: ChangeHash,
+    /// Its patches (empty when patches were not asked for).
+    pub patches: Vec<Patch>,
 }
 
 impl Default for DocCore {
@@ -124,6 +139,8 @@ impl DocCore {
     pub fn new() -> Self {
         Self {
             doc: Automerge::new().with_actor(ActorId::random()),
+            pending: HashMap::new(),
+            waiting: HashMap::new(),
         }
     }
 
@@ -140,7 +157,11 @@ impl DocCore {
             None => Automerge::new(),
         };
         doc.set_actor(ActorId::random());
-        let mut core = Self { doc };
+        let mut core = Self {
+            doc,
+            pending: HashMap::new(),
+            waiting: HashMap::new(),
+        };
         let mut errors = Vec::new();
         for bytes in changes {
             if let Err(e) = core.apply_bytes(bytes) {
@@ -213,34 +234,24 @@ impl DocCore {
         Ok((success.result, change, patches))
     }
 
-    /// Like [`apply`](Self::apply), also returning the patches the change made (including
-    /// those of held-back changes it released).
+    /// Like [`apply`](Self::apply), also returning every change that took effect (this one,
+    /// then any held-back changes it released), each with its own patches.
     pub fn apply_with_patches(
         &mut self,
         change: Change,
-    ) -> Result<(Applied, Vec<Patch>), DocError> {
-        let hash = change.hash();
-        if self.doc.get_change_by_hash(&hash).is_some() {
-            return Ok((Applied::Duplicate, Vec::new()));
-        }
-        let mut log = PatchLog::active(TextRepresentation::String(self.doc.text_encoding()));
-        guard("applying a change", || {
-            self.doc.apply_changes_log_patches([change], &mut log)
-        })??;
-        let applied = if self.doc.get_change_by_hash(&hash).is_some() {
-            Applied::New
-        } else {
-            Applied::Pending
-        };
-        let raw = guard("computing patches", || self.doc.make_patches(&mut log))?;
-        Ok((applied, patch::convert(&self.doc, raw)))
+    ) -> Result<(Applied, Vec<AppliedChange>), DocError> {
+        self.apply_inner(change, true)
     }
 
     /// A copy of the document as it was at `heads` (which must all be in the document).
     pub fn fork_at(&self, heads: &[ChangeHash]) -> Result<DocCore, DocError> {
         let mut doc = guard("forking", || self.doc.fork_at(heads))??;
         doc.set_actor(ActorId::random());
-        Ok(Self { doc })
+        Ok(Self {
+            doc,
+            pending: HashMap::new(),
+            waiting: HashMap::new(),
+        })
     }
 
     /// The changes this document has that `other` lacks, in causal order.
@@ -265,21 +276,87 @@ impl DocCore {
         self.apply(change)
     }
 
-    /// Applies a decoded change. Idempotent: a change already present is a `Duplicate`.
+    /// Applies a decoded change. Idempotent: a change already present (or already held
+    /// back) is a `Duplicate`. A change whose dependencies are missing is held back
+    /// (`Pending`) and applied as soon as they arrive.
     ///
     /// On `Err(DocError::Panicked)` the in-memory document may be inconsistent and must be
     /// reloaded from storage; the replica does that.
     pub fn apply(&mut self, change: Change) -> Result<Applied, DocError> {
+        Ok(self.apply_inner(change, false)?.0)
+    }
+
+    fn apply_inner(
+        &mut self,
+        change: Change,
+        with_patches: bool,
+    ) -> Result<(Applied, Vec<AppliedChange>), DocError> {
         let hash = change.hash();
-        if self.doc.get_change_by_hash(&hash).is_some() {
-            return Ok(Applied::Duplicate);
+        if self.has_change(&hash) || self.pending.contains_key(&hash) {
+            return Ok((Applied::Duplicate, Vec::new()));
         }
-        guard("applying a change", || self.doc.apply_changes([change]))??;
-        Ok(if self.doc.get_change_by_hash(&hash).is_some() {
-            Applied::New
-        } else {
-            Applied::Pending
+        let missing: Vec<ChangeHash> = change
+            .deps()
+            .iter()
+            .filter(|d| !self.has_change(d))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            for dep in missing {
+                self.waiting.entry(dep).or_default().push(hash);
+            }
+            self.pending.insert(hash, change);
+            return Ok((Applied::Pending, Vec::new()));
+        }
+        let mut applied = vec![self.apply_ready(change, with_patches)?];
+        // Release what was waiting for this change, and for those, transitively.
+        let mut released = vec![hash];
+        while let Some(done) = released.pop() {
+            for waiter in self.waiting.remove(&done).unwrap_or_default() {
+                let ready = self
+                    .pending
+                    .get(&waiter)
+                    .is_some_and(|c| c.deps().iter().all(|d| self.has_change(d)));
+                if !ready {
+                    continue;
+                }
+                if let Some(c) = self.pending.remove(&waiter) {
+                    applied.push(self.apply_ready(c, with_patches)?);
+                    released.push(waiter);
+                }
+            }
+        }
+        Ok((Applied::New, applied))
+    }
+
+    /// Applies a change whose dependencies are all present.
+    fn apply_ready(
+        &mut self,
+        change: Change,
+        with_patches: bool,
+    ) -> Result<AppliedChange, DocError> {
+        let hash = change.hash();
+        if !with_patches {
+            guard("applying a change", || self.doc.apply_changes([change]))??;
+            return Ok(AppliedChange {
+                hash,
+                patches: Vec::new(),
+            });
+        }
+        let mut log = PatchLog::active(TextRepresentation::String(self.doc.text_encoding()));
+        guard("applying a change", || {
+            self.doc.apply_changes_log_patches([change], &mut log)
+        })??;
+        let raw = guard("computing patches", || self.doc.make_patches(&mut log))?;
+        Ok(AppliedChange {
+            hash,
+            patches: patch::convert(&self.doc, raw),
         })
+    }
+
+    /// The number of changes held back for missing dependencies.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
     }
 
     /// Whether the document holds the change with this hash.

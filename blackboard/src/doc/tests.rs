@@ -160,3 +160,56 @@ fn load_rebuilds_from_snapshot_plus_changes_and_reports_bad_records() {
     assert_eq!(errors.len(), 1);
     assert!(DocCore::load(Some(&garbage), []).is_err());
 }
+
+#[test]
+fn each_released_change_is_reported_on_its_own_with_its_own_patches() {
+    let mut a = DocCore::new();
+    let c1 = a
+        .transact(0, None, |tx| tx.put(ROOT, "x", 1))
+        .unwrap()
+        .1
+        .unwrap();
+    let c2 = a
+        .transact(0, None, |tx| tx.put(ROOT, "y", 2))
+        .unwrap()
+        .1
+        .unwrap();
+    let c3 = a
+        .transact(0, None, |tx| tx.put(ROOT, "z", 3))
+        .unwrap()
+        .1
+        .unwrap();
+    let mut b = DocCore::new();
+    let decode = |c: &LocalChange| DocCore::decode_change(&c.bytes).unwrap();
+    assert_eq!(
+        b.apply_with_patches(decode(&c3)).unwrap().0,
+        Applied::Pending
+    );
+    assert_eq!(
+        b.apply_with_patches(decode(&c2)).unwrap().0,
+        Applied::Pending
+    );
+    assert_eq!(b.pending_len(), 2);
+    // A held-back change again is a duplicate, not a second copy.
+    assert_eq!(
+        b.apply_with_patches(decode(&c3)).unwrap().0,
+        Applied::Duplicate
+    );
+    let (applied, took_effect) = b.apply_with_patches(decode(&c1)).unwrap();
+    assert_eq!(applied, Applied::New);
+    let order: Vec<_> = took_effect.iter().map(|c| c.hash).collect();
+    assert_eq!(order, [c1.hash, c2.hash, c3.hash]);
+    let paths: Vec<String> = took_effect
+        .iter()
+        .map(|c| {
+            c.patches
+                .iter()
+                .map(|p| p.path.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(paths, ["/x", "/y", "/z"]);
+    assert_eq!(b.pending_len(), 0);
+    assert_eq!(b.heads(), a.heads());
+}

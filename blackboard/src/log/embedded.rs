@@ -4,7 +4,8 @@
 //! - `s`: the space's last position (u64, big-endian);
 //! - `e` + document + `0x00` + position: an event's payload;
 //! - `m` + message id: the position of the event published with that id (deduplication; kept
-//!   forever, where JetStream keeps a time window).
+//!   forever, where JetStream keeps a time window);
+//! - `d` + document: the position of the document's last event (to list a space's documents).
 //!
 //! A publish writes its keys in one atomic batch and fsyncs before it returns, which is the
 //! same promise JetStream makes with `sync_interval: always`. Publishes to a space are
@@ -20,7 +21,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Entry, EntryStream, Error, EventLog, Published};
+use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published};
 
 /// How many live events a subscriber may fall behind before it re-reads from disk.
 const FANOUT_CAPACITY: usize = 1024;
@@ -97,6 +98,73 @@ impl EmbeddedLog {
         })
     }
 
+    /// Appends a batch in order: one atomic sled batch, one fsync, then the fan-out.
+    async fn append(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        items: Vec<(String, Bytes)>,
+    ) -> Result<Vec<Result<Published, Error>>, Error> {
+        let s = self.space(space)?;
+        let _serial = s.publish.lock().await;
+        let mut last = match s.tree.get(b"s")? {
+            Some(v) => decode_seq(&v)?,
+            None => 0,
+        };
+        let mut batch = sled::Batch::default();
+        let mut fresh: HashMap<String, u64> = HashMap::new();
+        let mut appended = Vec::new();
+        let mut results = Vec::with_capacity(items.len());
+        for (msg_id, payload) in items {
+            if payload.len() > blackboard_schemas::MAX_ENVELOPE_BYTES {
+                results.push(Err(Error::TooLarge {
+                    len: payload.len(),
+                    max: blackboard_schemas::MAX_ENVELOPE_BYTES,
+                }));
+                continue;
+            }
+            let mut dedup_key = vec![b'm'];
+            dedup_key.extend_from_slice(msg_id.as_bytes());
+            let known = match fresh.get(&msg_id) {
+                Some(seq) => Some(*seq),
+                None => s
+                    .tree
+                    .get(&dedup_key)?
+                    .map(|v| decode_seq(&v))
+                    .transpose()?,
+            };
+            if let Some(seq) = known {
+                results.push(Ok(Published {
+                    seq,
+                    duplicate: true,
+                }));
+                continue;
+            }
+            last += 1;
+            batch.insert(dedup_key, &last.to_be_bytes());
+            batch.insert(event_key(document, last), payload.as_ref());
+            fresh.insert(msg_id, last);
+            appended.push(Entry { seq: last, payload });
+            results.push(Ok(Published {
+                seq: last,
+                duplicate: false,
+            }));
+        }
+        if !appended.is_empty() {
+            batch.insert(b"s".as_slice(), &last.to_be_bytes());
+            let mut doc_key = vec![b'd'];
+            doc_key.extend_from_slice(document.as_str().as_bytes());
+            batch.insert(doc_key, &last.to_be_bytes());
+            s.tree.apply_batch(batch)?;
+            self.inner.db.flush_async().await?;
+        }
+        for entry in appended {
+            // Nobody listening is fine: subscribers read from disk first.
+            let _ = s.fanout.send((document.clone(), entry));
+        }
+        Ok(results)
+    }
+
     fn space(&self, space: &SpaceId) -> Result<Arc<Space>, Error> {
         let mut spaces = self
             .inner
@@ -126,38 +194,23 @@ impl EventLog for EmbeddedLog {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<Published, Error> {
-        if payload.len() > blackboard_schemas::MAX_ENVELOPE_BYTES {
-            return Err(Error::TooLarge {
-                len: payload.len(),
-                max: blackboard_schemas::MAX_ENVELOPE_BYTES,
-            });
+        let mut results = self
+            .append(space, document, vec![(msg_id.to_owned(), payload)])
+            .await?;
+        results.pop().unwrap_or(Err(Error::Closed))
+    }
+
+    async fn publish_batch(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        batch: Vec<(String, Bytes)>,
+    ) -> Vec<Result<Published, Error>> {
+        let n = batch.len();
+        match self.append(space, document, batch).await {
+            Ok(results) => results,
+            Err(e) => super::failed_batch(e, n),
         }
-        let s = self.space(space)?;
-        let _serial = s.publish.lock().await;
-        let mut dedup_key = vec![b'm'];
-        dedup_key.extend_from_slice(msg_id.as_bytes());
-        if let Some(seq) = s.tree.get(&dedup_key)? {
-            return Ok(Published {
-                seq: decode_seq(&seq)?,
-                duplicate: true,
-            });
-        }
-        let seq = match s.tree.get(b"s")? {
-            Some(last) => decode_seq(&last)? + 1,
-            None => 1,
-        };
-        let mut batch = sled::Batch::default();
-        batch.insert(b"s".as_slice(), &seq.to_be_bytes());
-        batch.insert(dedup_key, &seq.to_be_bytes());
-        batch.insert(event_key(document, seq), payload.as_ref());
-        s.tree.apply_batch(batch)?;
-        self.inner.db.flush_async().await?;
-        // Nobody listening is fine: subscribers read from disk first.
-        let _ = s.fanout.send((document.clone(), Entry { seq, payload }));
-        Ok(Published {
-            seq,
-            duplicate: false,
-        })
     }
 
     async fn subscribe(
@@ -173,6 +226,54 @@ impl EventLog for EmbeddedLog {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(feed(s, document.clone(), from.max(1), live, tx));
         Ok(ReceiverStream::new(rx).boxed())
+    }
+
+    async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {
+        let s = self.space(space)?;
+        let live = s.fanout.subscribe();
+        let last = match s.tree.get(b"s")? {
+            Some(v) => decode_seq(&v)?,
+            None => 0,
+        };
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(feed_documents(s, live, tx));
+        Ok((last, ReceiverStream::new(rx).boxed()))
+    }
+}
+
+/// Lists the documents on disk, then follows the fan-out; lists again after a lag.
+async fn feed_documents(
+    s: Arc<Space>,
+    mut live: broadcast::Receiver<(DocumentId, Entry)>,
+    tx: mpsc::Sender<Result<DocumentId, Error>>,
+) {
+    loop {
+        for key in s.tree.scan_prefix(b"d").keys() {
+            let doc = key.map_err(Error::from).and_then(|k| {
+                std::str::from_utf8(&k[1..])
+                    .ok()
+                    .and_then(|d| d.parse::<DocumentId>().ok())
+                    .ok_or_else(|| Error::Protocol("unreadable document key".into()))
+            });
+            if tx.send(doc).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
+                Ok((doc, _)) => {
+                    if tx.send(Ok(doc)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 }
 

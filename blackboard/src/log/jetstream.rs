@@ -15,7 +15,7 @@ use blackboard_schemas::{subject, DocumentId, SpaceId};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{Entry, EntryStream, Error, EventLog, Published};
+use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published};
 
 /// How the JetStream log sets up its streams.
 #[derive(Debug, Clone)]
@@ -173,9 +173,109 @@ impl EventLog for JetStreamLog {
         }
         result
     }
+
+    async fn publish_batch(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        batch: Vec<(String, Bytes)>,
+    ) -> Vec<Result<Published, Error>> {
+        let results = self.publish_batch_once(space, document, batch).await;
+        if results.iter().any(Result::is_err) {
+            self.forget(space);
+        }
+        results
+    }
+
+    async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {
+        let result = self.documents_once(space).await;
+        if result.is_err() {
+            self.forget(space);
+        }
+        result
+    }
 }
 
 impl JetStreamLog {
+    /// Sends every publish in order on the one connection (NATS keeps a connection's order,
+    /// so the stream does too), then awaits the acknowledgements together: a batch costs
+    /// about one round trip. After a failed send nothing more is sent.
+    async fn publish_batch_once(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        batch: Vec<(String, Bytes)>,
+    ) -> Vec<Result<Published, Error>> {
+        let n = batch.len();
+        if let Err(e) = self.stream(space).await {
+            return super::failed_batch(e, n);
+        }
+        let subject = subject::changes(space, document);
+        let mut pending = Vec::with_capacity(n);
+        let mut failed: Option<String> = None;
+        for (msg_id, payload) in batch {
+            if let Some(reason) = &failed {
+                pending.push(Err(super::not_sent(reason)));
+                continue;
+            }
+            let len = payload.len();
+            if len > blackboard_schemas::MAX_ENVELOPE_BYTES {
+                pending.push(Err(Error::TooLarge {
+                    len,
+                    max: blackboard_schemas::MAX_ENVELOPE_BYTES,
+                }));
+                continue;
+            }
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload)
+                .message_id(msg_id);
+            match self.inner.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => pending.push(Ok(ack)),
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    pending.push(Err(unavailable(e)));
+                }
+            }
+        }
+        let acks = futures::future::join_all(pending.into_iter().map(|p| async move {
+            let ack = p?.await.map_err(unavailable)?;
+            Ok(Published {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            })
+        }));
+        acks.await
+    }
+
+    async fn documents_once(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {
+        let mut stream = self.ensure_stream(space).await?;
+        let last = stream
+            .info()
+            .await
+            .map_err(unavailable)?
+            .state
+            .last_sequence;
+        // The last message of every document's subject, then every new one; headers only,
+        // since only the subject matters here.
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subject::space_changes(space),
+                deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        let docs = messages.filter_map(|m| async move {
+            match m {
+                Ok(m) => subject::parse_changes(&m.subject).map(|(_, doc)| Ok(doc)),
+                Err(e) => Some(Err(unavailable(e))),
+            }
+        });
+        Ok((last, docs.boxed()))
+    }
+
     async fn publish_once(
         &self,
         space: &SpaceId,

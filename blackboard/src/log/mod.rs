@@ -47,6 +47,9 @@ pub struct Published {
 /// A live stream of a document's entries.
 pub type EntryStream = BoxStream<'static, Result<Entry, Error>>;
 
+/// A live stream of the documents of a space (see [`EventLog::documents`]).
+pub type DocumentStream = BoxStream<'static, Result<DocumentId, Error>>;
+
 /// Errors from an event log.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -82,6 +85,21 @@ pub enum Error {
     Protocol(String),
 }
 
+/// The results of a batch whose `n` events all failed because of `first`: the first event
+/// reports the cause, the others that they were not sent.
+pub(crate) fn failed_batch(first: Error, n: usize) -> Vec<Result<Published, Error>> {
+    let reason = first.to_string();
+    std::iter::once(Err(first))
+        .chain((1..n).map(|_| Err(not_sent(&reason))))
+        .take(n)
+        .collect()
+}
+
+/// The error of an event not sent because an earlier one of its batch failed.
+pub(crate) fn not_sent(reason: &str) -> Error {
+    Error::Unavailable(format!("not sent after an earlier failure: {reason}"))
+}
+
 impl Error {
     /// Whether retrying the same call later can succeed.
     pub fn is_transient(&self) -> bool {
@@ -102,6 +120,31 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
         payload: Bytes,
     ) -> Result<Published, Error>;
 
+    /// Publishes several events of `document` in order, so they take positions in that
+    /// order; returns one result per event. Once one fails, the rest may fail too (they are
+    /// not sent after a failure, so a retry cannot put them out of order).
+    async fn publish_batch(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        batch: Vec<(String, Bytes)>,
+    ) -> Vec<Result<Published, Error>> {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut failed: Option<String> = None;
+        for (msg_id, payload) in batch {
+            if let Some(reason) = &failed {
+                results.push(Err(not_sent(reason)));
+                continue;
+            }
+            let result = self.publish(space, document, &msg_id, payload).await;
+            if let Err(e) = &result {
+                failed = Some(e.to_string());
+            }
+            results.push(result);
+        }
+        results
+    }
+
     /// Streams `document`'s events from position `from` (1 is the beginning), then live.
     async fn subscribe(
         &self,
@@ -109,4 +152,8 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
         document: &DocumentId,
         from: u64,
     ) -> Result<EntryStream, Error>;
+
+    /// The space's last position now, and its documents: every document that has events,
+    /// then each document again whenever an event arrives for it (so repeats are normal).
+    async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error>;
 }

@@ -5,10 +5,10 @@
 //! history, or [after a position](Start::After) it was handed earlier.
 //!
 //! How it works, and why it is gapless:
-//! - **Live**, a watch listens to its replica, which publishes one event per change it makes
-//!   or applies (local changes at once, remote ones as they arrive from the log) on a bounded
-//!   broadcast channel. Publishing never waits for watchers, so a slow watcher cannot slow
-//!   the replica, the writers or other watchers.
+//! - **Live**, a watch listens to its replica, which hands one event per change it makes or
+//!   applies (local changes at once, remote ones as they arrive from the log) to each live
+//!   watcher's bounded channel. Handing over never waits, so a slow watcher cannot slow the
+//!   replica, the writers or other watchers.
 //! - **Replaying**, a watch reads the durable log itself, applying events to its own copy of
 //!   the document to compute patches. A replaying watcher reads at its own pace: nothing is
 //!   buffered on its behalf.
@@ -17,9 +17,9 @@
 //!   hands over the replica's changes its copy lacks (local changes not yet back from the
 //!   log). Live events at positions it already read are skipped. So every change is
 //!   delivered once, with no gap.
-//! - **Lagging**: a live watcher that falls more than the channel's capacity behind gets a
-//!   final [`WatchError::Lagged`] naming the position to resume after; events are never
-//!   dropped silently.
+//! - **Lagging**: a live watcher that falls more than its channel's capacity behind is cut
+//!   off; it delivers what it holds, then a final [`WatchError::Lagged`] naming the position
+//!   to resume after. Events are never dropped silently.
 //! - **Durable watches** have a name; after each event handed to the caller, its position is
 //!   written to the replica's sled tree, and a watch opened again under the same name resumes
 //!   after it. The cursor lives with the replica (not in a JetStream durable consumer) because
@@ -27,15 +27,19 @@
 //!   reached the log must resume correctly too.
 
 mod event;
+pub(crate) mod listeners;
 mod pattern;
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use blackboard_schemas::DocumentId;
 use futures::{Stream, StreamExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
+
+use listeners::{Live, LiveReceiver};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -177,10 +181,11 @@ pub(crate) fn spawn(
             // Listening and reading the position under the lock: the first live event is
             // the first change after this position.
             let (live, position) = {
-                let st = shared.lock();
-                (shared.events.subscribe(), st.position_now())
+                let mut st = shared.lock();
+                (st.listeners.listen(), st.position_now())
             };
-            tokio::spawn(run_live(source, live, position, pattern, tx))
+            let skip_upto = position.seq;
+            tokio::spawn(run_live(source, live, position, skip_upto, pattern, tx))
         }
         start => tokio::spawn(replay_then_live(source, start, pattern, tx)),
     };
@@ -197,20 +202,21 @@ async fn deliver(tx: &Tx, pattern: &Pattern, event: &ChangeEvent) -> bool {
     }
 }
 
+/// Follows the replica's live events. Events at positions up to `skip_upto` are not
+/// delivered: the watch read them already (the replica had not applied them yet at the
+/// switch), or they come before the requested start.
 async fn run_live(
     source: Source,
-    mut live: broadcast::Receiver<Arc<ChangeEvent>>,
+    mut live: LiveReceiver,
     mut last: Position,
+    skip_upto: u64,
     pattern: Pattern,
     tx: Tx,
 ) {
-    // Events the watch already delivered while replaying come again from the replica if it
-    // had not applied them yet at the switch.
-    let skip_upto = last.seq;
     drop(source.shared);
     loop {
         match live.recv().await {
-            Ok(event) => {
+            Live::Event(event) => {
                 if event.seq.is_some_and(|s| s <= skip_upto) {
                     continue;
                 }
@@ -219,8 +225,8 @@ async fn run_live(
                     return;
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                debug!(document = %source.document, missed, "watch lagged");
+            Live::Lagged => {
+                debug!(document = %source.document, "watch lagged");
                 let _ = tx
                     .send(Err(WatchError::Lagged {
                         document: source.document,
@@ -229,8 +235,7 @@ async fn run_live(
                     .await;
                 return;
             }
-            // The replica is gone.
-            Err(broadcast::error::RecvError::Closed) => return,
+            Live::Closed => return,
         }
     }
 }
@@ -250,11 +255,15 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
     );
     let log = shared.log.clone();
     // The watch's own copy of the document, and how far into the log it has read.
+    // The watch's own copy of the document, the last log position it has read, and the
+    // position up to which it reads silently (history before the requested start).
     let base = match &start {
         Start::After(pos) if !pos.heads.is_empty() => {
             let st = shared.lock();
             if st.core.contains(&pos.heads) {
-                st.core.fork_at(&pos.heads).map(|copy| (copy, pos.seq, 0))
+                st.core
+                    .fork_at(&pos.heads)
+                    .map(|copy| (copy, pos.seq, pos.seq))
             } else {
                 // The heads are unknown here (another store's cursor?): rebuild from the log.
                 Ok((DocCore::new(), 0, pos.seq))
@@ -263,7 +272,7 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
         Start::After(pos) => Ok((DocCore::new(), 0, pos.seq)),
         _ => Ok((DocCore::new(), 0, 0)),
     };
-    let (mut copy, mut covered, silent_until) = match base {
+    let (mut copy, mut read, silent_until) = match base {
         Ok(base) => base,
         Err(e) => {
             let _ = tx.send(Err(fail(e.to_string()))).await;
@@ -273,33 +282,39 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
     drop(shared);
 
     let mut entries = None;
+    let mut backoff = crate::replica::Backoff::default();
+    // Writers of changes held back for missing dependencies.
+    let mut held_back = HashMap::new();
     loop {
         // Switch to live as soon as the copy has read as far as the replica has applied.
         let Some(shared) = source.shared.upgrade() else {
             return;
         };
-        if covered >= silent_until {
-            if let Some((live, handover, position)) = switch(&shared, &mut copy, covered) {
-                drop(shared);
-                for event in &handover {
-                    if !deliver(&tx, &pattern, event).await {
-                        return;
-                    }
-                }
-                return run_live(source, live, position, pattern, tx).await;
-            }
-        }
-        drop(shared);
-        if entries.is_none() {
-            match log.subscribe(&space, &document, covered + 1).await {
-                Ok(s) => entries = Some(s),
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(fail(format!("cannot read the log: {e}"))))
-                        .await;
+        if let Some((live, handover, position)) = switch(&shared, &mut copy, read) {
+            drop(shared);
+            for event in &handover {
+                if !deliver(&tx, &pattern, event).await {
                     return;
                 }
             }
+            let skip_upto = read.max(silent_until);
+            return run_live(source, live, position, skip_upto, pattern, tx).await;
+        }
+        drop(shared);
+        if entries.is_none() {
+            match log.subscribe(&space, &document, read + 1).await {
+                Ok(s) => entries = Some(s),
+                Err(e) => {
+                    // Like the replica, keep trying: the log may be briefly unreachable.
+                    debug!(%document, error = %e, "watch cannot read the log; retrying");
+                    if tx.is_closed() {
+                        return;
+                    }
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+            backoff.reset();
         }
         let Some(stream) = entries.as_mut() else {
             return;
@@ -309,45 +324,63 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
             Some(Err(e)) => {
                 debug!(%document, error = %e, "watch's log subscription failed; resubscribing");
                 entries = None;
+                backoff.wait().await;
                 continue;
             }
             None => {
                 entries = None;
+                backoff.wait().await;
                 continue;
             }
         };
-        if entry.seq <= covered {
+        if entry.seq <= read {
             continue;
         }
-        covered = entry.seq;
+        read = entry.seq;
         // The replica logs bad events; the watch just skips them.
         let Ok(event) = codec::decode_event(&space, &document, &entry.payload) else {
             continue;
         };
         let hash = event.change.hash();
-        let Ok((applied, patches)) = copy.apply_with_patches(event.change) else {
+        let Ok((applied, took_effect)) = copy.apply_with_patches(event.change) else {
             continue;
         };
-        if entry.seq <= silent_until || applied == Applied::Duplicate || patches.is_empty() {
+        let env = event.envelope;
+        let meta = (entry.seq, env.agent, env.time_ms, env.message);
+        if applied == Applied::Pending {
+            // Reported once its dependencies arrive, with its own position and writer.
+            held_back.insert(hash, meta);
             continue;
         }
-        let env = event.envelope;
-        let change = ChangeEvent {
-            document: document.clone(),
-            change: hash,
-            seq: Some(entry.seq),
-            position: Position {
-                seq: entry.seq,
-                heads: copy.heads(),
-            },
-            local: env.agent == agent,
-            agent: env.agent,
-            time_ms: env.time_ms,
-            message: env.message,
-            patches,
-        };
-        if !deliver(&tx, &pattern, &change).await {
-            return;
+        for change in took_effect {
+            let meta = if change.hash == hash {
+                Some(meta.clone())
+            } else {
+                held_back.remove(&change.hash)
+            };
+            let Some((seq, writer, time_ms, message)) = meta else {
+                continue;
+            };
+            if seq <= silent_until || change.patches.is_empty() {
+                continue;
+            }
+            let event = ChangeEvent {
+                document: document.clone(),
+                change: change.hash,
+                seq: Some(seq),
+                position: Position {
+                    seq: read,
+                    heads: copy.heads(),
+                },
+                local: writer == agent,
+                agent: writer,
+                time_ms,
+                message,
+                patches: change.patches,
+            };
+            if !deliver(&tx, &pattern, &event).await {
+                return;
+            }
         }
     }
 }
@@ -357,25 +390,22 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
 fn switch(
     shared: &Shared,
     copy: &mut DocCore,
-    covered: u64,
-) -> Option<(
-    broadcast::Receiver<Arc<ChangeEvent>>,
-    Vec<ChangeEvent>,
-    Position,
-)> {
-    let st = shared.lock();
-    if st.position > covered {
+    read: u64,
+) -> Option<(LiveReceiver, Vec<ChangeEvent>, Position)> {
+    let mut st = shared.lock();
+    if st.position > read {
         return None;
     }
-    let live = shared.events.subscribe();
+    let live = st.listeners.listen();
     let mut handover = Vec::new();
     for change in st.core.changes_missing_from(copy) {
         let hash = change.hash();
         let time_ms = change.timestamp() * 1000;
         let message = change.message().cloned();
-        let Ok((_, patches)) = copy.apply_with_patches(change) else {
+        let Ok((_, took_effect)) = copy.apply_with_patches(change) else {
             continue;
         };
+        let patches: Vec<_> = took_effect.into_iter().flat_map(|c| c.patches).collect();
         if patches.is_empty() {
             continue;
         }
@@ -384,7 +414,7 @@ fn switch(
             change: hash,
             seq: None,
             position: Position {
-                seq: covered,
+                seq: read,
                 heads: copy.heads(),
             },
             agent: shared.config.agent.clone(),
@@ -395,7 +425,7 @@ fn switch(
         });
     }
     let position = Position {
-        seq: covered,
+        seq: read,
         heads: copy.heads(),
     };
     Some((live, handover, position))
