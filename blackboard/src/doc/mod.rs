@@ -179,26 +179,8 @@ impl DocCore {
         message: Option<String>,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
     ) -> Result<(O, Option<LocalChange>), E> {
-        let success = self
-            .doc
-            .transact_with(
-                |_| {
-                    let opts = CommitOptions::default().with_time(time_ms / 1000);
-                    match message {
-                        Some(m) => opts.with_message(m),
-                        None => opts,
-                    }
-                },
-                f,
-            )
-            .map_err(|failure| failure.error)?;
-        let change = success.hash.and_then(|hash| {
-            self.doc.get_change_by_hash(&hash).map(|c| LocalChange {
-                hash,
-                bytes: c.raw_bytes().to_vec(),
-            })
-        });
-        Ok((success.result, change))
+        let (out, change, _) = self.transact_inner(time_ms, message, false, f)?;
+        Ok((out, change))
     }
 
     /// Like [`transact`](Self::transact), also returning the change's patches.
@@ -208,29 +190,43 @@ impl DocCore {
         message: Option<String>,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
     ) -> Result<(O, Option<LocalChange>, Vec<Patch>), E> {
-        let text_rep = TextRepresentation::String(self.doc.text_encoding());
-        let mut success = self
-            .doc
-            .transact_and_log_patches_with(
-                text_rep,
-                |_| {
-                    let opts = CommitOptions::default().with_time(time_ms / 1000);
-                    match message {
-                        Some(m) => opts.with_message(m),
-                        None => opts,
-                    }
-                },
-                f,
-            )
-            .map_err(|failure| failure.error)?;
+        self.transact_inner(time_ms, message, true, f)
+    }
+
+    fn transact_inner<O, E>(
+        &mut self,
+        time_ms: i64,
+        message: Option<String>,
+        with_patches: bool,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<LocalChange>, Vec<Patch>), E> {
+        // automerge stores change times in seconds.
+        let options = |_: &O| {
+            let opts = CommitOptions::default().with_time(time_ms / 1000);
+            match message {
+                Some(m) => opts.with_message(m),
+                None => opts,
+            }
+        };
+        let mut success = if with_patches {
+            let text_rep = TextRepresentation::String(self.doc.text_encoding());
+            self.doc.transact_and_log_patches_with(text_rep, options, f)
+        } else {
+            self.doc.transact_with(options, f)
+        }
+        .map_err(|failure| failure.error)?;
         let change = success.hash.and_then(|hash| {
             self.doc.get_change_by_hash(&hash).map(|c| LocalChange {
                 hash,
                 bytes: c.raw_bytes().to_vec(),
             })
         });
-        let raw = self.doc.make_patches(&mut success.patch_log);
-        let patches = patch::convert(&self.doc, raw);
+        let patches = if with_patches {
+            let raw = self.doc.make_patches(&mut success.patch_log);
+            patch::convert(&self.doc, raw)
+        } else {
+            Vec::new()
+        };
         Ok((success.result, change, patches))
     }
 

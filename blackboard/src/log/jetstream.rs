@@ -154,11 +154,10 @@ impl EventLog for JetStreamLog {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<Published, Error> {
-        let result = self.publish_once(space, document, msg_id, payload).await;
-        if result.is_err() {
-            self.forget(space);
-        }
-        result
+        let mut results = self
+            .publish_batch(space, document, vec![(msg_id.to_owned(), payload)])
+            .await;
+        results.pop().unwrap_or(Err(Error::Closed))
     }
 
     async fn subscribe(
@@ -233,7 +232,15 @@ impl JetStreamLog {
                 Ok(ack) => pending.push(Ok(ack)),
                 Err(e) => {
                     failed = Some(e.to_string());
-                    pending.push(Err(unavailable(e)));
+                    pending.push(Err(match e.kind() {
+                        jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                            Error::TooLarge {
+                                len,
+                                max: blackboard_schemas::MAX_ENVELOPE_BYTES,
+                            }
+                        }
+                        _ => unavailable(e),
+                    }));
                 }
             }
         }
@@ -274,44 +281,6 @@ impl JetStreamLog {
             }
         });
         Ok((last, docs.boxed()))
-    }
-
-    async fn publish_once(
-        &self,
-        space: &SpaceId,
-        document: &DocumentId,
-        msg_id: &str,
-        payload: Bytes,
-    ) -> Result<Published, Error> {
-        let len = payload.len();
-        if len > blackboard_schemas::MAX_ENVELOPE_BYTES {
-            return Err(Error::TooLarge {
-                len,
-                max: blackboard_schemas::MAX_ENVELOPE_BYTES,
-            });
-        }
-        self.stream(space).await?;
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload)
-            .message_id(msg_id);
-        let ack = self
-            .inner
-            .js
-            .send_publish(subject::changes(space, document), publish)
-            .await
-            .map_err(|e| match e.kind() {
-                jetstream::context::PublishErrorKind::MaxPayloadExceeded => Error::TooLarge {
-                    len,
-                    max: blackboard_schemas::MAX_ENVELOPE_BYTES,
-                },
-                _ => unavailable(e),
-            })?
-            .await
-            .map_err(unavailable)?;
-        Ok(Published {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
-        })
     }
 
     async fn subscribe_once(
