@@ -4,6 +4,9 @@
 //! documents in a space, changes and reads them. Every agent on the same document sees every
 //! change; concurrent writes merge the same way everywhere (automerge), with no leader.
 //! Writes are saved locally before they return, and reach the log as soon as it is reachable.
+//! [`Doc::watch`] wakes an agent on the changes under a path pattern (`/tasks/*/status`),
+//! live, from the beginning of the history, or durably across restarts; see
+//! [`blackboard::watch`] for the guarantees.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
