@@ -5,7 +5,7 @@
 //! crash even when the log is unreachable. A background task drains the outbox into the log;
 //! re-publishing after a lost acknowledgement is safe because the message id is the change
 //! hash. Another task follows the log from the last applied position, decoding every event
-//! with [`codec::decode_event`](crate::codec::decode_event) and applying it; bad events are
+//! with [`codec::decode_event`] and applying it; bad events are
 //! logged and skipped, never fatal.
 
 use std::collections::HashMap;
