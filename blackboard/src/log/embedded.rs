@@ -187,19 +187,6 @@ impl EmbeddedLog {
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
-    async fn publish(
-        &self,
-        space: &SpaceId,
-        document: &DocumentId,
-        msg_id: &str,
-        payload: Bytes,
-    ) -> Result<Published, Error> {
-        let mut results = self
-            .append(space, document, vec![(msg_id.to_owned(), payload)])
-            .await?;
-        results.pop().unwrap_or(Err(Error::Closed))
-    }
-
     async fn publish_batch(
         &self,
         space: &SpaceId,

@@ -147,19 +147,6 @@ impl JetStreamLog {
 
 #[async_trait]
 impl EventLog for JetStreamLog {
-    async fn publish(
-        &self,
-        space: &SpaceId,
-        document: &DocumentId,
-        msg_id: &str,
-        payload: Bytes,
-    ) -> Result<Published, Error> {
-        let mut results = self
-            .publish_batch(space, document, vec![(msg_id.to_owned(), payload)])
-            .await;
-        results.pop().unwrap_or(Err(Error::Closed))
-    }
-
     async fn subscribe(
         &self,
         space: &SpaceId,

@@ -118,32 +118,23 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
         document: &DocumentId,
         msg_id: &str,
         payload: Bytes,
-    ) -> Result<Published, Error>;
+    ) -> Result<Published, Error> {
+        let mut results = self
+            .publish_batch(space, document, vec![(msg_id.to_owned(), payload)])
+            .await;
+        results.pop().unwrap_or(Err(Error::Closed))
+    }
 
     /// Publishes several events of `document` in order, so they take positions in that
-    /// order; returns one result per event. Once one fails, the rest may fail too (they are
-    /// not sent after a failure, so a retry cannot put them out of order).
+    /// order, deduplicated by message id; returns one result per event once they are
+    /// durable. After one fails the rest are not sent (they fail too), so a retry cannot put
+    /// them out of order.
     async fn publish_batch(
         &self,
         space: &SpaceId,
         document: &DocumentId,
         batch: Vec<(String, Bytes)>,
-    ) -> Vec<Result<Published, Error>> {
-        let mut results = Vec::with_capacity(batch.len());
-        let mut failed: Option<String> = None;
-        for (msg_id, payload) in batch {
-            if let Some(reason) = &failed {
-                results.push(Err(not_sent(reason)));
-                continue;
-            }
-            let result = self.publish(space, document, &msg_id, payload).await;
-            if let Err(e) = &result {
-                failed = Some(e.to_string());
-            }
-            results.push(result);
-        }
-        results
-    }
+    ) -> Vec<Result<Published, Error>>;
 
     /// Streams `document`'s events from position `from` (1 is the beginning), then live.
     async fn subscribe(
