@@ -315,7 +315,7 @@ impl Replica {
                         &local.hash.0,
                         &local.bytes,
                         id,
-                        &envelope_id(&local.hash),
+                        &local.hash.to_string(),
                         &envelope,
                     )
                     .map_err(Error::from)
@@ -536,10 +536,6 @@ impl Replica {
         self.shared().store.flush().await?;
         Ok(())
     }
-}
-
-fn envelope_id(hash: &ChangeHash) -> String {
-    hash.to_string()
 }
 
 fn load_core(store: &ReplicaStore) -> Result<DocCore, Error> {

@@ -23,93 +23,29 @@ async fn next(watch: &mut Watch) -> Result<ChangeEvent, WatchError> {
 /// One edit of the pattern table.
 type Edit = Box<dyn Fn(&mut Transaction<'_>) -> Result<(), blackboard::Error>>;
 
+/// An edit writing `value` at `path`.
+fn put(path: &'static str, value: serde_json::Value) -> Edit {
+    Box::new(move |tx| Ok(blackboard::doc::json::put(tx, &path.parse()?, &value)?))
+}
+
 /// The changes of the pattern table, each with a message naming it.
 async fn table_changes(doc: &Doc) {
     let changes: Vec<(&str, Edit)> = vec![
         (
             "c0",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/tasks/1".parse()?,
-                    &json!({"status": "open", "title": "a"}),
-                )?)
-            }),
+            put("/tasks/1", json!({"status": "open", "title": "a"})),
         ),
-        (
-            "c1",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/tasks/1/status".parse()?,
-                    &json!("done"),
-                )?)
-            }),
-        ),
-        (
-            "c2",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/tasks/2/status".parse()?,
-                    &json!("open"),
-                )?)
-            }),
-        ),
-        (
-            "c3",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/users/1/status".parse()?,
-                    &json!("away"),
-                )?)
-            }),
-        ),
-        (
-            "c4",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/tasks/1/title".parse()?,
-                    &json!("b"),
-                )?)
-            }),
-        ),
+        ("c1", put("/tasks/1/status", json!("done"))),
+        ("c2", put("/tasks/2/status", json!("open"))),
+        ("c3", put("/users/1/status", json!("away"))),
+        ("c4", put("/tasks/1/title", json!("b"))),
         (
             "c5",
             Box::new(|tx| Ok(blackboard::doc::json::delete(tx, &"/tasks/2".parse()?)?)),
         ),
-        (
-            "c6",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/log".parse()?,
-                    &json!([]),
-                )?)
-            }),
-        ),
-        (
-            "c7",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/log/-".parse()?,
-                    &json!("x"),
-                )?)
-            }),
-        ),
-        (
-            "c8",
-            Box::new(|tx| {
-                Ok(blackboard::doc::json::put(
-                    tx,
-                    &"/log/0".parse()?,
-                    &json!("y"),
-                )?)
-            }),
-        ),
+        ("c6", put("/log", json!([]))),
+        ("c7", put("/log/-", json!("x"))),
+        ("c8", put("/log/0", json!("y"))),
         (
             "c9",
             Box::new(|tx| {

@@ -342,8 +342,12 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
             continue;
         };
         let hash = event.change.hash();
-        let Ok((applied, took_effect)) = copy.apply_with_patches(event.change) else {
-            continue;
+        let (applied, took_effect) = match copy.apply_with_patches(event.change) {
+            Ok(result) => result,
+            Err(e) => {
+                debug!(%document, seq = entry.seq, error = %e, "watch skipped an event its copy cannot apply");
+                continue;
+            }
         };
         let env = event.envelope;
         let meta = (entry.seq, env.agent, env.time_ms, env.message);
@@ -402,8 +406,12 @@ fn switch(
         let hash = change.hash();
         let time_ms = change.timestamp() * 1000;
         let message = change.message().cloned();
-        let Ok((_, took_effect)) = copy.apply_with_patches(change) else {
-            continue;
+        let took_effect = match copy.apply_with_patches(change) {
+            Ok((_, took_effect)) => took_effect,
+            Err(e) => {
+                debug!(%hash, error = %e, "watch skipped a local change its copy cannot apply");
+                continue;
+            }
         };
         let patches: Vec<_> = took_effect.into_iter().flat_map(|c| c.patches).collect();
         if patches.is_empty() {
