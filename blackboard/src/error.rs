@@ -31,6 +31,9 @@ pub enum Error {
     /// Local storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A history query or snapshot failed.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
 }
 
 impl From<automerge::AutomergeError> for Error {

@@ -9,7 +9,8 @@
 //! - [`doc`]: the document core, pure (no I/O): automerge, JSON views, paths;
 //! - [`codec`]: the one decoder for events from the network;
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
-//! - [`store`]: a replica's sled tree (document, position, outbox);
+//! - [`store`]: a replica's sled tree (document, position index, outbox);
+//! - [`history`]: the position index, history queries and snapshots;
 //! - [`replica`]: the replica that ties them together.
 //!
 //! ```
@@ -41,6 +42,7 @@
 pub mod codec;
 pub mod doc;
 mod error;
+pub mod history;
 pub mod log;
 pub mod replica;
 pub mod store;

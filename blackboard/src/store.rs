@@ -6,13 +6,18 @@
 //! - `c` + change hash (32 bytes): a change not yet folded into the snapshot;
 //! - `o` + counter (u64, big-endian): an outbox entry, a local change not yet acknowledged by
 //!   the log, stored as the 64-character change hash followed by the encoded envelope;
-//! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads).
+//! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads);
+//! - `i` + position (u64, big-endian): the position index, one [`Record`] per change seen on
+//!   the log, at the position of its first event;
+//! - `x` + change hash: the position the change is indexed at.
 //!
 //! Every write that must stay consistent (a change and its outbox entry, a change and the
 //! position it came from) goes in one atomic sled batch.
 
 use blackboard_schemas::{AgentId, DocumentId, SpaceId};
 use bytes::Bytes;
+
+use crate::history::Record;
 
 /// Errors of the replica store.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +81,18 @@ fn cursor_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());
     k.push(b'w');
     k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn index_key(seq: u64) -> [u8; 9] {
+    let mut k = [b'i'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn hash_key(hash: &[u8; 32]) -> [u8; 33] {
+    let mut k = [b'x'; 33];
+    k[1..].copy_from_slice(hash);
     k
 }
 
@@ -177,18 +194,131 @@ impl ReplicaStore {
     }
 
     /// Records that the log position `seq` was applied, with the change it carried (if it was
-    /// new to this replica), in one atomic batch.
+    /// new to this replica) and its index record (if it was not indexed yet), in one atomic
+    /// batch.
     pub fn add_remote(
         &self,
         seq: u64,
         change: Option<(&[u8; 32], &[u8])>,
+        record: Option<&Record>,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         batch.insert(POSITION, &seq.to_be_bytes());
         if let Some((hash, bytes)) = change {
             batch.insert(change_key(hash), bytes);
         }
+        if let Some(r) = record {
+            batch.insert(&index_key(r.seq)[..], r.encode());
+            batch.insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
+        }
         Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// Takes in a snapshot fetched from the log, in one atomic batch: the saved document
+    /// (when it replaces an empty one) or the changes it added, its index records, and the
+    /// position moved to `seq` (never back).
+    pub fn add_snapshot<'a>(
+        &self,
+        seq: u64,
+        document: Option<&[u8]>,
+        changes: impl IntoIterator<Item = (&'a [u8; 32], &'a [u8])>,
+        records: &[Record],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        if let Some(doc) = document {
+            batch.insert(SNAPSHOT, doc);
+        }
+        let position = match self.tree.get(POSITION)? {
+            Some(v) => self.u64_at(&v, "position")?,
+            None => 0,
+        };
+        batch.insert(POSITION, &seq.max(position).to_be_bytes());
+        for (hash, bytes) in changes {
+            batch.insert(change_key(hash), bytes);
+        }
+        for r in records {
+            if self.tree.contains_key(hash_key(&r.hash.0))? {
+                continue;
+            }
+            batch.insert(&index_key(r.seq)[..], r.encode());
+            batch.insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// The position change `hash` is indexed at, if it has been seen on the log.
+    pub fn seq_of(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        match self.tree.get(hash_key(hash))? {
+            Some(v) => Ok(Some(self.u64_at(&v, "index position")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The index record at position `seq`, if a change is indexed there.
+    pub fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        match self.tree.get(index_key(seq))? {
+            Some(v) => Ok(Some(self.decode_record(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The index record of change `hash`, if it has been seen on the log.
+    pub fn record_of(&self, hash: &[u8; 32]) -> Result<Option<Record>, StoreError> {
+        match self.seq_of(hash)? {
+            Some(seq) => self.record(seq),
+            None => Ok(None),
+        }
+    }
+
+    /// The index records at positions in `range`, in position order.
+    pub fn records(
+        &self,
+        range: impl std::ops::RangeBounds<u64>,
+    ) -> impl DoubleEndedIterator<Item = Result<Record, StoreError>> + '_ {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(s) => index_key(*s),
+            Bound::Excluded(s) => index_key(s.saturating_add(1)),
+            Bound::Unbounded => index_key(0),
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => Bound::Included(index_key(*e)),
+            Bound::Excluded(e) => Bound::Excluded(index_key(*e)),
+            Bound::Unbounded => Bound::Included(index_key(u64::MAX)),
+        };
+        self.tree
+            .range::<&[u8], _>((Bound::Included(&start[..]), end.as_ref().map(|k| &k[..])))
+            .map(move |kv| {
+                let (_, v) = kv?;
+                self.decode_record(&v)
+            })
+    }
+
+    fn decode_record(&self, v: &[u8]) -> Result<Record, StoreError> {
+        Record::decode(v)
+            .map(|(r, _)| r)
+            .map_err(|e| self.corrupt(e.to_string()))
+    }
+
+    /// The stored position (what the replica had applied when last written).
+    pub fn position(&self) -> Result<u64, StoreError> {
+        match self.tree.get(POSITION)? {
+            Some(v) => self.u64_at(&v, "position"),
+            None => Ok(0),
+        }
+    }
+
+    /// The document as stored: every individually stored change, then the snapshot. Read in
+    /// that order, a change folded into the snapshot meanwhile is still found (compaction
+    /// writes the snapshot and removes the changes in one batch), without locking writers.
+    pub fn document_parts(&self) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>), StoreError> {
+        let changes = self
+            .tree
+            .scan_prefix(b"c")
+            .map(|kv| kv.map(|(_, v)| v.to_vec()))
+            .collect::<Result<_, _>>()?;
+        let snapshot = self.tree.get(SNAPSHOT)?.map(|v| v.to_vec());
+        Ok((snapshot, changes))
     }
 
     /// The outbox's oldest entries, up to `limit`.

@@ -31,6 +31,19 @@ pub fn space_changes(space: &SpaceId) -> String {
     format!("{PREFIX}.{space}.doc.*.ch")
 }
 
+/// The JetStream object store bucket that holds a space's document snapshots:
+/// `BB_SNAP_<space>`, one object per document, named after the document. Each object carries
+/// metadata `seq` (the last event position it covers) and `trimmed_through` (how far the
+/// document's events were trimmed from the stream; `0` when not at all).
+///
+/// ```
+/// use blackboard_schemas::{subject, SpaceId};
+/// assert_eq!(subject::snapshot_bucket(&SpaceId::new("team").unwrap()), "BB_SNAP_team");
+/// ```
+pub fn snapshot_bucket(space: &SpaceId) -> String {
+    format!("BB_SNAP_{space}")
+}
+
 /// The JetStream stream that holds a space: `BB_<space>`.
 ///
 /// ```

@@ -250,6 +250,24 @@ impl DocCore {
         })
     }
 
+    /// The patches that take the document from `before` to `after` (both sets of heads in
+    /// this document; either may be the later one).
+    pub fn diff(
+        &self,
+        before: &[ChangeHash],
+        after: &[ChangeHash],
+    ) -> Result<Vec<Patch>, DocError> {
+        // Values and conflicts are read from a copy holding both positions, not from the
+        // present document.
+        let mut both: Vec<ChangeHash> = before.iter().chain(after).copied().collect();
+        both.sort();
+        both.dedup();
+        let fork = guard("forking", || self.doc.fork_at(&both))??;
+        let text_rep = TextRepresentation::String(fork.text_encoding());
+        let raw = guard("diffing", || fork.diff(before, after, text_rep))?;
+        Ok(patch::convert(&fork, raw))
+    }
+
     /// The changes this document has that `other` lacks, in causal order.
     pub fn changes_missing_from(&self, other: &DocCore) -> Vec<Change> {
         self.doc

@@ -26,7 +26,7 @@ pub enum PathError {
 /// assert!(Path::root().is_root());
 /// assert!("tasks".parse::<Path>().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Path(Vec<String>);
 
 impl Path {

@@ -1,8 +1,12 @@
 //! The embedded event log: sled on disk plus in-process fan-out.
 //!
-//! One sled tree per space, `log/<space>`, holds three kinds of keys:
+//! One sled tree per space, `log/<space>`, holds these keys:
 //! - `s`: the space's last position (u64, big-endian);
-//! - `e` + document + `0x00` + position: an event's payload;
+//! - `t`: the time of the last append (i64 milliseconds, big-endian);
+//! - `e` + document + `0x00` + position: an event: the append time (i64 milliseconds,
+//!   big-endian), then the payload;
+//! - `n` + document: the document's snapshot: its position and trim floor (two u64,
+//!   big-endian), then the snapshot bytes;
 //! - `m` + message id: the position of the event published with that id (deduplication; kept
 //!   forever, where JetStream keeps a time window);
 //! - `d` + document: the position of the document's last event (to list a space's documents).
@@ -21,7 +25,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published};
+use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo};
 
 /// How many live events a subscriber may fall behind before it re-reads from disk.
 const FANOUT_CAPACITY: usize = 1024;
@@ -64,6 +68,33 @@ struct Space {
     /// Serializes publishes, so positions are assigned and broadcast in order.
     publish: tokio::sync::Mutex<()>,
     fanout: broadcast::Sender<(DocumentId, Entry)>,
+    /// The time of the last append (milliseconds since the epoch).
+    last_time: std::sync::atomic::AtomicI64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn snapshot_key(doc: &DocumentId) -> Vec<u8> {
+    let mut k = vec![b'n'];
+    k.extend_from_slice(doc.as_str().as_bytes());
+    k
+}
+
+/// Splits a stored event into its append time and payload.
+fn decode_event(seq: u64, v: &[u8]) -> Result<Entry, Error> {
+    let (time, payload) = v
+        .split_at_checked(8)
+        .ok_or_else(|| Error::Protocol(format!("stored event {seq} is shorter than its header")))?;
+    Ok(Entry {
+        seq,
+        time_ms: i64::from_be_bytes(time.try_into().unwrap_or_default()),
+        payload: Bytes::copy_from_slice(payload),
+    })
 }
 
 fn event_prefix(doc: &DocumentId) -> Vec<u8> {
@@ -112,6 +143,8 @@ impl EmbeddedLog {
             None => 0,
         };
         let mut batch = sled::Batch::default();
+        // Never behind the last append, so the log's clock does not go backwards.
+        let time_ms = now_ms().max(s.last_time.load(std::sync::atomic::Ordering::Relaxed));
         let mut fresh: HashMap<String, u64> = HashMap::new();
         let mut appended = Vec::new();
         let mut results = Vec::with_capacity(items.len());
@@ -142,9 +175,16 @@ impl EmbeddedLog {
             }
             last += 1;
             batch.insert(dedup_key, &last.to_be_bytes());
-            batch.insert(event_key(document, last), payload.as_ref());
+            let mut value = Vec::with_capacity(8 + payload.len());
+            value.extend_from_slice(&time_ms.to_be_bytes());
+            value.extend_from_slice(&payload);
+            batch.insert(event_key(document, last), value);
             fresh.insert(msg_id, last);
-            appended.push(Entry { seq: last, payload });
+            appended.push(Entry {
+                seq: last,
+                time_ms,
+                payload,
+            });
             results.push(Ok(Published {
                 seq: last,
                 duplicate: false,
@@ -152,11 +192,14 @@ impl EmbeddedLog {
         }
         if !appended.is_empty() {
             batch.insert(b"s".as_slice(), &last.to_be_bytes());
+            batch.insert(b"t".as_slice(), &time_ms.to_be_bytes());
             let mut doc_key = vec![b'd'];
             doc_key.extend_from_slice(document.as_str().as_bytes());
             batch.insert(doc_key, &last.to_be_bytes());
             s.tree.apply_batch(batch)?;
             self.inner.db.flush_async().await?;
+            s.last_time
+                .store(time_ms, std::sync::atomic::Ordering::Relaxed);
         }
         for entry in appended {
             // Nobody listening is fine: subscribers read from disk first.
@@ -175,10 +218,16 @@ impl EmbeddedLog {
             return Ok(s.clone());
         }
         let tree = self.inner.db.open_tree(format!("log/{space}"))?;
+        // The last append's time, so a clock set back does not make the log's time go back.
+        let last_time = match tree.get(b"t")? {
+            Some(v) => decode_seq(&v)? as i64,
+            None => 0,
+        };
         let s = Arc::new(Space {
             tree,
             publish: tokio::sync::Mutex::new(()),
             fanout: broadcast::channel(FANOUT_CAPACITY).0,
+            last_time: last_time.into(),
         });
         spaces.insert(space.clone(), s.clone());
         Ok(s)
@@ -213,6 +262,86 @@ impl EventLog for EmbeddedLog {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(feed(s, document.clone(), from.max(1), live, tx));
         Ok(ReceiverStream::new(rx).boxed())
+    }
+
+    async fn last_seq(&self, space: &SpaceId, document: &DocumentId) -> Result<u64, Error> {
+        let s = self.space(space)?;
+        let mut doc_key = vec![b'd'];
+        doc_key.extend_from_slice(document.as_str().as_bytes());
+        match s.tree.get(doc_key)? {
+            Some(v) => decode_seq(&v),
+            None => Ok(0),
+        }
+    }
+
+    async fn put_snapshot(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        info: SnapshotInfo,
+        bytes: Bytes,
+    ) -> Result<(), Error> {
+        let s = self.space(space)?;
+        let mut value = Vec::with_capacity(16 + bytes.len());
+        value.extend_from_slice(&info.seq.to_be_bytes());
+        value.extend_from_slice(&info.trimmed_through.to_be_bytes());
+        value.extend_from_slice(&bytes);
+        s.tree.insert(snapshot_key(document), value)?;
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    async fn snapshot_info(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Option<SnapshotInfo>, Error> {
+        Ok(self.get_snapshot(space, document).await?.map(|(i, _)| i))
+    }
+
+    async fn get_snapshot(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Option<(SnapshotInfo, Bytes)>, Error> {
+        let s = self.space(space)?;
+        let Some(v) = s.tree.get(snapshot_key(document))? else {
+            return Ok(None);
+        };
+        if v.len() < 16 {
+            return Err(Error::Protocol(format!(
+                "stored snapshot of {document} is shorter than its header"
+            )));
+        }
+        let info = SnapshotInfo {
+            seq: decode_seq(&v[..8])?,
+            trimmed_through: decode_seq(&v[8..16])?,
+            size: (v.len() - 16) as u64,
+        };
+        Ok(Some((info, Bytes::copy_from_slice(&v[16..]))))
+    }
+
+    async fn trim(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        through: u64,
+    ) -> Result<u64, Error> {
+        let s = self.space(space)?;
+        let _serial = s.publish.lock().await;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in s
+            .tree
+            .range(event_key(document, 0)..=event_key(document, through))
+            .keys()
+        {
+            batch.remove(key?);
+            n += 1;
+        }
+        s.tree.apply_batch(batch)?;
+        self.inner.db.flush_async().await?;
+        Ok(n)
     }
 
     async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {
@@ -281,10 +410,7 @@ async fn feed(
                 if !k.starts_with(&prefix) {
                     return Ok(None);
                 }
-                Ok(Some(Entry {
-                    seq: decode_seq(&k[prefix.len()..])?,
-                    payload: Bytes::copy_from_slice(&v),
-                }))
+                Ok(Some(decode_event(decode_seq(&k[prefix.len()..])?, &v)?))
             });
             match entry {
                 Ok(Some(e)) => {

@@ -9,13 +9,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, object_store, stream};
 use async_trait::async_trait;
 use blackboard_schemas::{subject, DocumentId, SpaceId};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published};
+use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo};
 
 /// How the JetStream log sets up its streams.
 #[derive(Debug, Clone)]
@@ -180,9 +180,144 @@ impl EventLog for JetStreamLog {
         }
         result
     }
+
+    async fn last_seq(&self, space: &SpaceId, document: &DocumentId) -> Result<u64, Error> {
+        let stream = self.ensure_stream(space).await?;
+        match stream
+            .get_last_raw_message_by_subject(&subject::changes(space, document))
+            .await
+        {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn put_snapshot(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        info: SnapshotInfo,
+        bytes: Bytes,
+    ) -> Result<(), Error> {
+        let store = self.snapshots(space).await?;
+        let meta = object_store::ObjectMetadata {
+            name: document.to_string(),
+            description: Some(format!(
+                "snapshot of {space}/{document} through {}",
+                info.seq
+            )),
+            metadata: [
+                ("seq".to_owned(), info.seq.to_string()),
+                (
+                    "trimmed_through".to_owned(),
+                    info.trimmed_through.to_string(),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        store
+            .put(meta, &mut bytes.as_ref())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn snapshot_info(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Option<SnapshotInfo>, Error> {
+        let store = self.snapshots(space).await?;
+        match store.info(document.as_str()).await {
+            Ok(info) => snapshot_info(&info).map(Some),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get_snapshot(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Option<(SnapshotInfo, Bytes)>, Error> {
+        use tokio::io::AsyncReadExt;
+        let store = self.snapshots(space).await?;
+        let mut object = match store.get(document.as_str()).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let info = snapshot_info(object.info())?;
+        let mut bytes = Vec::with_capacity(info.size as usize);
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| unavailable(format!("reading snapshot of {space}/{document}: {e}")))?;
+        Ok(Some((info, bytes.into())))
+    }
+
+    async fn trim(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        through: u64,
+    ) -> Result<u64, Error> {
+        let stream = self.ensure_stream(space).await?;
+        // Purging with a sequence removes the subject's messages *below* it.
+        let purged = stream
+            .purge()
+            .filter(subject::changes(space, document))
+            .sequence(through + 1)
+            .await
+            .map_err(unavailable)?;
+        Ok(purged.purged)
+    }
+}
+
+/// Reads the position metadata `put_snapshot` writes on a snapshot object.
+fn snapshot_info(info: &object_store::ObjectInfo) -> Result<SnapshotInfo, Error> {
+    let field = |name: &str| -> Result<u64, Error> {
+        info.metadata
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Error::Protocol(format!(
+                    "snapshot object {} in {} has no valid {name} metadata",
+                    info.name, info.bucket
+                ))
+            })
+    };
+    Ok(SnapshotInfo {
+        seq: field("seq")?,
+        trimmed_through: field("trimmed_through")?,
+        size: info.size as u64,
+    })
 }
 
 impl JetStreamLog {
+    /// The space's snapshot bucket, created on first use with the stream's storage and
+    /// replicas.
+    async fn snapshots(&self, space: &SpaceId) -> Result<object_store::ObjectStore, Error> {
+        let bucket = subject::snapshot_bucket(space);
+        match self.inner.js.get_object_store(&bucket).await {
+            Ok(store) => Ok(store),
+            Err(_) => self
+                .inner
+                .js
+                .create_object_store(object_store::Config {
+                    bucket,
+                    description: Some(format!("Blackboard snapshots of space {space}")),
+                    storage: stream::StorageType::File,
+                    num_replicas: self.inner.config.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable),
+        }
+    }
+
     /// Sends every publish in order on the one connection (NATS keeps a connection's order,
     /// so the stream does too), then awaits the acknowledgements together: a batch costs
     /// about one round trip. After a failed send nothing more is sent.
@@ -305,12 +440,12 @@ impl JetStreamLog {
         Ok(messages
             .map(|m| {
                 let m = m.map_err(unavailable)?;
-                let seq = m
+                let info = m
                     .info()
-                    .map_err(|e| Error::Protocol(format!("message without stream info: {e}")))?
-                    .stream_sequence;
+                    .map_err(|e| Error::Protocol(format!("message without stream info: {e}")))?;
                 Ok(Entry {
-                    seq,
+                    seq: info.stream_sequence,
+                    time_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
                     payload: m.message.payload.clone(),
                 })
             })

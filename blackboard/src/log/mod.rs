@@ -10,7 +10,11 @@
 //!   increases with every event of the space); publishing the same `msg_id` again returns the
 //!   original position with `duplicate: true` and adds nothing;
 //! - `subscribe(.., from)` yields the document's events with position `>= from` in position
-//!   order, then keeps yielding new ones as they are published, with no gap and no repeat.
+//!   order, then keeps yielding new ones as they are published, with no gap and no repeat;
+//! - each event carries the log's own time of the append, which never goes backwards within
+//!   a space (the wall-clock axis of history);
+//! - a document's newest snapshot is stored beside its events, for any replica to fetch; a
+//!   document may be trimmed below a snapshot, and the snapshot records how far.
 
 mod embedded;
 mod jetstream;
@@ -31,6 +35,9 @@ pub use jetstream::{Config as JetStreamConfig, JetStreamLog};
 pub struct Entry {
     /// The event's position: its stream sequence.
     pub seq: u64,
+    /// When the log appended it, in milliseconds since the Unix epoch (the log's clock, not
+    /// the writer's).
+    pub time_ms: i64,
     /// The message payload.
     pub payload: Bytes,
 }
@@ -42,6 +49,18 @@ pub struct Published {
     pub seq: u64,
     /// Whether the log already had an event with this message id (and `seq` is that event's).
     pub duplicate: bool,
+}
+
+/// What the log holds about a document's stored snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SnapshotInfo {
+    /// The snapshot covers the document's events up to and including this position.
+    pub seq: u64,
+    /// The document's events up to and including this position have been trimmed from the
+    /// log (0: none). Never more than `seq`.
+    pub trimmed_through: u64,
+    /// The snapshot's size in bytes.
+    pub size: u64,
 }
 
 /// A live stream of a document's entries.
@@ -147,4 +166,42 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
     /// The space's last position now, and its documents: every document that has events,
     /// then each document again whenever an event arrives for it (so repeats are normal).
     async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error>;
+
+    /// The position of `document`'s last event (0 when it has none): a reader that has
+    /// applied up to here has seen everything published before this call.
+    async fn last_seq(&self, space: &SpaceId, document: &DocumentId) -> Result<u64, Error>;
+
+    /// Stores `bytes` as `document`'s snapshot, replacing the one stored before. The caller
+    /// makes sure `info.seq` does not go backwards and `info.trimmed_through` is kept.
+    async fn put_snapshot(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        info: SnapshotInfo,
+        bytes: Bytes,
+    ) -> Result<(), Error>;
+
+    /// What is known about `document`'s stored snapshot, without fetching it.
+    async fn snapshot_info(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Option<SnapshotInfo>, Error>;
+
+    /// Fetches `document`'s stored snapshot.
+    async fn get_snapshot(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+    ) -> Result<Option<(SnapshotInfo, Bytes)>, Error>;
+
+    /// Removes `document`'s events at positions up to and including `through`; returns how
+    /// many were removed. Other documents' events are untouched. Only call this once a
+    /// snapshot with `trimmed_through >= through` is stored, so readers can recover.
+    async fn trim(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        through: u64,
+    ) -> Result<u64, Error>;
 }

@@ -23,11 +23,18 @@ use tracing::{debug, warn};
 
 use crate::codec;
 use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
+use crate::history::Record;
 use crate::log::{Entry, EventLog};
 use crate::store::{ReplicaStore, StoreError};
 use crate::watch::listeners::Listeners;
 use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
 use crate::Error;
+
+mod history;
+mod snapshots;
+
+pub use history::{ReplayError, ReplayStep, View};
+pub use snapshots::{SnapshotPolicy, Trimmed};
 
 /// How a replica is set up.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ pub struct Config {
     pub outbox_batch: usize,
     /// How many change events live watchers may fall behind before they are told they lag.
     pub watch_capacity: usize,
+    /// When this replica writes snapshots to the log by itself.
+    pub snapshots: SnapshotPolicy,
 }
 
 impl Config {
@@ -56,6 +65,7 @@ impl Config {
             compact_after: 1000,
             outbox_batch: 128,
             watch_capacity: 1024,
+            snapshots: SnapshotPolicy::default(),
         }
     }
 }
@@ -85,6 +95,8 @@ pub struct Stats {
     pub last_rejection: Option<String>,
     /// Local changes acknowledged by the log since opening.
     pub published: u64,
+    /// The position of the snapshot this replica started (or recovered) from, if it did.
+    pub snapshot_loaded: Option<u64>,
 }
 
 /// A handle to a replica. Cheap to clone; the replica stops when the last handle is dropped.
@@ -142,6 +154,8 @@ pub(crate) struct Shared {
     outbox_wake: Notify,
     /// Bumped after every outbox round.
     outbox_rounds: watch::Sender<u64>,
+    /// Wakes the snapshot policy when enough events arrived.
+    snapshot_wake: Notify,
 }
 
 #[derive(Debug)]
@@ -150,6 +164,8 @@ pub(crate) struct State {
     pub(crate) position: u64,
     next_outbox: u64,
     stored_since_compaction: usize,
+    /// Changes indexed since the last snapshot this replica wrote or checked.
+    events_since_snapshot: u64,
     stats: Stats,
     /// The error of the last outbox round, if it failed; `flush` reports it when it is not
     /// one that retrying can fix.
@@ -215,6 +231,7 @@ impl Replica {
                 position: loaded.position,
                 next_outbox,
                 stored_since_compaction: loaded.changes.len(),
+                events_since_snapshot: 0,
                 stats: Stats {
                     resumed_from: loaded.position,
                     ..Stats::default()
@@ -226,6 +243,7 @@ impl Replica {
             version: watch::channel(0).0,
             outbox_wake: Notify::new(),
             outbox_rounds: watch::channel(0).0,
+            snapshot_wake: Notify::new(),
             config,
         });
         if !loaded.outbox.is_empty() {
@@ -234,6 +252,7 @@ impl Replica {
         let tasks = vec![
             tokio::spawn(follow(shared.clone())),
             tokio::spawn(drain_outbox(shared.clone())),
+            tokio::spawn(snapshots::run_policy(shared.clone())),
         ];
         Ok(Self {
             handle: Arc::new(Handle {
@@ -594,10 +613,7 @@ impl Shared {
                     st.core.apply(event.change).map(|a| (a, Vec::new()))
                 };
                 match applied {
-                    Ok((Applied::Duplicate, _)) => Ok(None),
-                    Ok((applied, took_effect)) => {
-                        Ok(Some((hash, event.envelope, applied, took_effect)))
-                    }
+                    Ok((applied, took_effect)) => Ok((hash, event.envelope, applied, took_effect)),
                     Err(e @ DocError::Panicked(_)) => {
                         // The in-memory document may be damaged: rebuild it from disk.
                         match load_core(&self.store) {
@@ -610,38 +626,67 @@ impl Shared {
                 }
             });
         let stored = match outcome {
-            Ok(Some((hash, envelope, applied, took_effect))) => {
-                st.stats.events_applied += 1;
-                st.stored_since_compaction += 1;
-                debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
-                let stored = self
-                    .store
-                    .add_remote(entry.seq, Some((&hash.0, &envelope.change)));
-                st.position = entry.seq;
-                let meta = Meta {
-                    seq: Some(entry.seq),
-                    agent: envelope.agent,
-                    time_ms: envelope.time_ms,
-                    message: envelope.message,
+            Ok((hash, envelope, applied, took_effect)) => {
+                // The first event carrying a change is where the index puts it; our own
+                // changes are indexed here too, when they come back from the log.
+                let record = match self.store.seq_of(&hash.0) {
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some(Record {
+                        seq: entry.seq,
+                        hash,
+                        logged_ms: entry.time_ms,
+                        time_ms: envelope.time_ms,
+                        agent: envelope.agent.clone(),
+                        message: envelope.message.clone(),
+                    }),
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the position index");
+                        None
+                    }
                 };
-                if applied == Applied::Pending {
-                    // Reported when its dependencies arrive, with its own metadata.
-                    st.pending_meta.insert(hash, meta);
-                } else {
-                    for change in took_effect {
-                        let meta = if change.hash == hash {
-                            meta.clone()
-                        } else {
-                            st.pending_meta
-                                .remove(&change.hash)
-                                .unwrap_or_else(|| Meta::unknown(&self.config.agent))
-                        };
-                        self.announce(&mut st, &change.hash, &meta, change.patches);
+                if record.is_some() {
+                    st.events_since_snapshot += 1;
+                    let every = self.config.snapshots.every_events;
+                    if every > 0 && st.events_since_snapshot >= every {
+                        self.snapshot_wake.notify_one();
                     }
                 }
-                stored
+                if applied == Applied::Duplicate {
+                    self.store.add_remote(entry.seq, None, record.as_ref())
+                } else {
+                    st.stats.events_applied += 1;
+                    st.stored_since_compaction += 1;
+                    debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
+                    let stored = self.store.add_remote(
+                        entry.seq,
+                        Some((&hash.0, &envelope.change)),
+                        record.as_ref(),
+                    );
+                    st.position = entry.seq;
+                    let meta = Meta {
+                        seq: Some(entry.seq),
+                        agent: envelope.agent,
+                        time_ms: envelope.time_ms,
+                        message: envelope.message,
+                    };
+                    if applied == Applied::Pending {
+                        // Reported when its dependencies arrive, with its own metadata.
+                        st.pending_meta.insert(hash, meta);
+                    } else {
+                        for change in took_effect {
+                            let meta = if change.hash == hash {
+                                meta.clone()
+                            } else {
+                                st.pending_meta
+                                    .remove(&change.hash)
+                                    .unwrap_or_else(|| Meta::unknown(&self.config.agent))
+                            };
+                            self.announce(&mut st, &change.hash, &meta, change.patches);
+                        }
+                    }
+                    stored
+                }
             }
-            Ok(None) => self.store.add_remote(entry.seq, None),
             Err(reason) => {
                 warn!(
                     space = %space,
@@ -652,7 +697,7 @@ impl Shared {
                 );
                 st.stats.events_rejected += 1;
                 st.stats.last_rejection = Some(format!("position {}: {reason}", entry.seq));
-                self.store.add_remote(entry.seq, None)
+                self.store.add_remote(entry.seq, None, None)
             }
         };
         if let Err(e) = stored {
@@ -693,8 +738,21 @@ impl Shared {
 async fn follow(shared: Arc<Shared>) {
     let mut backoff = Backoff::default();
     loop {
-        let from = shared.lock().position + 1;
         let (space, document) = (&shared.config.space, &shared.config.document);
+        match snapshots::recover(&shared).await {
+            Ok(()) => {}
+            Err(Error::Log(e)) if e.is_transient() => {
+                warn!(%space, %document, error = %e, "cannot check the stored snapshot; retrying");
+                backoff.wait().await;
+                continue;
+            }
+            // A snapshot that cannot be read must not stop the replica from following.
+            Err(e) => warn!(
+                %space, %document, error = %e,
+                "the stored snapshot is unusable; following the log without it"
+            ),
+        }
+        let from = shared.lock().position + 1;
         match shared.log.subscribe(space, document, from).await {
             Ok(mut entries) => {
                 debug!(%space, %document, from, "following the log");

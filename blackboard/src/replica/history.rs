@@ -1,0 +1,254 @@
+//! History on a replica: the position index read back, the document at any position,
+//! diffs, blame and replays. Everything here reads local state only (the automerge document
+//! and the sled index); [`Replica::sync`] first to include what the log has now.
+
+use automerge::{Change, ChangeHash, ReadDoc};
+use serde_json::Value as Json;
+
+use super::{Position, Replica};
+use crate::doc::{DocCore, Patch, Path};
+use crate::history::{self, At, Blame, Filter, HeadTracker, HistoryError, HistoryEvent, Record};
+use crate::Error;
+
+/// A read-only view of a document at a past position (see [`Replica::at`]).
+#[derive(Debug)]
+pub struct View {
+    position: Position,
+    doc: DocCore,
+}
+
+impl View {
+    /// The position viewed: the last event included and the heads.
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// The whole document as JSON.
+    pub fn to_json(&self) -> Json {
+        self.doc.to_json()
+    }
+
+    /// The value at `path`; `None` when nothing was there.
+    pub fn get(&self, path: &str) -> Result<Option<Json>, Error> {
+        Ok(self.doc.get(&path.parse::<Path>()?)?)
+    }
+
+    /// The document core, for reads the JSON view does not cover.
+    pub fn doc(&self) -> &DocCore {
+        &self.doc
+    }
+}
+
+/// One step of a [`Replica::replay`]: an event, what it did, and the document right after.
+#[derive(Debug)]
+pub struct ReplayStep<'a> {
+    /// The event.
+    pub record: &'a Record,
+    /// What the change did (empty for a change held back for missing dependencies; it is
+    /// reported when they arrive).
+    pub patches: &'a [Patch],
+    /// The document after this event.
+    pub doc: &'a DocCore,
+}
+
+impl Replica {
+    /// The position index between `after` (exclusive) and `until` (inclusive), in order.
+    pub fn records(&self, after: u64, until: u64) -> Result<Vec<Record>, Error> {
+        if until <= after {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .shared()
+            .store
+            .records(after + 1..=until)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// What the log says about change `hash`, if this replica has seen it there.
+    pub fn record_of(&self, hash: &ChangeHash) -> Result<Option<Record>, Error> {
+        Ok(self.shared().store.record_of(&hash.0)?)
+    }
+
+    /// Turns any way of naming a moment into a position: a stream sequence and the heads
+    /// of the document made of exactly the events up to it.
+    ///
+    /// - `Seq(n)`: `n` must not be past this replica's position;
+    /// - `Time(t)`: the last event the log appended at or before `t`;
+    /// - `Heads(h)`: every hash must be in the document; the sequence is the highest one
+    ///   among them that the index knows (0 if none).
+    pub fn resolve(&self, at: &At) -> Result<Position, Error> {
+        let s = self.shared();
+        let position = s.lock().position;
+        let seq = match at {
+            At::Seq(n) if *n > position => {
+                return Err(HistoryError::UnknownPosition(format!(
+                    "sequence {n} is past this replica's position {position}; sync first"
+                ))
+                .into())
+            }
+            At::Seq(n) => *n,
+            At::Time(t) => {
+                let mut found = 0;
+                for r in s.store.records(..=position).rev() {
+                    let r = r?;
+                    if r.logged_ms <= *t {
+                        found = r.seq;
+                        break;
+                    }
+                }
+                found
+            }
+            At::Heads(heads) => {
+                let st = s.lock();
+                if let Some(h) = heads.iter().find(|h| !st.core.has_change(h)) {
+                    return Err(HistoryError::UnknownPosition(format!(
+                        "change {h} is not in this document"
+                    ))
+                    .into());
+                }
+                drop(st);
+                let mut seq = 0;
+                for h in heads {
+                    seq = seq.max(s.store.seq_of(&h.0)?.unwrap_or(0));
+                }
+                let mut heads = heads.clone();
+                heads.sort();
+                heads.dedup();
+                return Ok(Position { seq, heads });
+            }
+        };
+        let records = self.records(0, seq)?;
+        let heads = history::heads_after(&s.lock().core, &records);
+        Ok(Position { seq, heads })
+    }
+
+    /// A read-only view of the document at `at`. At sequence N it equals a replica that
+    /// applied exactly the events up to N.
+    pub fn at(&self, at: &At) -> Result<View, Error> {
+        let position = self.resolve(at)?;
+        let doc = self.shared().lock().core.fork_at(&position.heads)?;
+        Ok(View { position, doc })
+    }
+
+    /// The patches that take the document from position `from` to position `to`.
+    pub fn diff(&self, from: &At, to: &At) -> Result<Vec<Patch>, Error> {
+        let (a, b) = (self.resolve(from)?, self.resolve(to)?);
+        Ok(self.shared().lock().core.diff(&a.heads, &b.heads)?)
+    }
+
+    /// Who wrote the current value at `path`: the change, and what the log says about it
+    /// (agent, position, times, message); for text, also who wrote each run of characters.
+    /// `None` when nothing is at `path`.
+    pub fn blame(&self, path: &str) -> Result<Option<Blame>, Error> {
+        let path: Path = path.parse()?;
+        let s = self.shared();
+        let st = s.lock();
+        Ok(history::blame(&st.core, &path, |h| {
+            s.store.record_of(&h.0).ok().flatten()
+        })?)
+    }
+
+    /// The document's events matching `filter`, in order, each with the heads after it and
+    /// the paths it touched.
+    pub fn history(&self, filter: &Filter) -> Result<Vec<HistoryEvent>, Error> {
+        let s = self.shared();
+        let after = match &filter.after {
+            Some(at) => self.resolve(at)?.seq,
+            None => 0,
+        };
+        let until = match &filter.until {
+            Some(at) => self.resolve(at)?.seq,
+            None => s.lock().position,
+        };
+        let records = self.records(0, until)?;
+        let st = s.lock();
+        let mut tracker = HeadTracker::default();
+        let mut out = Vec::new();
+        for r in records {
+            tracker.add(&st.core, &r.hash);
+            if r.seq <= after || filter.agent.as_ref().is_some_and(|a| *a != r.agent) {
+                continue;
+            }
+            if filter.limit.is_some_and(|n| out.len() >= n) {
+                break;
+            }
+            let paths = history::touched_paths(&st.core, &r.hash);
+            if let Some(p) = &filter.path {
+                if !paths.iter().any(|path| p.matches(path)) {
+                    continue;
+                }
+            }
+            out.push(HistoryEvent {
+                heads: tracker.heads(),
+                paths,
+                record: r,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs the document's events after `from` through `step`, in order, on a copy of the
+    /// document at `from`: to rebuild a derived view. Deterministic: the same events give the
+    /// same calls with the same patches and documents, on any replica. Runs without holding
+    /// the replica, so `step` may take its time (and may use the replica).
+    pub fn replay<E>(
+        &self,
+        from: &At,
+        mut step: impl FnMut(ReplayStep<'_>) -> Result<(), E>,
+    ) -> Result<(), ReplayError<E>> {
+        let start = self.resolve(from).map_err(ReplayError::Replica)?;
+        let until = self.shared().lock().position;
+        let records = self
+            .records(start.seq, until)
+            .map_err(ReplayError::Replica)?;
+        let (mut doc, changes) = {
+            let st = self.shared().lock();
+            let doc = st
+                .core
+                .fork_at(&start.heads)
+                .map_err(|e| ReplayError::Replica(e.into()))?;
+            let changes: Vec<Option<Change>> = records
+                .iter()
+                .map(|r| st.core.automerge().get_change_by_hash(&r.hash).cloned())
+                .collect();
+            (doc, changes)
+        };
+        let by_hash: std::collections::HashMap<ChangeHash, &Record> =
+            records.iter().map(|r| (r.hash, r)).collect();
+        for (record, change) in records.iter().zip(changes) {
+            let Some(change) = change else { continue };
+            let (_, applied) = doc
+                .apply_with_patches(change)
+                .map_err(|e| ReplayError::Replica(e.into()))?;
+            if applied.is_empty() {
+                step(ReplayStep {
+                    record,
+                    patches: &[],
+                    doc: &doc,
+                })
+                .map_err(ReplayError::Step)?;
+            }
+            for a in &applied {
+                // A held-back change taking effect is reported with its own record.
+                step(ReplayStep {
+                    record: by_hash.get(&a.hash).copied().unwrap_or(record),
+                    patches: &a.patches,
+                    doc: &doc,
+                })
+                .map_err(ReplayError::Step)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError<E> {
+    /// The replica could not provide the history.
+    #[error(transparent)]
+    Replica(Error),
+    /// The step function failed.
+    #[error("replay step failed: {0}")]
+    Step(E),
+}

@@ -1,0 +1,284 @@
+//! Snapshots in the log: writing them (on demand, or by policy in the background), starting
+//! or recovering from them, and trimming the log below them.
+//!
+//! A snapshot is built from the replica's sled store, not from the live document, so writing
+//! one never holds the lock writers need: the store is read (changes first, then the stored
+//! document, which finds every change even if compaction runs meanwhile), loaded into a
+//! throwaway document on a blocking thread, saved, and uploaded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::{Replica, Shared};
+use crate::doc::DocCore;
+use crate::history::{HistoryError, Snapshot};
+use crate::log::SnapshotInfo;
+use crate::Error;
+
+/// When a replica writes snapshots of its document to the log by itself.
+///
+/// Every replica may write them; one that finds a recent enough snapshot already stored
+/// (by another agent) skips its turn, so a crowd of replicas does not multiply the work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Write one after this many new events (0: never by count).
+    pub every_events: u64,
+    /// Write one this often when there were new events (`None`: never by time).
+    pub every: Option<Duration>,
+    /// After writing a snapshot, trim the document's events below it from the log. Off by
+    /// default: a trimmed log can only be read from the snapshot on.
+    pub trim: bool,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self {
+            every_events: 10_000,
+            every: Some(Duration::from_secs(600)),
+            trim: false,
+        }
+    }
+}
+
+impl SnapshotPolicy {
+    /// A policy that never writes snapshots by itself ([`Replica::snapshot`] still can).
+    pub fn manual() -> Self {
+        Self {
+            every_events: 0,
+            every: None,
+            trim: false,
+        }
+    }
+}
+
+/// What [`Replica::trim`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The snapshot the log was trimmed below.
+    pub snapshot: SnapshotInfo,
+    /// How many of the document's events were removed.
+    pub removed: u64,
+}
+
+impl Replica {
+    /// Writes a snapshot of the document, as far as this replica has applied the log, to the
+    /// log for any replica to start from. If a snapshot at least as recent is already stored,
+    /// returns that one instead. Does not block writers.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, Error> {
+        write(self.shared(), false, 0).await
+    }
+
+    /// Writes a snapshot and trims the document's events below it from the log. History,
+    /// [`at`](Self::at), [`diff`](Self::diff) and [`blame`](Self::blame) keep working for
+    /// every replica: the snapshot carries the document's whole change history and the
+    /// position index. A replica whose position was trimmed away recovers from the snapshot.
+    pub async fn trim(&self) -> Result<Trimmed, Error> {
+        trim(self.shared()).await
+    }
+
+    /// Waits until this replica has applied every event of its document that the log holds
+    /// now; returns that position.
+    pub async fn sync(&self) -> Result<u64, Error> {
+        let s = self.shared();
+        let last = s.log.last_seq(&s.config.space, &s.config.document).await?;
+        self.wait_for_position(last).await?;
+        Ok(last)
+    }
+}
+
+async fn trim(s: &Shared) -> Result<Trimmed, Error> {
+    let snapshot = write(s, true, 0).await?;
+    let removed = s
+        .log
+        .trim(
+            &s.config.space,
+            &s.config.document,
+            snapshot.trimmed_through,
+        )
+        .await?;
+    info!(
+        space = %s.config.space,
+        document = %s.config.document,
+        through = snapshot.trimmed_through,
+        removed,
+        "trimmed the log below a snapshot"
+    );
+    Ok(Trimmed { snapshot, removed })
+}
+
+/// Builds a snapshot from the store and uploads it, unless the stored one is no more than
+/// `fresh_enough` events behind (then returns that). With `trim`, it is marked as the floor
+/// the log is about to be trimmed to, and written whatever is stored.
+async fn write(s: &Shared, trim: bool, fresh_enough: u64) -> Result<SnapshotInfo, Error> {
+    let (space, document) = (&s.config.space, &s.config.document);
+    let seq = s.store.position()?;
+    let existing = s.log.snapshot_info(space, document).await?;
+    if let Some(e) = existing {
+        if !trim && e.seq.saturating_add(fresh_enough) >= seq {
+            return Ok(e);
+        }
+    }
+    let store = s.store.clone();
+    let snapshot = tokio::task::spawn_blocking(move || -> Result<Snapshot, Error> {
+        let (saved, changes) = store.document_parts()?;
+        let (doc, _) = DocCore::load(saved.as_deref(), changes.iter().map(Vec::as_slice))?;
+        let records = store.records(..=seq).collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot {
+            seq,
+            records,
+            document: doc.save(),
+        })
+    })
+    .await
+    .map_err(|e| HistoryError::Corrupt(format!("building the snapshot failed: {e}")))??;
+    let bytes = snapshot.encode();
+    let carried = existing.map_or(0, |e| e.trimmed_through);
+    let info = SnapshotInfo {
+        seq,
+        trimmed_through: if trim { carried.max(seq) } else { carried },
+        size: bytes.len() as u64,
+    };
+    s.log
+        .put_snapshot(space, document, info, bytes.into())
+        .await?;
+    debug!(%space, %document, seq, size = info.size, "wrote a snapshot");
+    Ok(info)
+}
+
+/// Before following the log: a replica with nothing applied starts from the stored snapshot
+/// instead of the first event, and a replica whose position was trimmed away recovers from it.
+pub(super) async fn recover(s: &Shared) -> Result<(), Error> {
+    let (space, document) = (&s.config.space, &s.config.document);
+    let position = s.lock().position;
+    let Some(info) = s.log.snapshot_info(space, document).await? else {
+        return Ok(());
+    };
+    let needed = match position {
+        0 => info.seq > 0,
+        p => info.trimmed_through > p,
+    };
+    if !needed {
+        return Ok(());
+    }
+    let Some((info, bytes)) = s.log.get_snapshot(space, document).await? else {
+        return Ok(());
+    };
+    let snapshot = Snapshot::decode(&bytes)?;
+    if position > 0 {
+        warn!(
+            %space, %document, position,
+            trimmed_through = info.trimmed_through,
+            snapshot = snapshot.seq,
+            "this replica's position was trimmed from the log; recovering from the snapshot"
+        );
+    } else {
+        info!(%space, %document, snapshot = snapshot.seq, "starting from the stored snapshot");
+    }
+    let document_bytes = snapshot.document.clone();
+    let loaded = tokio::task::spawn_blocking(move || DocCore::load(Some(&document_bytes), []))
+        .await
+        .map_err(|e| HistoryError::Corrupt(format!("loading the snapshot failed: {e}")))??
+        .0;
+    s.take_snapshot(snapshot, loaded)
+}
+
+impl Shared {
+    /// Merges a fetched snapshot into the replica and moves its position to the snapshot's.
+    fn take_snapshot(&self, snapshot: Snapshot, loaded: DocCore) -> Result<(), Error> {
+        let mut st = self.lock();
+        if st.position >= snapshot.seq {
+            return Ok(());
+        }
+        let fresh = st.core.heads().is_empty() && st.core.pending_len() == 0 && !st.listeners.any();
+        if fresh {
+            // Nothing to merge with and nobody to tell: take the document as it is.
+            self.store.add_snapshot(
+                snapshot.seq,
+                Some(&snapshot.document),
+                [],
+                &snapshot.records,
+            )?;
+            st.core = loaded;
+        } else {
+            let records: std::collections::HashMap<_, _> =
+                snapshot.records.iter().map(|r| (r.hash, r)).collect();
+            let missing = loaded.changes_missing_from(&st.core);
+            let raw: Vec<([u8; 32], Vec<u8>)> = missing
+                .iter()
+                .map(|c| (c.hash().0, c.raw_bytes().to_vec()))
+                .collect();
+            self.store.add_snapshot(
+                snapshot.seq,
+                None,
+                raw.iter().map(|(h, b)| (h, b.as_slice())),
+                &snapshot.records,
+            )?;
+            for change in missing {
+                let (_, took_effect) = st.core.apply_with_patches(change)?;
+                for c in took_effect {
+                    let meta = match records.get(&c.hash) {
+                        Some(r) => super::Meta {
+                            seq: Some(r.seq),
+                            agent: r.agent.clone(),
+                            time_ms: r.time_ms,
+                            message: r.message.clone(),
+                        },
+                        None => super::Meta::unknown(&self.config.agent),
+                    };
+                    self.announce(&mut st, &c.hash, &meta, c.patches);
+                }
+            }
+        }
+        st.position = snapshot.seq;
+        st.stats.snapshot_loaded = Some(snapshot.seq);
+        drop(st);
+        self.version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+}
+
+/// Writes snapshots by the replica's policy, in the background, for as long as it lives.
+pub(super) async fn run_policy(s: Arc<Shared>) {
+    let policy = s.config.snapshots.clone();
+    if policy.every_events == 0 && policy.every.is_none() {
+        return;
+    }
+    let mut timer = policy.every.map(|d| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        let timed = tokio::select! {
+            _ = s.snapshot_wake.notified() => false,
+            _ = async {
+                match timer.as_mut() {
+                    Some(t) => { t.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => true,
+        };
+        let new = s.lock().events_since_snapshot;
+        let due = (policy.every_events > 0 && new >= policy.every_events) || (timed && new > 0);
+        if !due {
+            continue;
+        }
+        s.lock().events_since_snapshot = 0;
+        let result = if policy.trim {
+            trim(&s).await.map(|_| ())
+        } else {
+            // A snapshot half a period old, written by another replica, is recent enough.
+            write(&s, false, policy.every_events / 2).await.map(|_| ())
+        };
+        if let Err(e) = result {
+            warn!(
+                space = %s.config.space,
+                document = %s.config.document,
+                error = %e,
+                "writing a snapshot failed; will try again after more events"
+            );
+        }
+    }
+}
