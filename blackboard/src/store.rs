@@ -5,7 +5,8 @@
 //! - `s`: a snapshot of the document in automerge's save format (written on compaction);
 //! - `c` + change hash (32 bytes): a change not yet folded into the snapshot;
 //! - `o` + counter (u64, big-endian): an outbox entry, a local change not yet acknowledged by
-//!   the log, stored as the 64-character change hash followed by the encoded envelope;
+//!   the log, stored as the message id (one length byte, then the id) followed by the
+//!   encoded envelope;
 //! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads);
 //! - `i` + position (u64, big-endian): the position index, one [`Record`] per change seen on
 //!   the log, at the position of its first event;
@@ -44,6 +45,21 @@ pub struct OutboxEntry {
     pub msg_id: String,
     /// The encoded envelope.
     pub payload: Bytes,
+}
+
+/// A local change to record with [`ReplicaStore::add_locals`].
+#[derive(Debug, Clone, Copy)]
+pub struct LocalEntry<'a> {
+    /// The change hash.
+    pub hash: &'a [u8; 32],
+    /// The change's bytes.
+    pub change: &'a [u8],
+    /// Its place in the outbox.
+    pub outbox_id: u64,
+    /// The log's message id for it.
+    pub msg_id: &'a str,
+    /// The encoded envelope.
+    pub payload: &'a [u8],
 }
 
 /// What a replica had on disk when it was opened.
@@ -161,16 +177,18 @@ impl ReplicaStore {
 
     fn decode_outbox(&self, k: &[u8], v: &[u8]) -> Result<OutboxEntry, StoreError> {
         let id = self.u64_at(&k[1..], "outbox key")?;
-        if v.len() < 64 {
-            return Err(self.corrupt(format!("outbox entry {id}")));
-        }
-        let msg_id = std::str::from_utf8(&v[..64])
-            .map_err(|_| self.corrupt(format!("outbox entry {id} id")))?
+        let len = *v
+            .first()
+            .ok_or_else(|| self.corrupt(format!("outbox entry {id}")))? as usize;
+        let msg_id = v
+            .get(1..1 + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| self.corrupt(format!("outbox entry {id} id")))?
             .to_owned();
         Ok(OutboxEntry {
             id,
             msg_id,
-            payload: Bytes::copy_from_slice(&v[64..]),
+            payload: Bytes::copy_from_slice(&v[1 + len..]),
         })
     }
 
@@ -184,12 +202,32 @@ impl ReplicaStore {
         msg_id: &str,
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        let mut value = Vec::with_capacity(64 + payload.len());
-        value.extend_from_slice(msg_id.as_bytes());
-        value.extend_from_slice(payload);
+        self.add_locals([LocalEntry {
+            hash,
+            change,
+            outbox_id,
+            msg_id,
+            payload,
+        }])
+    }
+
+    /// Records several local changes and their outbox entries in one atomic batch.
+    pub fn add_locals<'a>(
+        &self,
+        entries: impl IntoIterator<Item = LocalEntry<'a>>,
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        batch.insert(change_key(hash), change);
-        batch.insert(outbox_key(outbox_id), value);
+        for e in entries {
+            // Message ids are a change hash (64 characters), or a hash and a document for a
+            // fork's copies: well under 256 bytes.
+            let id = &e.msg_id.as_bytes()[..e.msg_id.len().min(255)];
+            let mut value = Vec::with_capacity(1 + id.len() + e.payload.len());
+            value.push(id.len() as u8);
+            value.extend_from_slice(id);
+            value.extend_from_slice(e.payload);
+            batch.insert(change_key(e.hash), e.change);
+            batch.insert(outbox_key(e.outbox_id), value);
+        }
         Ok(self.tree.apply_batch(batch)?)
     }
 

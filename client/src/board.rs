@@ -35,6 +35,7 @@ struct Inner {
     log: Arc<dyn EventLog>,
     db: sled::Db,
     watch_capacity: Option<usize>,
+    snapshots: Option<blackboard::replica::SnapshotPolicy>,
     /// Open replicas, shared by every board over the same store: two replicas on one sled
     /// tree would hand out the same outbox slots.
     docs: Arc<Mutex<HashMap<ReplicaKey, Replica>>>,
@@ -52,6 +53,7 @@ impl Board {
                 log,
                 db,
                 watch_capacity: None,
+                snapshots: None,
                 docs: Arc::default(),
             }),
         }
@@ -79,6 +81,7 @@ impl Board {
                 log: self.inner.log.clone(),
                 db: self.inner.db.clone(),
                 watch_capacity: self.inner.watch_capacity,
+                snapshots: self.inner.snapshots.clone(),
                 docs: self.inner.docs.clone(),
             }),
         })
@@ -113,12 +116,17 @@ impl Board {
         ))
     }
 
-    pub(crate) fn with_watch_capacity(self, events: usize) -> Self {
+    pub(crate) fn with_settings(
+        self,
+        watch_capacity: Option<usize>,
+        snapshots: Option<blackboard::replica::SnapshotPolicy>,
+    ) -> Self {
         let inner = Inner {
             agent: self.inner.agent.clone(),
             log: self.inner.log.clone(),
             db: self.inner.db.clone(),
-            watch_capacity: Some(events),
+            watch_capacity,
+            snapshots,
             docs: self.inner.docs.clone(),
         };
         Self {
@@ -150,6 +158,9 @@ impl Board {
         let mut config = replica::Config::new(key.1.clone(), key.2.clone(), key.0.clone());
         if let Some(n) = self.inner.watch_capacity {
             config.watch_capacity = n;
+        }
+        if let Some(p) = &self.inner.snapshots {
+            config.snapshots = p.clone();
         }
         let r = Replica::open(self.inner.log.clone(), &self.inner.db, config)?;
         docs.insert(key, r.clone());

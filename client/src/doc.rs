@@ -3,7 +3,9 @@
 use blackboard::automerge::transaction::Transaction;
 use blackboard::automerge::ChangeHash;
 use blackboard::doc::DocCore;
-use blackboard::replica::{Position, Stats};
+use blackboard::history::{At, Blame, Filter as HistoryFilter, HistoryEvent};
+use blackboard::log::SnapshotInfo;
+use blackboard::replica::{Position, ReplayError, ReplayStep, Stats, Trimmed, View};
 use blackboard::watch::{Options as WatchOptions, Pattern, Watch};
 use blackboard::Replica;
 use serde::de::DeserializeOwned;
@@ -71,6 +73,24 @@ impl Doc {
     /// Writes a JSON value at `path`, creating missing maps on the way.
     pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
         Ok(self.replica.put(path, value).await?)
+    }
+
+    /// Like [`put`](Self::put), recording `message` (why) with the change: history and blame
+    /// show it.
+    pub async fn put_with_message(
+        &self,
+        path: &str,
+        value: Json,
+        message: &str,
+    ) -> Result<Option<ChangeHash>, Error> {
+        let path: blackboard::doc::Path = path.parse().map_err(blackboard::Error::from)?;
+        let (_, hash) = self
+            .replica
+            .change_with_message(Some(message), |tx| {
+                blackboard::doc::json::put(tx, &path, &value)
+            })
+            .await?;
+        Ok(hash)
     }
 
     /// Writes any serializable value at `path`.
@@ -209,5 +229,93 @@ impl Doc {
     /// Waits until `f` holds for the document's JSON, re-checking after every change.
     pub async fn wait_until(&self, mut f: impl FnMut(&Json) -> bool) -> Result<(), Error> {
         Ok(self.replica.wait_until(|core| f(&core.to_json())).await?)
+    }
+}
+
+/// History: who changed what, when and why, and the document at any moment. These read
+/// this agent's replica; call [`sync`](Doc::sync) first to include everything the log holds
+/// now. Positions ([`At`]) are a stream sequence, a time, or heads; parse them from strings
+/// (`"42"`, `"2026-11-24T10:00:00Z"`, a hash) or build them.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use blackboard_client::{At, HistoryFilter, Options};
+/// use serde_json::json;
+/// # let dir = tempfile::tempdir()?;
+/// # let board = Options::new("planner")?.store(dir.path()).embedded().await?;
+/// let plan = board.doc("team", "plan")?;
+/// plan.put_with_message("/goal", json!("ship"), "first idea").await?;
+/// plan.put("/goal", json!("ship v2")).await?;
+/// plan.flush().await?;
+/// plan.sync().await?;
+///
+/// // Audit: who set /goal, when, and why.
+/// let events = plan.history(&HistoryFilter { path: Some("/goal".parse()?), ..Default::default() })?;
+/// assert_eq!(events.len(), 2);
+/// assert_eq!(events[0].record.message.as_deref(), Some("first idea"));
+/// assert_eq!(plan.blame("/goal")?.unwrap().record.unwrap().agent.as_str(), "planner");
+///
+/// // Time travel: the document after the first event.
+/// let then = plan.at(&At::Seq(events[0].record.seq))?;
+/// assert_eq!(then.get("/goal")?, Some(json!("ship")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+impl Doc {
+    /// Waits until this replica has applied every event the log holds for the document
+    /// now; returns that position.
+    pub async fn sync(&self) -> Result<u64, Error> {
+        Ok(self.replica.sync().await?)
+    }
+
+    /// The events matching `filter`, in order: position, heads after, agent, times,
+    /// message, change hash, and the paths each touched.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEvent>, Error> {
+        Ok(self.replica.history(filter)?)
+    }
+
+    /// A read-only view of the document at `at`.
+    pub fn at(&self, at: &At) -> Result<View, Error> {
+        Ok(self.replica.at(at)?)
+    }
+
+    /// Resolves any way of naming a moment to a position (sequence and heads).
+    pub fn resolve(&self, at: &At) -> Result<Position, Error> {
+        Ok(self.replica.resolve(at)?)
+    }
+
+    /// The patches that take the document from `from` to `to`.
+    pub fn diff(&self, from: &At, to: &At) -> Result<Vec<blackboard::doc::Patch>, Error> {
+        Ok(self.replica.diff(from, to)?)
+    }
+
+    /// Who wrote the current value at `path` (and, for text, each run of characters).
+    pub fn blame(&self, path: &str) -> Result<Option<Blame>, Error> {
+        Ok(self.replica.blame(path)?)
+    }
+
+    /// Runs the events after `from` through `step`, in order, on a copy of the document:
+    /// to rebuild a derived view. Deterministic.
+    pub fn replay<E>(
+        &self,
+        from: &At,
+        step: impl FnMut(ReplayStep<'_>) -> Result<(), E>,
+    ) -> Result<(), ReplayError<E>> {
+        self.replica.replay(from, step)
+    }
+
+    /// Starts `target` (a document with no history yet) as a copy of this one at `at`.
+    pub async fn fork_to(&self, at: &At, target: &Doc) -> Result<Position, Error> {
+        Ok(self.replica.fork_to(at, &target.replica).await?)
+    }
+
+    /// Writes a snapshot of the document to the log now, for new replicas to start from.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, Error> {
+        Ok(self.replica.snapshot().await?)
+    }
+
+    /// Writes a snapshot and trims the document's events below it from the log.
+    pub async fn trim(&self) -> Result<Trimmed, Error> {
+        Ok(self.replica.trim().await?)
     }
 }

@@ -34,8 +34,14 @@ mod options;
 mod space_watch;
 
 pub use blackboard::automerge;
+pub use blackboard::history::{
+    At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
+};
 pub use blackboard::log::JetStreamConfig;
-pub use blackboard::replica::{Position, Stats};
+pub use blackboard::log::SnapshotInfo;
+pub use blackboard::replica::{
+    Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
+};
 pub use blackboard::schemas::{AgentId, DocumentId, SpaceId};
 pub use blackboard::watch::{
     ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,

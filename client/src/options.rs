@@ -30,6 +30,7 @@ pub struct Options {
     credentials: Option<PathBuf>,
     jetstream: JetStreamConfig,
     watch_capacity: Option<usize>,
+    snapshots: Option<blackboard::replica::SnapshotPolicy>,
 }
 
 impl Options {
@@ -41,6 +42,7 @@ impl Options {
             credentials: None,
             jetstream: JetStreamConfig::default(),
             watch_capacity: None,
+            snapshots: None,
         })
     }
 
@@ -70,12 +72,17 @@ impl Options {
         self
     }
 
+    /// When this agent's replicas write snapshots of their documents to the log (default:
+    /// every 10,000 new events or 10 minutes, skipping when another agent wrote a recent
+    /// one; no trimming). New replicas start from the newest snapshot instead of reading
+    /// the whole history.
+    pub fn snapshots(mut self, policy: blackboard::replica::SnapshotPolicy) -> Self {
+        self.snapshots = Some(policy);
+        self
+    }
+
     fn board(self, log: Arc<dyn EventLog>, db: sled::Db) -> Board {
-        let board = Board::with_log(self.agent, log, db);
-        match self.watch_capacity {
-            Some(n) => board.with_watch_capacity(n),
-            None => board,
-        }
+        Board::with_log(self.agent, log, db).with_settings(self.watch_capacity, self.snapshots)
     }
 
     fn store_dir(&self) -> PathBuf {
@@ -115,11 +122,7 @@ impl Options {
     pub async fn embedded(self) -> Result<Board, Error> {
         let db = self.open_db()?;
         let log = EmbeddedLog::open(db.clone()).map_err(blackboard::Error::from)?;
-        Ok(Board::with_log(
-            self.agent,
-            Arc::new(log) as Arc<dyn EventLog>,
-            db,
-        ))
+        Ok(self.board(Arc::new(log) as Arc<dyn EventLog>, db))
     }
 }
 

@@ -45,6 +45,9 @@ pub enum HistoryError {
     /// Stored or received history bytes are unreadable.
     #[error("history data is corrupt: {0}")]
     Corrupt(String),
+    /// An operation that needs a document with no history got one with history.
+    #[error("{0}")]
+    NotEmpty(String),
     /// The log holds no snapshot for this document.
     #[error("no snapshot is stored for this document")]
     NoSnapshot,

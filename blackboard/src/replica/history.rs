@@ -242,6 +242,42 @@ impl Replica {
     }
 }
 
+impl Replica {
+    /// Starts `target`, a replica of a document with no history yet (in this space or
+    /// another), as a copy of this document at `at`: a branch to try something on without
+    /// disturbing this one. The copied changes keep their agents, times and messages, so
+    /// history and blame on the fork tell where its state came from. They are saved and
+    /// queued for the log like local writes; [`flush`](Self::flush) the target to wait for
+    /// them. Returns the position copied.
+    pub async fn fork_to(&self, at: &At, target: &Replica) -> Result<Position, Error> {
+        let position = self.resolve(at)?;
+        let t = target.shared();
+        if !target.heads().is_empty()
+            || target.position().seq > 0
+            || t.log.last_seq(&t.config.space, &t.config.document).await? > 0
+        {
+            return Err(HistoryError::NotEmpty(format!(
+                "{}/{} already has history; a fork needs a new document",
+                t.config.space, t.config.document
+            ))
+            .into());
+        }
+        let copied: Vec<(Change, Option<Record>)> = {
+            let st = self.shared().lock();
+            let fork = st.core.fork_at(&position.heads)?;
+            fork.changes_missing_from(&DocCore::new())
+                .into_iter()
+                .map(|c| {
+                    let r = self.shared().store.record_of(&c.hash().0).ok().flatten();
+                    (c, r)
+                })
+                .collect()
+        };
+        target.import(copied).await?;
+        Ok(position)
+    }
+}
+
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError<E> {

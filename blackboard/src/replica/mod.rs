@@ -364,6 +364,68 @@ impl Replica {
         Ok((out, Some(hash)))
     }
 
+    /// Adds changes made elsewhere (a fork's copies) as if written here, keeping each one's
+    /// writer, time and message: applied, saved with outbox entries in one batch, flushed.
+    /// Their message ids name this document too, since the same change may already be on
+    /// the log under another document of the space.
+    pub(crate) async fn import(
+        &self,
+        changes: Vec<(automerge::Change, Option<Record>)>,
+    ) -> Result<(), Error> {
+        use crate::store::LocalEntry;
+        let s = self.shared();
+        {
+            let mut st = s.lock();
+            let mut entries = Vec::with_capacity(changes.len());
+            for (change, record) in &changes {
+                let hash = change.hash();
+                let (agent, time_ms, message) = match record {
+                    Some(r) => (r.agent.clone(), r.time_ms, r.message.clone()),
+                    None => (s.config.agent.clone(), change.timestamp() * 1000, None),
+                };
+                let local = crate::doc::LocalChange {
+                    hash,
+                    bytes: change.raw_bytes().to_vec(),
+                };
+                let envelope = codec::encode_event(
+                    &s.config.space,
+                    &s.config.document,
+                    &agent,
+                    &local,
+                    time_ms,
+                    message,
+                )
+                .encode();
+                let id = st.next_outbox;
+                st.next_outbox += 1;
+                entries.push((
+                    hash,
+                    local.bytes,
+                    id,
+                    format!("{hash}:{}", s.config.document),
+                    envelope,
+                ));
+            }
+            s.store
+                .add_locals(entries.iter().map(|(h, c, id, m, e)| LocalEntry {
+                    hash: &h.0,
+                    change: c,
+                    outbox_id: *id,
+                    msg_id: m,
+                    payload: e,
+                }))?;
+            for (change, _) in changes {
+                st.core.apply(change)?;
+            }
+            st.stored_since_compaction += entries.len();
+            s.maybe_compact(&mut st);
+        }
+        s.version.send_modify(|v| *v += 1);
+        s.store.flush().await?;
+        s.outbox_wake.notify_one();
+        Ok(())
+    }
+
     /// Writes a JSON value at `path` (see [`Path`]), creating missing maps on the way.
     /// Returns the change's hash (`None` if nothing changed).
     pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
