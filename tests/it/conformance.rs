@@ -189,6 +189,91 @@ async fn an_oversized_payload_is_refused_as_too_large(f: Fixture) {
     f.log.publish(&s, &d, "small", "ok".into()).await.unwrap();
 }
 
+async fn last_seq_is_the_documents_last_event_and_zero_before_any(f: Fixture) {
+    let (s, d) = ids("space", "doc");
+    let other: DocumentId = "other".parse().unwrap();
+    assert_eq!(f.log.last_seq(&s, &d).await.unwrap(), 0);
+    let seqs = publish_n(&*f.log, &s, &d, "e", 3).await;
+    publish_n(&*f.log, &s, &other, "o", 2).await;
+    assert_eq!(f.log.last_seq(&s, &d).await.unwrap(), seqs[2]);
+}
+
+async fn append_times_never_go_backwards_and_are_near_now(f: Fixture) {
+    let (s, d) = ids("space", "doc");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    publish_n(&*f.log, &s, &d, "e", 20).await;
+    let mut sub = f.log.subscribe(&s, &d, 1).await.unwrap();
+    let mut last = 0;
+    for _ in 0..20 {
+        let e = next(&mut sub).await;
+        assert!(e.time_ms >= last, "time {} after {last}", e.time_ms);
+        // Same machine: the log's clock is this clock, give or take a second.
+        assert!(e.time_ms >= before - 1000, "{} is before {before}", e.time_ms);
+        last = e.time_ms;
+    }
+}
+
+async fn a_snapshot_is_stored_described_and_replaced(f: Fixture) {
+    use blackboard::log::SnapshotInfo;
+    let (s, d) = ids("space", "doc");
+    assert!(f.log.snapshot_info(&s, &d).await.unwrap().is_none());
+    assert!(f.log.get_snapshot(&s, &d).await.unwrap().is_none());
+    // Bigger than one object-store chunk (128 KiB), to cover chunking.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let first = SnapshotInfo {
+        seq: 7,
+        trimmed_through: 0,
+        size: big.len() as u64,
+    };
+    f.log
+        .put_snapshot(&s, &d, first, big.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(f.log.snapshot_info(&s, &d).await.unwrap(), Some(first));
+    let (info, bytes) = f.log.get_snapshot(&s, &d).await.unwrap().unwrap();
+    assert_eq!((info, bytes.as_ref()), (first, big.as_slice()));
+    let second = SnapshotInfo {
+        seq: 9,
+        trimmed_through: 9,
+        size: 3,
+    };
+    f.log
+        .put_snapshot(&s, &d, second, Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    let (info, bytes) = f.log.get_snapshot(&s, &d).await.unwrap().unwrap();
+    assert_eq!((info, bytes.as_ref()), (second, b"new".as_slice()));
+    // Another document has none.
+    let other: DocumentId = "other".parse().unwrap();
+    assert!(f.log.snapshot_info(&s, &other).await.unwrap().is_none());
+}
+
+async fn trim_removes_only_that_documents_events_up_to_the_bound(f: Fixture) {
+    let (s, d) = ids("space", "doc");
+    let other: DocumentId = "other".parse().unwrap();
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for round in 0..4 {
+        mine.extend(publish_n(&*f.log, &s, &d, &format!("d{round}"), 2).await);
+        theirs.extend(publish_n(&*f.log, &s, &other, &format!("o{round}"), 1).await);
+    }
+    let through = mine[4];
+    let removed = f.log.trim(&s, &d, through).await.unwrap();
+    assert_eq!(removed, 5);
+    let mut sub = f.log.subscribe(&s, &d, 1).await.unwrap();
+    for seq in &mine[5..] {
+        assert_eq!(next(&mut sub).await.seq, *seq);
+    }
+    let mut sub = f.log.subscribe(&s, &other, 1).await.unwrap();
+    for seq in &theirs {
+        assert_eq!(next(&mut sub).await.seq, *seq, "the other document is untouched");
+    }
+    assert_eq!(f.log.last_seq(&s, &d).await.unwrap(), mine[7]);
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod embedded_log {
@@ -217,4 +302,8 @@ conformance!(
     documents_and_spaces_do_not_see_each_others_events,
     replay_then_live_has_no_gap_and_no_repeat_under_concurrent_publishers,
     an_oversized_payload_is_refused_as_too_large,
+    last_seq_is_the_documents_last_event_and_zero_before_any,
+    append_times_never_go_backwards_and_are_near_now,
+    a_snapshot_is_stored_described_and_replaced,
+    trim_removes_only_that_documents_events_up_to_the_bound,
 );
