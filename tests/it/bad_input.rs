@@ -1,7 +1,6 @@
 //! Garbage and malformed envelopes on a document's subject: logged, skipped, harmless.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_nats::jetstream;
 use blackboard::automerge::transaction::Transactable;
@@ -12,27 +11,7 @@ use blackboard_tests::{temp_dir, NatsServer};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::{nats_board, within};
-
-/// Captures log lines written through tracing.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use crate::{capture, nats_board, within, Captured};
 
 /// A valid change of some other document, to build forged envelopes around.
 async fn foreign_change() -> (Vec<u8>, String) {
@@ -128,17 +107,6 @@ async fn assert_survives(
             "log should say {reason:?}; got:\n{logs}"
         );
     }
-}
-
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
 }
 
 async fn setup(board: &Board, writer: &Board) -> (Doc, Doc, serde_json::Value) {

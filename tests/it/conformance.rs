@@ -211,7 +211,11 @@ async fn append_times_never_go_backwards_and_are_near_now(f: Fixture) {
         let e = next(&mut sub).await;
         assert!(e.time_ms >= last, "time {} after {last}", e.time_ms);
         // Same machine: the log's clock is this clock, give or take a second.
-        assert!(e.time_ms >= before - 1000, "{} is before {before}", e.time_ms);
+        assert!(
+            e.time_ms >= before - 1000,
+            "{} is before {before}",
+            e.time_ms
+        );
         last = e.time_ms;
     }
 }
@@ -269,7 +273,11 @@ async fn trim_removes_only_that_documents_events_up_to_the_bound(f: Fixture) {
     }
     let mut sub = f.log.subscribe(&s, &other, 1).await.unwrap();
     for seq in &theirs {
-        assert_eq!(next(&mut sub).await.seq, *seq, "the other document is untouched");
+        assert_eq!(
+            next(&mut sub).await.seq,
+            *seq,
+            "the other document is untouched"
+        );
     }
     assert_eq!(f.log.last_seq(&s, &d).await.unwrap(), mine[7]);
 }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod conformance;
 mod convergence;
+mod history;
 mod offline;
 mod restart;
 mod stream_config;
@@ -30,4 +31,38 @@ pub async fn nats_board(server: &NatsServer, agent: &str, dir: &Path) -> anyhow:
         .store(dir)
         .connect(&server.url())
         .await?)
+}
+
+/// Log lines written through tracing, captured for a test to assert on.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Captures this thread's log lines (warnings and up) until the guard is dropped. Use it in
+/// a `current_thread` test, so every task logs on this thread.
+pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
 }

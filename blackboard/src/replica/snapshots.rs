@@ -82,7 +82,14 @@ impl Replica {
     /// now; returns that position.
     pub async fn sync(&self) -> Result<u64, Error> {
         let s = self.shared();
-        let last = s.log.last_seq(&s.config.space, &s.config.document).await?;
+        let (space, document) = (&s.config.space, &s.config.document);
+        // After trimming, the newest events may be in the snapshot rather than the stream.
+        let last = s.log.last_seq(space, document).await?.max(
+            s.log
+                .snapshot_info(space, document)
+                .await?
+                .map_or(0, |i| i.seq),
+        );
         self.wait_for_position(last).await?;
         Ok(last)
     }
