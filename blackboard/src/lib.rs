@@ -41,6 +41,8 @@
 pub mod codec;
 pub mod doc;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod replica;
 pub mod store;
