@@ -279,3 +279,33 @@ fn random_bytes_are_refused_by_every_decoder_without_panicking() {
     assert_eq!(core.to_json(), json!({}));
     assert_eq!(core.history_len(), 0);
 }
+
+#[test]
+fn a_change_on_an_object_the_document_lacks_is_refused_on_both_apply_paths() {
+    // Found by the apply_change fuzz target: the corpus change `valid-list-delete` with one
+    // byte of an actor id changed, so it deletes from a list the document does not have.
+    // automerge 0.6 applied it without patches and half-applied it (history, no ops) with.
+    let bytes = include_bytes!("../../fuzz/corpus/apply_change/found-dangling-object");
+    let mut plain = blackboard::fuzzing::base_doc();
+    let before = (plain.heads(), plain.to_json(), plain.history_len());
+    let err = plain.apply_bytes(bytes).unwrap_err();
+    assert!(
+        err.to_string().contains("which the document does not have"),
+        "{err}"
+    );
+    assert_eq!(
+        (plain.heads(), plain.to_json(), plain.history_len()),
+        before
+    );
+
+    let mut patched = blackboard::fuzzing::base_doc();
+    let change = DocCore::decode_change(bytes).unwrap();
+    assert!(matches!(
+        patched.apply_with_patches(change),
+        Err(DocError::BadChange(_))
+    ));
+    assert_eq!(
+        (patched.heads(), patched.to_json(), patched.history_len()),
+        before
+    );
+}

@@ -11,7 +11,7 @@ pub mod json;
 mod patch;
 mod path;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::patches::TextRepresentation;
@@ -374,6 +374,7 @@ impl DocCore {
         with_patches: bool,
     ) -> Result<AppliedChange, DocError> {
         let hash = change.hash();
+        self.check_objects(&change)?;
         if !with_patches {
             guard("applying a change", || self.doc.apply_changes([change]))??;
             return Ok(AppliedChange {
@@ -385,11 +386,42 @@ impl DocCore {
         guard("applying a change", || {
             self.doc.apply_changes_log_patches([change], &mut log)
         })??;
-        let raw = guard("computing patches", || self.doc.make_patches(&mut log))?;
-        Ok(AppliedChange {
-            hash,
-            patches: patch::convert(&self.doc, raw),
-        })
+        // Converting reads the document a foreign change just altered: guarded too.
+        let patches = guard("computing patches", || {
+            let raw = self.doc.make_patches(&mut log);
+            patch::convert(&self.doc, raw)
+        })?;
+        Ok(AppliedChange { hash, patches })
+    }
+
+    /// Refuses a change with an operation on an object that neither the document nor an
+    /// earlier operation of the change created. automerge 0.6 takes such a change into its
+    /// history and then, while logging patches, stops at that operation with `NotAnObject`,
+    /// leaving the change half-applied; without patches it applies it, skipping nothing
+    /// visible. Replicas with and without watchers would then differ, so it is refused before
+    /// either path. (Found by the `apply_change` fuzz target.)
+    fn check_objects(&self, change: &Change) -> Result<(), DocError> {
+        let expanded = guard("decoding a change's operations", || change.decode())?;
+        let start = expanded.start_op.get();
+        let mut known: HashSet<String> = HashSet::new();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let obj = op.obj.to_string();
+            if obj != "_root" && !known.contains(&obj) {
+                let found = guard("looking up an object", || self.doc.import(&obj));
+                if !matches!(found, Ok(Ok(_))) {
+                    return Err(DocError::BadChange(format!(
+                        "operation {i} is on object {obj}, which the document does not have"
+                    )));
+                }
+                known.insert(obj);
+            }
+            if op.obj_type().is_some() {
+                if let Some(counter) = start.checked_add(i as u64) {
+                    known.insert(format!("{counter}@{}", expanded.actor_id));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The number of changes held back for missing dependencies.
