@@ -113,6 +113,9 @@ fn poor_mans_fuzzer() {
         .unwrap_or_else(|| rand::thread_rng().gen());
     println!("seed {seed}, {seconds} s per target");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // Panics automerge makes and the core catches would each print a backtrace; a panic that
+    // escapes is reported below, with its input.
+    std::panic::set_hook(Box::new(|_| {}));
     for (target, run) in TARGETS {
         let mut pool: Vec<Vec<u8>> = corpus(target).into_iter().map(|(_, b)| b).collect();
         let (mut runs, mut accepted, mut caught) = (0u64, 0u64, Vec::new());
@@ -137,7 +140,13 @@ fn poor_mans_fuzzer() {
                     }
                     caught.push(input);
                 }
-                Err(_) => {
+                Err(panic) => {
+                    let _ = std::panic::take_hook();
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                    println!("{target}: {}", what.unwrap_or_default());
                     let dir = corpus_dir().join("../artifacts").join(target);
                     std::fs::create_dir_all(&dir).unwrap();
                     let path = dir.join(format!("crash-{seed}-{runs}"));

@@ -401,7 +401,9 @@ impl DocCore {
     /// visible. Replicas with and without watchers would then differ, so it is refused before
     /// either path. (Found by the `apply_change` fuzz target.)
     fn check_objects(&self, change: &Change) -> Result<(), DocError> {
-        let expanded = guard("decoding a change's operations", || change.decode())?;
+        // Expanding touches no document, so a panic here is only a malformed change.
+        let expanded = guard("expanding a change", || change.decode())
+            .map_err(|_| DocError::BadChange("automerge could not expand its operations".into()))?;
         let start = expanded.start_op.get();
         let mut known: HashSet<String> = HashSet::new();
         for (i, op) in expanded.operations.iter().enumerate() {
