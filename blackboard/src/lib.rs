@@ -42,6 +42,8 @@
 pub mod codec;
 pub mod doc;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod log;
 pub mod replica;

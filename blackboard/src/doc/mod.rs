@@ -11,7 +11,7 @@ pub mod json;
 mod patch;
 mod path;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::patches::TextRepresentation;
@@ -65,6 +65,17 @@ pub enum DocError {
     /// automerge panicked on input; the document must be reloaded from storage.
     #[error("automerge panicked while {0}; the document was not changed")]
     Panicked(&'static str),
+    /// The queue of changes held back for missing dependencies is full, so this change
+    /// (which also lacks dependencies) was refused. Nothing was changed.
+    #[error(
+        "refused a change with missing dependencies: {limit} changes are already held back \
+         waiting for theirs (the pending limit)"
+    )]
+    PendingFull {
+        /// The limit in force ([`DEFAULT_PENDING_LIMIT`] unless set with
+        /// [`DocCore::with_pending_limit`]).
+        limit: usize,
+    },
     /// An error from automerge itself.
     #[error("automerge: {0}")]
     Automerge(#[from] AutomergeError),
@@ -90,6 +101,11 @@ pub enum Applied {
     Pending,
 }
 
+/// How many changes a [`DocCore`] holds back for missing dependencies before it refuses
+/// more with [`DocError::PendingFull`] (see [`DocCore::with_pending_limit`]). Dependencies that
+/// never arrive (a lost, refused or forged change) would otherwise grow the queue without end.
+pub const DEFAULT_PENDING_LIMIT: usize = 10_000;
+
 /// One automerge document.
 ///
 /// ```
@@ -113,6 +129,10 @@ pub struct DocCore {
     pending: HashMap<ChangeHash, Change>,
     /// For each missing dependency, the pending changes waiting for it.
     waiting: HashMap<ChangeHash, Vec<ChangeHash>>,
+    /// The most changes `pending` may hold.
+    pending_limit: usize,
+    /// Held-back changes that automerge refused once released (see `refused_count`).
+    refused: u64,
 }
 
 /// One change that took effect, with what it did.
@@ -137,11 +157,25 @@ impl DocCore {
     /// restarted self with a lost write) can never produce two different changes with the same
     /// actor and sequence number.
     pub fn new() -> Self {
+        Self::wrap(Automerge::new().with_actor(ActorId::random()))
+    }
+
+    fn wrap(doc: Automerge) -> Self {
         Self {
-            doc: Automerge::new().with_actor(ActorId::random()),
+            doc,
             pending: HashMap::new(),
             waiting: HashMap::new(),
+            pending_limit: DEFAULT_PENDING_LIMIT,
+            refused: 0,
         }
+    }
+
+    /// Sets how many changes may be held back for missing dependencies (default
+    /// [`DEFAULT_PENDING_LIMIT`]). Past it, such a change is refused with
+    /// [`DocError::PendingFull`]; changes whose dependencies are present are never refused.
+    pub fn with_pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = limit;
+        self
     }
 
     /// Rebuilds a document from a saved snapshot (if any) and individually stored changes.
@@ -157,11 +191,7 @@ impl DocCore {
             None => Automerge::new(),
         };
         doc.set_actor(ActorId::random());
-        let mut core = Self {
-            doc,
-            pending: HashMap::new(),
-            waiting: HashMap::new(),
-        };
+        let mut core = Self::wrap(doc);
         let mut errors = Vec::new();
         for bytes in changes {
             if let Err(e) = core.apply_bytes(bytes) {
@@ -243,11 +273,7 @@ impl DocCore {
     pub fn fork_at(&self, heads: &[ChangeHash]) -> Result<DocCore, DocError> {
         let mut doc = guard("forking", || self.doc.fork_at(heads))??;
         doc.set_actor(ActorId::random());
-        Ok(Self {
-            doc,
-            pending: HashMap::new(),
-            waiting: HashMap::new(),
-        })
+        Ok(Self::wrap(doc))
     }
 
     /// The patches that take the document from `before` to `after` (both sets of heads in
@@ -316,6 +342,11 @@ impl DocCore {
             .copied()
             .collect();
         if !missing.is_empty() {
+            if self.pending.len() >= self.pending_limit {
+                return Err(DocError::PendingFull {
+                    limit: self.pending_limit,
+                });
+            }
             for dep in missing {
                 self.waiting.entry(dep).or_default().push(hash);
             }
@@ -334,9 +365,20 @@ impl DocCore {
                 if !ready {
                     continue;
                 }
-                if let Some(c) = self.pending.remove(&waiter) {
-                    applied.push(self.apply_ready(c, with_patches)?);
-                    released.push(waiter);
+                let Some(c) = self.pending.remove(&waiter) else {
+                    continue;
+                };
+                match self.apply_ready(c, with_patches) {
+                    Ok(change) => {
+                        applied.push(change);
+                        released.push(waiter);
+                    }
+                    Err(e @ DocError::Panicked(_)) => return Err(e),
+                    // automerge refused a held-back change (say a second change with the same
+                    // actor and sequence number) and left the document as it was. The change
+                    // that released it did take effect, and so may others it releases: drop
+                    // only the refused one rather than fail them all.
+                    Err(_) => self.refused += 1,
                 }
             }
         }
@@ -350,6 +392,7 @@ impl DocCore {
         with_patches: bool,
     ) -> Result<AppliedChange, DocError> {
         let hash = change.hash();
+        self.check_objects(&change)?;
         if !with_patches {
             guard("applying a change", || self.doc.apply_changes([change]))??;
             return Ok(AppliedChange {
@@ -361,16 +404,56 @@ impl DocCore {
         guard("applying a change", || {
             self.doc.apply_changes_log_patches([change], &mut log)
         })??;
-        let raw = guard("computing patches", || self.doc.make_patches(&mut log))?;
-        Ok(AppliedChange {
-            hash,
-            patches: patch::convert(&self.doc, raw),
-        })
+        // Converting reads the document a foreign change just altered: guarded too.
+        let patches = guard("computing patches", || {
+            let raw = self.doc.make_patches(&mut log);
+            patch::convert(&self.doc, raw)
+        })?;
+        Ok(AppliedChange { hash, patches })
+    }
+
+    /// Refuses a change with an operation on an object that neither the document nor an
+    /// earlier operation of the change created. automerge 0.6 takes such a change into its
+    /// history and then, while logging patches, stops at that operation with `NotAnObject`,
+    /// leaving the change half-applied; without patches it applies it, skipping nothing
+    /// visible. Replicas with and without watchers would then differ, so it is refused before
+    /// either path. (Found by the `apply_change` fuzz target.)
+    fn check_objects(&self, change: &Change) -> Result<(), DocError> {
+        // Expanding touches no document, so a panic here is only a malformed change.
+        let expanded = guard("expanding a change", || change.decode())
+            .map_err(|_| DocError::BadChange("automerge could not expand its operations".into()))?;
+        let start = expanded.start_op.get();
+        let mut known: HashSet<String> = HashSet::new();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let obj = op.obj.to_string();
+            if obj != "_root" && !known.contains(&obj) {
+                let found = guard("looking up an object", || self.doc.import(&obj));
+                if !matches!(found, Ok(Ok(_))) {
+                    return Err(DocError::BadChange(format!(
+                        "operation {i} is on object {obj}, which the document does not have"
+                    )));
+                }
+                known.insert(obj);
+            }
+            if op.obj_type().is_some() {
+                if let Some(counter) = start.checked_add(i as u64) {
+                    known.insert(format!("{counter}@{}", expanded.actor_id));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The number of changes held back for missing dependencies.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The number of held-back changes that automerge refused when their dependencies
+    /// arrived (for example a second, different change with an actor and sequence number the
+    /// document already had). They were dropped; the changes that released them took effect.
+    pub fn refused_count(&self) -> u64 {
+        self.refused
     }
 
     /// Whether the document holds the change with this hash.
