@@ -38,8 +38,10 @@
 
 #![warn(missing_docs)]
 
+pub mod claim;
 pub mod codec;
 pub mod doc;
+pub mod lease;
 mod error;
 pub mod log;
 pub mod replica;
