@@ -44,6 +44,7 @@ pub mod doc;
 pub mod lease;
 mod error;
 pub mod log;
+pub mod presence;
 pub mod replica;
 pub mod store;
 pub mod watch;
