@@ -27,7 +27,7 @@
 //! use blackboard::lease::{EmbeddedLeases, LeaseBuckets};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let leases = EmbeddedLeases::open(sled::open(dir.path())?)?;
+//! let leases = EmbeddedLeases::new(sled::open(dir.path())?);
 //! let bucket = leases.open("BB_CLAIMS_team").await?;
 //! let alice = Claims::new(bucket.clone(), "alice".parse()?);
 //! let bob = Claims::new(bucket, "bob".parse()?);

@@ -64,7 +64,7 @@ pub struct ClaimEvent {
 /// use futures::StreamExt;
 ///
 /// let dir = tempfile::tempdir()?;
-/// let bucket = EmbeddedLeases::open(sled::open(dir.path())?)?.open("BB_CLAIMS_team").await?;
+/// let bucket = EmbeddedLeases::new(sled::open(dir.path())?).open("BB_CLAIMS_team").await?;
 /// let claims = Claims::new(bucket, "alice".parse()?);
 /// let mut events = claims.watch().await?;
 /// claims.claim("task-1", Duration::from_millis(50)).await?;

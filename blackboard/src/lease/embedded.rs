@@ -9,7 +9,7 @@
 //! database), so agents of one process built over the same `sled::Db` see each other's writes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,7 +30,7 @@ static REGISTRY: LazyLock<Mutex<HashMap<u128, Weak<Shared>>>> = LazyLock::new(Mu
 /// use blackboard::lease::{EmbeddedLeases, LeaseBuckets};
 ///
 /// let dir = tempfile::tempdir()?;
-/// let leases = EmbeddedLeases::open(sled::open(dir.path())?)?;
+/// let leases = EmbeddedLeases::new(sled::open(dir.path())?);
 /// let bucket = leases.open("BB_CLAIMS_team").await?;
 /// let first = bucket.create("task-1", "mine".into()).await?;
 /// assert!(bucket.create("task-1", "yours".into()).await.is_err()); // already there
@@ -43,7 +43,8 @@ static REGISTRY: LazyLock<Mutex<HashMap<u128, Weak<Shared>>>> = LazyLock::new(Mu
 #[derive(Debug, Clone)]
 pub struct EmbeddedLeases {
     db: sled::Db,
-    shared: Arc<Shared>,
+    /// Found on first use (it needs the database).
+    shared: Arc<OnceLock<Arc<Shared>>>,
 }
 
 #[derive(Debug, Default)]
@@ -61,8 +62,20 @@ struct Bucket {
 }
 
 impl EmbeddedLeases {
-    /// Lease buckets in `db`. Handles opened on the same database share their watchers.
-    pub fn open(db: sled::Db) -> Result<Self, StoreError> {
+    /// Lease buckets in `db`. Handles on the same database share their watchers.
+    pub fn new(db: sled::Db) -> Self {
+        Self {
+            db,
+            shared: Arc::default(),
+        }
+    }
+
+    /// The fan-out shared by every handle on this database.
+    fn shared(&self) -> Result<&Arc<Shared>, StoreError> {
+        if let Some(s) = self.shared.get() {
+            return Ok(s);
+        }
+        let db = &self.db;
         let fresh: u128 = rand::random();
         let id = match db.compare_and_swap(
             "lease/instance",
@@ -91,7 +104,7 @@ impl EmbeddedLeases {
                 shared
             }
         };
-        Ok(Self { db, shared })
+        Ok(self.shared.get_or_init(|| shared))
     }
 }
 
@@ -99,7 +112,7 @@ impl EmbeddedLeases {
 impl LeaseBuckets for EmbeddedLeases {
     async fn open(&self, name: &str) -> Result<Arc<dyn LeaseStore>, StoreError> {
         let mut buckets = self
-            .shared
+            .shared()?
             .buckets
             .lock()
             .unwrap_or_else(|p| p.into_inner());

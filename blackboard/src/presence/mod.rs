@@ -19,7 +19,7 @@
 //! use blackboard::presence::{Config, Presence};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let bucket = EmbeddedLeases::open(sled::open(dir.path())?)?.open("BB_PRESENCE_team").await?;
+//! let bucket = EmbeddedLeases::new(sled::open(dir.path())?).open("BB_PRESENCE_team").await?;
 //! let on_plan = Presence::new(bucket, "alice".parse()?, Some("plan".parse()?), Config::default())?;
 //! let me = on_plan.join(Some("reviewing")).await?;
 //! let members = on_plan.members().await?;
