@@ -2,11 +2,14 @@
 //! (free ports, temporary stores, `sync_interval: always`) and real sled stores on disk.
 
 mod bad_input;
+mod claims;
 mod conformance;
 mod convergence;
 mod offline;
+mod presence;
 mod restart;
 mod stream_config;
+mod task_board;
 mod watch;
 
 use std::future::Future;
