@@ -40,7 +40,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
     let args = Args::parse();
-    anyhow::ensure!(args.workers > 0 && args.tasks > 0, "need at least one worker and one task");
+    anyhow::ensure!(
+        args.workers > 0 && args.tasks > 0,
+        "need at least one worker and one task"
+    );
     let dir = tempfile::tempdir()?;
     let open = |agent: String| {
         let (nats, path) = (args.nats.clone(), dir.path().join(&agent));

@@ -235,7 +235,10 @@ fn heads_note(doc: &Doc) -> String {
 pub fn verify(tasks: &BTreeMap<String, Task>, expected: usize) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     if tasks.len() != expected {
-        problems.push(format!("{} tasks on the board, {expected} added", tasks.len()));
+        problems.push(format!(
+            "{} tasks on the board, {expected} added",
+            tasks.len()
+        ));
     }
     for (id, t) in tasks {
         if t.status != "done" {

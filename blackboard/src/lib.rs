@@ -41,8 +41,8 @@
 pub mod claim;
 pub mod codec;
 pub mod doc;
-pub mod lease;
 mod error;
+pub mod lease;
 pub mod log;
 pub mod presence;
 pub mod replica;

@@ -21,7 +21,10 @@ async fn race(all: &[Claims]) -> Vec<Vec<Claim>> {
             let mut won = Vec::new();
             for k in 0..RESOURCES {
                 let r = (k + i * RESOURCES / AGENTS) % RESOURCES;
-                match claims.claim(&format!("r-{r}"), Duration::from_secs(60)).await {
+                match claims
+                    .claim(&format!("r-{r}"), Duration::from_secs(60))
+                    .await
+                {
                     Ok(claim) => won.push(claim),
                     Err(ClaimError::Held { .. }) => {}
                     Err(e) => panic!("{} claiming r-{r}: {e}", claims.agent()),
@@ -75,10 +78,7 @@ async fn ten_agents_racing_for_a_thousand_resources_each_get_one_holder_with_gro
     for r in (0..RESOURCES).step_by(97) {
         let name = format!("r-{r}");
         let now = all[0].current(&name).await.unwrap().expect("held");
-        assert_eq!(
-            (now.holder.to_string(), now.token),
-            holders[&name].clone()
-        );
+        assert_eq!((now.holder.to_string(), now.token), holders[&name].clone());
     }
 
     // Every holder releases; the next race gives every resource a new holder whose fencing
@@ -107,7 +107,10 @@ async fn a_holder_that_stops_renewing_loses_the_resource_and_its_renew_reports_t
     let (da, db) = (temp_dir(), temp_dir());
     let a = nats_board(&server, "a", da.path()).await.unwrap();
     let b = nats_board(&server, "b", db.path()).await.unwrap();
-    let (ca, cb) = (a.claims("crash").await.unwrap(), b.claims("crash").await.unwrap());
+    let (ca, cb) = (
+        a.claims("crash").await.unwrap(),
+        b.claims("crash").await.unwrap(),
+    );
     let mut events = cb.watch().await.unwrap();
 
     let ttl = Duration::from_secs(1);
@@ -190,7 +193,11 @@ async fn the_claim_watch_reports_claimed_renewed_released_and_expired() {
         ]
     );
     assert_eq!(seen[2].2.as_deref(), Some("all done"));
-    assert_eq!(short.note.as_deref(), Some("all done"), "the note reaches the next holder");
+    assert_eq!(
+        short.note.as_deref(),
+        Some("all done"),
+        "the note reaches the next holder"
+    );
     assert_eq!(seen[4].1, short.token);
     let tokens: Vec<u64> = seen[..4].iter().map(|s| s.1).collect();
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
@@ -212,12 +219,22 @@ async fn embedded_claims() -> (tempfile::TempDir, Board, Claims) {
 async fn bad_resource_names_and_ttls_are_refused_with_errors_naming_them() {
     let (_dir, board, claims) = embedded_claims().await;
     let long = "x".repeat(257);
-    for bad in ["", "has space", "a*", "a.>", ".hidden", "end.", "a..b", "ünï", &long] {
-        let err = claims
-            .claim(bad, Duration::from_secs(1))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, ClaimError::InvalidResource { .. }), "{bad:?}: {err}");
+    for bad in [
+        "",
+        "has space",
+        "a*",
+        "a.>",
+        ".hidden",
+        "end.",
+        "a..b",
+        "ünï",
+        &long,
+    ] {
+        let err = claims.claim(bad, Duration::from_secs(1)).await.unwrap_err();
+        assert!(
+            matches!(err, ClaimError::InvalidResource { .. }),
+            "{bad:?}: {err}"
+        );
         assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
     }
     for (ttl, why) in [
@@ -227,7 +244,10 @@ async fn bad_resource_names_and_ttls_are_refused_with_errors_naming_them() {
         (Duration::MAX, "24 h"),
     ] {
         let err = claims.claim("ok", ttl).await.unwrap_err();
-        assert!(matches!(err, ClaimError::InvalidTtl { .. }), "{ttl:?}: {err}");
+        assert!(
+            matches!(err, ClaimError::InvalidTtl { .. }),
+            "{ttl:?}: {err}"
+        );
         assert!(err.to_string().contains(why), "{err}");
     }
     let err = claims
@@ -237,7 +257,10 @@ async fn bad_resource_names_and_ttls_are_refused_with_errors_naming_them() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, ClaimError::NoteTooLong { len: 5000, .. }), "{err}");
+    assert!(
+        matches!(err, ClaimError::NoteTooLong { len: 5000, .. }),
+        "{err}"
+    );
     let err = board.claims("bad space").await.unwrap_err();
     assert!(err.to_string().contains("bad space"), "{err}");
 }
@@ -265,5 +288,8 @@ async fn embedded_claims_keep_the_same_promises() {
     assert!(taken.token > claim.token);
     b.release(taken.clone()).await.unwrap();
     let again = a.claim("r", Duration::from_secs(1)).await.unwrap();
-    assert!(again.token > taken.token, "tokens only grow across release and reclaim");
+    assert!(
+        again.token > taken.token,
+        "tokens only grow across release and reclaim"
+    );
 }

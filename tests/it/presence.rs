@@ -116,14 +116,14 @@ async fn bad_presence_configs_and_status_lines_are_refused() {
             heartbeat: Duration::from_millis(heartbeat),
             timeout: Duration::from_millis(timeout),
         };
-        let err = board
-            .presence_with("team", None, config)
-            .await
-            .unwrap_err();
+        let err = board.presence_with("team", None, config).await.unwrap_err();
         assert!(err.to_string().contains("invalid presence config"), "{err}");
     }
     let here = board.presence("team", Some("plan")).await.unwrap();
     let err = here.join(Some(&"s".repeat(2000))).await.unwrap_err();
-    assert!(matches!(err, PresenceError::StatusTooLong { len: 2000, .. }), "{err}");
+    assert!(
+        matches!(err, PresenceError::StatusTooLong { len: 2000, .. }),
+        "{err}"
+    );
     assert!(board.presence("team", Some("no.dots")).await.is_err());
 }

@@ -16,8 +16,12 @@ async fn a_task_board_with_a_worker_killed_mid_task_ends_with_every_task_done_ex
     blackboard_tests::init_tracing();
     let server = NatsServer::start().await.unwrap();
     let dirs: Vec<_> = (0..5).map(|_| temp_dir()).collect();
-    let planner = nats_board(&server, "planner", dirs[0].path()).await.unwrap();
-    tasks::add_tasks(&planner, "work", "board", TASKS).await.unwrap();
+    let planner = nats_board(&server, "planner", dirs[0].path())
+        .await
+        .unwrap();
+    tasks::add_tasks(&planner, "work", "board", TASKS)
+        .await
+        .unwrap();
 
     let mut options = WorkerOptions::new("work", "board");
     options.ttl = Duration::from_secs(1);
@@ -33,9 +37,7 @@ async fn a_task_board_with_a_worker_killed_mid_task_ends_with_every_task_done_ex
             ..options.clone()
         },
     ));
-    let (victims_task, victims_token) = within("the victim's claim", claimed.recv())
-        .await
-        .unwrap();
+    let (victims_task, victims_token) = within("the victim's claim", claimed.recv()).await.unwrap();
 
     let mut workers = Vec::new();
     for (i, dir) in dirs[2..].iter().enumerate() {
@@ -87,7 +89,9 @@ async fn the_task_board_runs_on_the_embedded_log_too() {
         .embedded()
         .await
         .unwrap();
-    tasks::add_tasks(&planner, "work", "board", 8).await.unwrap();
+    tasks::add_tasks(&planner, "work", "board", 8)
+        .await
+        .unwrap();
     let workers: Vec<_> = (0..3)
         .map(|i| {
             let board = planner.as_agent(&format!("w{i}")).unwrap();

@@ -55,7 +55,9 @@ use std::time::{Duration, SystemTime};
 use blackboard_schemas::AgentId;
 
 pub use error::ClaimError;
-pub use record::{validate_resource, validate_ttl, MAX_NOTE_LEN, MAX_RESOURCE_LEN, MAX_TTL, MIN_TTL};
+pub use record::{
+    validate_resource, validate_ttl, MAX_NOTE_LEN, MAX_RESOURCE_LEN, MAX_TTL, MIN_TTL,
+};
 pub use watch::{ClaimEvent, ClaimEventKind, ClaimWatch};
 
 use crate::lease::clock::{from_ms, now_ms};
@@ -214,7 +216,14 @@ impl Claims {
         Ok(watch::spawn(self.store.watch("").await?))
     }
 
-    fn record(&self, op: Op, now: u64, expires: u64, ttl: Duration, note: Option<String>) -> Record {
+    fn record(
+        &self,
+        op: Op,
+        now: u64,
+        expires: u64,
+        ttl: Duration,
+        note: Option<String>,
+    ) -> Record {
         Record {
             op,
             holder: self.agent.clone(),

@@ -181,7 +181,14 @@ mod tests {
     #[test]
     fn a_live_lease_is_held_and_an_expired_one_is_taken_from_its_revision() {
         let v = version(7, &record(Op::Renew, 100));
-        assert!(matches!(next(Some(&v), 99), Next::Held { token: 7, until_ms: 100, .. }));
+        assert!(matches!(
+            next(Some(&v), 99),
+            Next::Held {
+                token: 7,
+                until_ms: 100,
+                ..
+            }
+        ));
         assert_eq!(
             next(Some(&v), 100),
             Next::Take {

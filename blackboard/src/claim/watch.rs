@@ -143,8 +143,11 @@ impl Tracker {
     /// The event for a new version, if it is a lease record.
     pub fn apply(&mut self, v: &Versioned) -> Option<ClaimEvent> {
         if let Some(old) = self.live.remove(&v.key) {
-            self.deadlines
-                .remove(&(crate::lease::clock::to_ms(old.expires), old.resource, old.token));
+            self.deadlines.remove(&(
+                crate::lease::clock::to_ms(old.expires),
+                old.resource,
+                old.token,
+            ));
         }
         let r = Record::decode(v)?;
         let kind = match r.op {
@@ -222,7 +225,10 @@ mod tests {
         assert!(t.expire(99).is_empty());
         let expired = t.expire(100);
         assert_eq!(expired.len(), 1);
-        assert_eq!((expired[0].kind, expired[0].token), (ClaimEventKind::Expired, 1));
+        assert_eq!(
+            (expired[0].kind, expired[0].token),
+            (ClaimEventKind::Expired, 1)
+        );
         assert!(t.expire(1_000).is_empty());
         assert_eq!(t.next_deadline(), None);
     }

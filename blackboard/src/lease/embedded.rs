@@ -85,12 +85,11 @@ impl EmbeddedLeases {
             Ok(()) => fresh,
             Err(e) => {
                 let bytes = e.current.unwrap_or_default();
-                let bytes: [u8; 16] = bytes.as_ref().try_into().map_err(|_| {
-                    StoreError::Bucket {
+                let bytes: [u8; 16] =
+                    bytes.as_ref().try_into().map_err(|_| StoreError::Bucket {
                         bucket: "lease/instance".to_owned(),
                         reason: "the instance id is not 16 bytes".to_owned(),
-                    }
-                })?;
+                    })?;
                 u128::from_be_bytes(bytes)
             }
         };
@@ -264,9 +263,7 @@ struct WatchState {
     tree: sled::Tree,
 }
 
-async fn next_version(
-    mut s: WatchState,
-) -> Option<(Result<Versioned, StoreError>, WatchState)> {
+async fn next_version(mut s: WatchState) -> Option<(Result<Versioned, StoreError>, WatchState)> {
     loop {
         while let Some(v) = s.backlog.pop_front() {
             let last = s.seen.entry(v.key.clone()).or_insert(0);

@@ -86,12 +86,14 @@ impl LeaseBuckets for JetStreamLeases {
                 match js.create_key_value(config).await {
                     Ok(store) => store,
                     // Another agent may have created it in between.
-                    Err(create) => js.get_key_value(name).await.map_err(|_| {
-                        StoreError::Bucket {
-                            bucket: name.to_owned(),
-                            reason: create.to_string(),
-                        }
-                    })?,
+                    Err(create) => {
+                        js.get_key_value(name)
+                            .await
+                            .map_err(|_| StoreError::Bucket {
+                                bucket: name.to_owned(),
+                                reason: create.to_string(),
+                            })?
+                    }
                 }
             }
         };
@@ -133,7 +135,12 @@ fn update_error(key: &str, expected: u64, e: kv::UpdateError) -> StoreError {
 #[async_trait]
 impl LeaseStore for KvBucket {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.store.entry(key).await.map_err(unavailable)?.map(version))
+        Ok(self
+            .store
+            .entry(key)
+            .await
+            .map_err(unavailable)?
+            .map(version))
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64, StoreError> {

@@ -246,7 +246,9 @@ mod tests {
     #[test]
     fn configs_are_checked() {
         Config::default().validate().unwrap();
-        Config::heartbeat(Duration::from_millis(100)).validate().unwrap();
+        Config::heartbeat(Duration::from_millis(100))
+            .validate()
+            .unwrap();
         for bad in [
             Config::heartbeat(Duration::ZERO),
             Config {

@@ -70,10 +70,7 @@ pub(crate) fn spawn(versions: VersionStream) -> PresenceWatch {
     PresenceWatch { rx, task }
 }
 
-async fn run(
-    mut versions: VersionStream,
-    tx: mpsc::Sender<Result<PresenceEvent, PresenceError>>,
-) {
+async fn run(mut versions: VersionStream, tx: mpsc::Sender<Result<PresenceEvent, PresenceError>>) {
     let mut tracker = Tracker::default();
     loop {
         let wait = tracker
@@ -122,9 +119,7 @@ impl Tracker {
         let record = v.value.as_ref().and_then(|_| Record::decode(v));
         match (before, record) {
             (before, Some(r)) if r.deadline_ms() > now_ms => {
-                let event = before
-                    .is_none()
-                    .then(|| PresenceEvent::Joined(r.member()));
+                let event = before.is_none().then(|| PresenceEvent::Joined(r.member()));
                 self.deadlines.insert((r.deadline_ms(), v.key.clone()));
                 self.present.insert(v.key.clone(), r);
                 event
@@ -185,17 +180,26 @@ mod tests {
     #[test]
     fn heartbeats_keep_a_member_and_silence_past_its_timeout_removes_it() {
         let mut t = Tracker::default();
-        assert!(matches!(t.apply(&beat("k", 0), 0), Some(PresenceEvent::Joined(_))));
+        assert!(matches!(
+            t.apply(&beat("k", 0), 0),
+            Some(PresenceEvent::Joined(_))
+        ));
         assert_eq!(t.apply(&beat("k", 10), 10), None);
         assert_eq!(t.next_deadline(), Some(40));
         assert!(t.expire(39).is_empty());
         let left = t.expire(40);
         assert!(matches!(
             left.as_slice(),
-            [PresenceEvent::Left { reason: LeftReason::TimedOut, .. }]
+            [PresenceEvent::Left {
+                reason: LeftReason::TimedOut,
+                ..
+            }]
         ));
         // Back again after timing out.
-        assert!(matches!(t.apply(&beat("k", 50), 50), Some(PresenceEvent::Joined(_))));
+        assert!(matches!(
+            t.apply(&beat("k", 50), 50),
+            Some(PresenceEvent::Joined(_))
+        ));
     }
 
     #[test]
@@ -210,7 +214,10 @@ mod tests {
         };
         assert!(matches!(
             t.apply(&gone, 101),
-            Some(PresenceEvent::Left { reason: LeftReason::Left, .. })
+            Some(PresenceEvent::Left {
+                reason: LeftReason::Left,
+                ..
+            })
         ));
         assert_eq!(t.next_deadline(), None);
     }
