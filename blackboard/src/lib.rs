@@ -10,7 +10,10 @@
 //! - [`codec`]: the one decoder for events from the network;
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
 //! - [`store`]: a replica's sled tree (document, position, outbox);
-//! - [`replica`]: the replica that ties them together.
+//! - [`replica`]: the replica that ties them together;
+//! - [`lease`], [`claim`], [`presence`]: coordination without a manager: leases on named
+//!   resources (compare-and-set on JetStream KV or sled, fencing tokens, expiry) and who is
+//!   present where.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
