@@ -24,6 +24,10 @@ async fn an_agent_that_stops_heartbeating_is_reported_left_within_the_configured
         .presence_with("team", Some("plan"), config)
         .await
         .unwrap();
+    assert!(within("members of an empty bucket", here.members())
+        .await
+        .unwrap()
+        .is_empty());
     let mut events = here.watch().await.unwrap();
 
     let crashy_in = crashy
