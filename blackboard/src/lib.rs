@@ -11,7 +11,10 @@
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
 //! - [`store`]: a replica's sled tree (document, position index, outbox);
 //! - [`history`]: the position index, history queries and snapshots;
-//! - [`replica`]: the replica that ties them together.
+//! - [`replica`]: the replica that ties them together;
+//! - [`lease`], [`claim`], [`presence`]: coordination without a manager: leases on named
+//!   resources (compare-and-set on JetStream KV or sled, fencing tokens, expiry) and who is
+//!   present where.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -39,13 +42,16 @@
 
 #![warn(missing_docs)]
 
+pub mod claim;
 pub mod codec;
 pub mod doc;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod lease;
 pub mod log;
+pub mod presence;
 pub mod replica;
 pub mod store;
 pub mod watch;

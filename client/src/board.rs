@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use blackboard::lease::{EmbeddedLeases, LeaseBuckets};
 use blackboard::log::EventLog;
 use blackboard::replica::{self, Replica};
 use blackboard::schemas::{AgentId, DocumentId, SpaceId};
@@ -36,6 +37,8 @@ struct Inner {
     db: sled::Db,
     watch_capacity: Option<usize>,
     snapshots: Option<blackboard::replica::SnapshotPolicy>,
+    /// Where claims and presence keep their leases (JetStream KV, or sled).
+    leases: Arc<dyn LeaseBuckets>,
     /// Open replicas, shared by every board over the same store: two replicas on one sled
     /// tree would hand out the same outbox slots.
     docs: Arc<Mutex<HashMap<ReplicaKey, Replica>>>,
@@ -45,8 +48,10 @@ type ReplicaKey = (AgentId, SpaceId, DocumentId);
 
 impl Board {
     /// A board over any event log and an open sled database (for tests, or to share one
-    /// embedded log between several agents of one process).
+    /// embedded log between several agents of one process). Its claims and presence live in
+    /// the same database ([`EmbeddedLeases`]); see [`with_leases`](Self::with_leases).
     pub fn with_log(agent: AgentId, log: Arc<dyn EventLog>, db: sled::Db) -> Self {
+        let leases = Arc::new(EmbeddedLeases::new(db.clone()));
         Self {
             inner: Arc::new(Inner {
                 agent,
@@ -54,8 +59,26 @@ impl Board {
                 db,
                 watch_capacity: None,
                 snapshots: None,
+                leases,
                 docs: Arc::default(),
             }),
+        }
+    }
+
+    /// This board with its claims and presence kept in `leases` (for example
+    /// [`JetStreamLeases`](blackboard::lease::JetStreamLeases) beside a JetStream log).
+    pub fn with_leases(self, leases: Arc<dyn LeaseBuckets>) -> Self {
+        let inner = Inner {
+            agent: self.inner.agent.clone(),
+            log: self.inner.log.clone(),
+            db: self.inner.db.clone(),
+            watch_capacity: self.inner.watch_capacity,
+            snapshots: self.inner.snapshots.clone(),
+            leases,
+            docs: self.inner.docs.clone(),
+        };
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -82,6 +105,7 @@ impl Board {
                 db: self.inner.db.clone(),
                 watch_capacity: self.inner.watch_capacity,
                 snapshots: self.inner.snapshots.clone(),
+                leases: self.inner.leases.clone(),
                 docs: self.inner.docs.clone(),
             }),
         })
@@ -116,6 +140,81 @@ impl Board {
         ))
     }
 
+    /// The claims of `space`: leases on named resources, so that one agent at a time works
+    /// on each. Made as this board's agent. See [`Claims`](crate::Claims).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use blackboard_client::{ClaimError, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let board = Options::new("w1")?.store(dir.path()).embedded().await?;
+    /// let claims = board.claims("team").await?;
+    /// let claim = claims.claim("task-7", Duration::from_secs(10)).await?; // holder, token, expiry
+    /// let other = board.as_agent("w2")?.claims("team").await?;
+    /// assert!(matches!(other.claim("task-7", Duration::from_secs(10)).await, Err(ClaimError::Held { .. })));
+    /// let claim = claims.renew(&claim).await?;
+    /// claims.release(claim).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn claims(&self, space: &str) -> Result<crate::Claims, Error> {
+        let space: SpaceId = space.parse()?;
+        let bucket = self
+            .inner
+            .leases
+            .open(&blackboard::schemas::subject::claims_bucket(&space))
+            .await
+            .map_err(blackboard::claim::ClaimError::from)?;
+        Ok(crate::Claims::new(bucket, self.inner.agent.clone()))
+    }
+
+    /// Presence on `document` of `space` (or on the whole space for `None`), with the default
+    /// heartbeat (2 s) and timeout (6 s). See [`Presence`](crate::Presence).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// let board = blackboard_client::Options::new("w1")?.store(dir.path()).embedded().await?;
+    /// let here = board.presence("team", Some("plan")).await?;
+    /// let me = here.join(Some("reviewing")).await?; // heartbeats until left or dropped
+    /// assert_eq!(here.members().await?[0].agent.as_str(), "w1");
+    /// me.leave().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn presence(
+        &self,
+        space: &str,
+        document: Option<&str>,
+    ) -> Result<crate::Presence, Error> {
+        self.presence_with(space, document, crate::PresenceConfig::default())
+            .await
+    }
+
+    /// Like [`presence`](Self::presence), with another heartbeat interval and timeout.
+    pub async fn presence_with(
+        &self,
+        space: &str,
+        document: Option<&str>,
+        config: crate::PresenceConfig,
+    ) -> Result<crate::Presence, Error> {
+        let space: SpaceId = space.parse()?;
+        let document = document.map(str::parse::<DocumentId>).transpose()?;
+        let bucket = self
+            .inner
+            .leases
+            .open(&blackboard::schemas::subject::presence_bucket(&space))
+            .await
+            .map_err(blackboard::presence::PresenceError::from)?;
+        Ok(crate::Presence::new(
+            bucket,
+            self.inner.agent.clone(),
+            document,
+            config,
+        )?)
+    }
+
     pub(crate) fn with_settings(
         self,
         watch_capacity: Option<usize>,
@@ -127,6 +226,7 @@ impl Board {
             db: self.inner.db.clone(),
             watch_capacity,
             snapshots,
+            leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
         };
         Self {

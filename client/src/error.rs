@@ -43,6 +43,12 @@ pub enum Error {
         /// The serde error.
         source: serde_json::Error,
     },
+    /// A claim operation failed (held, lapsed, bad name or ttl, lease store).
+    #[error(transparent)]
+    Claim(#[from] blackboard::claim::ClaimError),
+    /// A presence operation failed.
+    #[error(transparent)]
+    Presence(#[from] blackboard::presence::PresenceError),
     /// An engine operation failed (bad path, storage, log).
     #[error(transparent)]
     Engine(#[from] blackboard::Error),

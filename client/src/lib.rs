@@ -6,7 +6,9 @@
 //! Writes are saved locally before they return, and reach the log as soon as it is reachable.
 //! [`Doc::watch`] wakes an agent on the changes under a path pattern (`/tasks/*/status`),
 //! live, from the beginning of the history, or durably across restarts; see
-//! [`blackboard::watch`] for the guarantees.
+//! [`blackboard::watch`] for the guarantees. [`Board::claims`] gives leases on named
+//! resources (one holder at a time, fencing tokens, expiry), and [`Board::presence`] shows who
+//! is on a document or space.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -34,11 +36,16 @@ mod options;
 mod space_watch;
 
 pub use blackboard::automerge;
+pub use blackboard::claim::{Claim, ClaimError, ClaimEvent, ClaimEventKind, ClaimWatch, Claims};
 pub use blackboard::history::{
     At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
 };
 pub use blackboard::log::JetStreamConfig;
 pub use blackboard::log::SnapshotInfo;
+pub use blackboard::presence::{
+    Config as PresenceConfig, LeftReason, Member, Membership, Presence, PresenceError,
+    PresenceEvent, PresenceWatch,
+};
 pub use blackboard::replica::{
     Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
 };

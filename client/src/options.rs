@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use blackboard::lease::JetStreamLeases;
 use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
 use blackboard::schemas::AgentId;
 
@@ -113,8 +114,9 @@ impl Options {
             source,
         })?;
         let db = self.open_db()?;
+        let leases = JetStreamLeases::new(client.clone(), self.jetstream.replicas);
         let log = JetStreamLog::new(client, self.jetstream.clone());
-        Ok(self.board(Arc::new(log), db))
+        Ok(self.board(Arc::new(log), db).with_leases(Arc::new(leases)))
     }
 
     /// Opens the board on the embedded log, stored with the agent's state: one process, no

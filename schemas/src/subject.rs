@@ -76,3 +76,23 @@ pub fn parse_changes(subject: &str) -> Option<(SpaceId, DocumentId)> {
     }
     Some((SpaceId::new(space).ok()?, DocumentId::new(doc).ok()?))
 }
+
+/// The JetStream KV bucket that holds a space's claims: `BB_CLAIMS_<space>`.
+///
+/// ```
+/// use blackboard_schemas::{subject, SpaceId};
+/// assert_eq!(subject::claims_bucket(&SpaceId::new("team").unwrap()), "BB_CLAIMS_team");
+/// ```
+pub fn claims_bucket(space: &SpaceId) -> String {
+    format!("BB_CLAIMS_{space}")
+}
+
+/// The JetStream KV bucket that holds a space's presence: `BB_PRESENCE_<space>`.
+///
+/// ```
+/// use blackboard_schemas::{subject, SpaceId};
+/// assert_eq!(subject::presence_bucket(&SpaceId::new("team").unwrap()), "BB_PRESENCE_team");
+/// ```
+pub fn presence_bucket(space: &SpaceId) -> String {
+    format!("BB_PRESENCE_{space}")
+}

@@ -2,12 +2,15 @@
 //! (free ports, temporary stores, `sync_interval: always`) and real sled stores on disk.
 
 mod bad_input;
+mod claims;
 mod conformance;
 mod convergence;
 mod history;
 mod offline;
+mod presence;
 mod restart;
 mod stream_config;
+mod task_board;
 mod watch;
 
 use std::future::Future;
@@ -34,7 +37,7 @@ pub async fn nats_board(server: &NatsServer, agent: &str, dir: &Path) -> anyhow:
 }
 
 /// Log lines written through tracing, captured for a test to assert on.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {

@@ -1,0 +1,208 @@
+//! The JetStream lease store: one KV bucket per name.
+//!
+//! Buckets keep one version per key (history 1) in file storage. A revision is the KV entry's
+//! stream sequence, so it grows with every write to the bucket; `create` and `update` use the
+//! server's expected-last-subject-sequence check, so the server decides every race.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{LeaseBuckets, LeaseStore, StoreError, VersionStream, Versioned};
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Lease buckets in JetStream KV. Cheap to clone.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use blackboard::lease::{JetStreamLeases, LeaseBuckets};
+///
+/// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+/// let leases = JetStreamLeases::new(client, 1);
+/// let bucket = leases.open("BB_CLAIMS_team").await?; // created on first use
+/// let revision = bucket.create("task-1", "mine".into()).await?;
+/// bucket.update("task-1", "still mine".into(), revision).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct JetStreamLeases {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    js: jetstream::Context,
+    replicas: usize,
+    open: Mutex<HashMap<String, Arc<KvBucket>>>,
+}
+
+impl JetStreamLeases {
+    /// Lease buckets over an existing connection, created with `replicas` replicas.
+    pub fn new(client: async_nats::Client, replicas: usize) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        Self {
+            inner: Arc::new(Inner {
+                js,
+                replicas: replicas.max(1),
+                open: Mutex::default(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseBuckets for JetStreamLeases {
+    async fn open(&self, name: &str) -> Result<Arc<dyn LeaseStore>, StoreError> {
+        if let Some(b) = self
+            .inner
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(b.clone());
+        }
+        let js = &self.inner.js;
+        let store = match js.get_key_value(name).await {
+            Ok(store) => store,
+            Err(_) => {
+                let config = kv::Config {
+                    bucket: name.to_owned(),
+                    description: "Blackboard leases".to_owned(),
+                    history: 1,
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: self.inner.replicas,
+                    ..Default::default()
+                };
+                match js.create_key_value(config).await {
+                    Ok(store) => store,
+                    // Another agent may have created it in between.
+                    Err(create) => {
+                        js.get_key_value(name)
+                            .await
+                            .map_err(|_| StoreError::Bucket {
+                                bucket: name.to_owned(),
+                                reason: create.to_string(),
+                            })?
+                    }
+                }
+            }
+        };
+        let bucket = Arc::new(KvBucket { store });
+        self.inner
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), bucket.clone());
+        Ok(bucket)
+    }
+}
+
+/// One KV bucket.
+#[derive(Debug)]
+struct KvBucket {
+    store: kv::Store,
+}
+
+fn version(entry: kv::Entry) -> Versioned {
+    let live = entry.operation == kv::Operation::Put;
+    Versioned {
+        key: entry.key,
+        revision: entry.revision,
+        value: live.then_some(entry.value),
+    }
+}
+
+fn update_error(key: &str, expected: u64, e: kv::UpdateError) -> StoreError {
+    match e.kind() {
+        kv::UpdateErrorKind::WrongLastRevision => StoreError::Conflict {
+            key: key.to_owned(),
+            expected,
+        },
+        _ => unavailable(e),
+    }
+}
+
+#[async_trait]
+impl LeaseStore for KvBucket {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self
+            .store
+            .entry(key)
+            .await
+            .map_err(unavailable)?
+            .map(version))
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<u64, StoreError> {
+        self.store
+            .create(key, value)
+            .await
+            .map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => StoreError::Conflict {
+                    key: key.to_owned(),
+                    expected: 0,
+                },
+                _ => unavailable(e),
+            })
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64, StoreError> {
+        self.store
+            .update(key, value, expected)
+            .await
+            .map_err(|e| update_error(key, expected, e))
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<u64, StoreError> {
+        self.store.put(key, value).await.map_err(unavailable)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store
+            .delete(key)
+            .await
+            .map_err(|e| update_error(key, 0, e))
+    }
+
+    async fn entries(&self, prefix: &str) -> Result<Vec<Versioned>, StoreError> {
+        let keys: Vec<String> = self
+            .store
+            .keys()
+            .await
+            .map_err(unavailable)?
+            .try_filter(|k| futures::future::ready(k.starts_with(prefix)))
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(v) = self.get(&key).await? {
+                if v.value.is_some() {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<VersionStream, StoreError> {
+        let watch = self
+            .store
+            .watch_with_history(format!("{prefix}>"))
+            .await
+            .map_err(unavailable)?;
+        Ok(watch
+            .map(|entry| entry.map(version).map_err(unavailable))
+            .boxed())
+    }
+}
