@@ -40,8 +40,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut table = Table::headless(2);
         table.row(vec!["path".into(), blame.path.to_string()]);
         table.row(vec!["agent".into(), agent(r)]);
-        table.row(vec!["seq".into(), r.map_or("-".into(), |r| r.seq.to_string())]);
-        table.row(vec!["logged".into(), r.map_or("-".into(), |r| format_time(r.logged_ms))]);
+        table.row(vec![
+            "seq".into(),
+            r.map_or("-".into(), |r| r.seq.to_string()),
+        ]);
+        table.row(vec![
+            "logged".into(),
+            r.map_or("-".into(), |r| format_time(r.logged_ms)),
+        ]);
         table.row(vec!["message".into(), message(r)]);
         table.row(vec!["hash".into(), blame.change.to_string()]);
         table.write(&mut out)?;
@@ -71,7 +77,8 @@ fn agent(r: Option<&Record>) -> String {
 }
 
 fn message(r: Option<&Record>) -> String {
-    r.and_then(|r| r.message.clone()).unwrap_or_else(|| "-".into())
+    r.and_then(|r| r.message.clone())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn short(h: &ChangeHash) -> String {

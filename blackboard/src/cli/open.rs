@@ -208,5 +208,8 @@ async fn connect(
             }
         },
     }
-    Ok(Arc::new(JetStreamLog::new(client, JetStreamConfig::default())))
+    Ok(Arc::new(JetStreamLog::new(
+        client,
+        JetStreamConfig::default(),
+    )))
 }

@@ -26,10 +26,16 @@ pub fn describe(op: &PatchOp) -> String {
             index: Some(i),
             count,
         } => format!("{count} from index {i}"),
-        PatchOp::SpliceText { index, text } => format!("{} at {index}", compact(&text.as_str().into())),
+        PatchOp::SpliceText { index, text } => {
+            format!("{} at {index}", compact(&text.as_str().into()))
+        }
         PatchOp::Increment { by, value } => format!("{by:+}, now {}", compact(value)),
         PatchOp::Conflict { winner, values } => {
-            format!("{} wins of {}", compact(winner), compact(&Json::from(values.clone())))
+            format!(
+                "{} wins of {}",
+                compact(winner),
+                compact(&Json::from(values.clone()))
+            )
         }
     }
 }
@@ -46,11 +52,45 @@ mod tests {
     #[test]
     fn each_patch_kind_reads_in_a_few_words() {
         let cases = [
-            (PatchOp::Put { value: json!({"a": 1}) }, "put", r#"{"a":1}"#),
-            (PatchOp::Delete { index: None, count: 1 }, "delete", "(key removed)"),
-            (PatchOp::Delete { index: Some(2), count: 3 }, "delete", "3 from index 2"),
-            (PatchOp::SpliceText { index: 0, text: "hi".into() }, "splice_text", r#""hi" at 0"#),
-            (PatchOp::Increment { by: 2, value: json!(5) }, "increment", "+2, now 5"),
+            (
+                PatchOp::Put {
+                    value: json!({"a": 1}),
+                },
+                "put",
+                r#"{"a":1}"#,
+            ),
+            (
+                PatchOp::Delete {
+                    index: None,
+                    count: 1,
+                },
+                "delete",
+                "(key removed)",
+            ),
+            (
+                PatchOp::Delete {
+                    index: Some(2),
+                    count: 3,
+                },
+                "delete",
+                "3 from index 2",
+            ),
+            (
+                PatchOp::SpliceText {
+                    index: 0,
+                    text: "hi".into(),
+                },
+                "splice_text",
+                r#""hi" at 0"#,
+            ),
+            (
+                PatchOp::Increment {
+                    by: 2,
+                    value: json!(5),
+                },
+                "increment",
+                "+2, now 5",
+            ),
         ];
         for (op, k, d) in cases {
             assert_eq!((kind(&op), describe(&op).as_str()), (k, d));

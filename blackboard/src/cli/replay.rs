@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal as _, Write};
 
+use blackboard::doc::Patch;
 use blackboard::history::{format_time, At, Record};
 use blackboard::replica::{ReplayError, ReplayStep};
-use blackboard::doc::Patch;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::open::{self, Source};

@@ -30,7 +30,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     open::resolve(&opened, "--at", &at)?;
     let view = opened.replica.at(&at)?;
     let position = view.position();
-    let logged = match opened.replica.records(position.seq.saturating_sub(1), position.seq)?.first() {
+    let logged = match opened
+        .replica
+        .records(position.seq.saturating_sub(1), position.seq)?
+        .first()
+    {
         Some(r) if r.seq == position.seq => format!(" (logged {})", format_time(r.logged_ms)),
         _ => String::new(),
     };
