@@ -1,5 +1,6 @@
 //! The `blackboard` command: a thin clap + tracing shell over the engine.
 
+mod cli;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,22 @@ enum Command {
     /// By default the agents share an embedded log (nothing to install); with --nats they
     /// each connect to a NATS JetStream server.
     Demo(demo::Args),
+    /// List a document's events: who changed what, when and why.
+    ///
+    /// Reads the document from a NATS JetStream server (--nats) or the embedded log in a
+    /// store directory (--store); filters by position, agent and path pattern.
+    History(cli::history::Args),
+    /// Print the document (or the value at PATH) as it was at a position.
+    Show(cli::show::Args),
+    /// List what changed between two positions.
+    Diff(cli::diff::Args),
+    /// Tell who wrote the value at a path (and, for text, each run of characters).
+    Blame(cli::blame::Args),
+    /// Write a snapshot of the document to the log; with --trim, also remove the events
+    /// below it.
+    Snapshot(cli::snapshot::Args),
+    /// Run the document's events through a projection, one line per event.
+    Replay(cli::replay::Args),
 }
 
 #[tokio::main]
@@ -36,12 +53,30 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::History(args) => cli::history::run(args).await,
+        Command::Show(args) => cli::show::run(args).await,
+        Command::Diff(args) => cli::diff::run(args).await,
+        Command::Blame(args) => cli::blame::run(args).await,
+        Command::Snapshot(args) => cli::snapshot::run(args).await,
+        Command::Replay(args) => cli::replay::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`blackboard history | head`): nothing more to say.
+        Err(e) if cli::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -83,6 +83,9 @@ pub struct ReplicaStore {
     name: String,
 }
 
+/// The document as stored: the snapshot, if any, and the changes stored beside it.
+pub type DocumentParts = (Option<Vec<u8>>, Vec<Vec<u8>>);
+
 const POSITION: &[u8] = b"p";
 const SNAPSHOT: &[u8] = b"s";
 
@@ -349,7 +352,7 @@ impl ReplicaStore {
     /// The document as stored: every individually stored change, then the snapshot. Read in
     /// that order, a change folded into the snapshot meanwhile is still found (compaction
     /// writes the snapshot and removes the changes in one batch), without locking writers.
-    pub fn document_parts(&self) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>), StoreError> {
+    pub fn document_parts(&self) -> Result<DocumentParts, StoreError> {
         let changes = self
             .tree
             .scan_prefix(b"c")

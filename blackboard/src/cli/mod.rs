@@ -1,0 +1,56 @@
+//! The history verbs of the `blackboard` command: `history`, `show`, `diff`, `blame`,
+//! `snapshot` and `replay`. Each opens one document ([`open`]), brings it up to date with
+//! the log, answers, and leaves nothing behind but what the verb itself writes to the log
+//! (a snapshot, a trim).
+//!
+//! Output: readable tables on stdout by default, `--json` for machines; progress and
+//! position lines go to stderr. Exit codes: 0 done, 1 failed (including an unknown
+//! document or nothing at a path), 2 bad arguments.
+
+pub mod blame;
+pub mod diff;
+pub mod history;
+pub mod open;
+pub mod patches;
+pub mod replay;
+pub mod show;
+pub mod snapshot;
+pub mod table;
+
+use std::io::{self, BufWriter, StdoutLock, Write};
+
+use blackboard::automerge::ChangeHash;
+
+/// Buffered, locked stdout. A closed pipe (`blackboard history | head`) is not an error;
+/// see [`is_broken_pipe`].
+pub fn stdout() -> BufWriter<StdoutLock<'static>> {
+    BufWriter::new(io::stdout().lock())
+}
+
+/// Whether `e` is a write to a reader that went away, which ends the command quietly.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `value` as one line of compact JSON.
+pub fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// The first 12 hex digits of a change hash, as `git log --oneline` shortens.
+pub fn short(h: &ChangeHash) -> String {
+    h.to_string()[..12].to_owned()
+}
+
+/// Heads, shortened and comma-separated; `-` for none.
+pub fn short_heads(heads: &[ChangeHash]) -> String {
+    if heads.is_empty() {
+        return "-".to_owned();
+    }
+    heads.iter().map(short).collect::<Vec<_>>().join(",")
+}

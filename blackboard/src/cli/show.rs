@@ -1,0 +1,63 @@
+//! `blackboard show`: the document (or one value) as it was at a position.
+
+use std::io::Write as _;
+
+use anyhow::bail;
+use blackboard::doc::Path;
+use blackboard::history::{format_time, At};
+
+use super::open::{self, Source};
+
+/// Options of `blackboard show`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    source: Source,
+    /// The position: a stream sequence (42), a time (2026-11-24T10:00:00Z) or heads (hex
+    /// hashes, comma-separated). Default: the latest.
+    #[arg(long, value_name = "POS")]
+    at: Option<At>,
+    /// Only the value at this path (/tasks/7/status); default: the whole document.
+    path: Option<Path>,
+    /// Compact JSON on one line instead of pretty-printed.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let opened = open::open(&args.source).await?;
+    let at = args.at.unwrap_or(At::Seq(opened.position().seq));
+    open::resolve(&opened, "--at", &at)?;
+    let view = opened.replica.at(&at)?;
+    let position = view.position();
+    let logged = match opened
+        .replica
+        .records(position.seq.saturating_sub(1), position.seq)?
+        .first()
+    {
+        Some(r) if r.seq == position.seq => format!(" (logged {})", format_time(r.logged_ms)),
+        _ => String::new(),
+    };
+    // The position goes to stderr, so stdout is the JSON alone (for jq).
+    eprintln!(
+        "at sequence {}{logged}, heads {}",
+        position.seq,
+        super::short_heads(&position.heads)
+    );
+    let value = match &args.path {
+        None => view.to_json(),
+        Some(path) => match view.get(&path.to_string())? {
+            Some(v) => v,
+            None => bail!("nothing at {path} at sequence {}", position.seq),
+        },
+    };
+    let mut out = super::stdout();
+    if args.json {
+        super::json_line(&mut out, &value)?;
+    } else {
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    opened.close().await
+}
