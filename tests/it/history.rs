@@ -498,3 +498,45 @@ async fn a_fork_starts_as_the_state_at_a_position_and_then_goes_its_own_way() {
     let err = source.fork_to(&At::Seq(middle), &fork).await.unwrap_err();
     assert!(err.to_string().contains("already has history"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_policy_writes_one_after_enough_events_and_new_replicas_start_from_it() {
+    let server = NatsServer::start().await.unwrap();
+    // The object store announces each object's metadata on `$O.<bucket>.M.<name>`: listen
+    // there for the snapshot the policy writes in the background.
+    let client = server.connect().await.unwrap();
+    let mut announced = client.subscribe("$O.BB_SNAP_team.M.>").await.unwrap();
+    client.flush().await.unwrap();
+    let dir = temp_dir();
+    let writer = blackboard_client::Options::new("writer")
+        .unwrap()
+        .store(dir.path())
+        .snapshots(SnapshotPolicy {
+            every_events: 50,
+            every: None,
+            trim: false,
+        })
+        .connect(&server.url())
+        .await
+        .unwrap()
+        .doc(SPACE, DOC)
+        .unwrap();
+    for i in 0..60 {
+        writer.put(&format!("/k{i}"), json!(i)).await.unwrap();
+    }
+    writer.flush().await.unwrap();
+    within("the policy's snapshot", announced.next())
+        .await
+        .unwrap();
+    let log = JetStreamLog::new(client, Default::default());
+    let info = log
+        .snapshot_info(&SPACE.parse().unwrap(), &DOC.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(info.seq >= 50, "{info:?}");
+    assert_eq!(info.trimmed_through, 0, "trimming is off by default");
+    let (reader, _rd) = fresh_reader(&server, "reader").await;
+    assert_eq!(reader.stats().snapshot_loaded, Some(info.seq));
+    assert_eq!(reader.to_json(), writer.to_json());
+}
