@@ -2,22 +2,15 @@
 //! expired events derived from a timer per live lease.
 
 use std::collections::{BTreeSet, HashMap};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use blackboard_schemas::AgentId;
-use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::record::{Op, Record};
 use super::ClaimError;
-use crate::lease::clock::{from_ms, now_ms};
+use crate::lease::clock::from_ms;
+use crate::lease::events::{self, EventStream};
 use crate::lease::{VersionStream, Versioned};
-
-/// How many events the watch task may get ahead of the reader.
-const BUFFER: usize = 256;
 
 /// What happened to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,61 +66,10 @@ pub struct ClaimEvent {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
-pub struct ClaimWatch {
-    rx: mpsc::Receiver<Result<ClaimEvent, ClaimError>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for ClaimWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Stream for ClaimWatch {
-    type Item = Result<ClaimEvent, ClaimError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type ClaimWatch = EventStream<Result<ClaimEvent, ClaimError>>;
 
 pub(crate) fn spawn(versions: VersionStream) -> ClaimWatch {
-    let (tx, rx) = mpsc::channel(BUFFER);
-    let task = tokio::spawn(run(versions, tx));
-    ClaimWatch { rx, task }
-}
-
-async fn run(mut versions: VersionStream, tx: mpsc::Sender<Result<ClaimEvent, ClaimError>>) {
-    let mut tracker = Tracker::default();
-    loop {
-        let wait = tracker
-            .next_deadline()
-            .map(|ms| std::time::Duration::from_millis(ms.saturating_sub(now_ms())));
-        let out = tokio::select! {
-            v = versions.next() => match v {
-                Some(Ok(v)) => tracker.apply(&v).into_iter().map(Ok).collect(),
-                Some(Err(e)) => vec![Err(e.into())],
-                None => return,
-            },
-            () = sleep_or_forever(wait) => tracker.expire(now_ms()).into_iter().map(Ok).collect(),
-            () = tx.closed() => return,
-        };
-        for item in out {
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
-        }
-    }
-}
-
-async fn sleep_or_forever(d: Option<std::time::Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
+    events::spawn::<Tracker, ClaimError>(versions)
 }
 
 /// The watch's state, without I/O: the live lease of each resource and when each expires.
@@ -139,9 +81,11 @@ pub(crate) struct Tracker {
     deadlines: BTreeSet<(u64, String, u64)>,
 }
 
-impl Tracker {
+impl events::Tracker for Tracker {
+    type Event = ClaimEvent;
+
     /// The event for a new version, if it is a lease record.
-    pub fn apply(&mut self, v: &Versioned) -> Option<ClaimEvent> {
+    fn apply(&mut self, v: &Versioned, _now_ms: u64) -> Option<ClaimEvent> {
         if let Some(old) = self.live.remove(&v.key) {
             self.deadlines.remove(&(
                 crate::lease::clock::to_ms(old.expires),
@@ -172,12 +116,12 @@ impl Tracker {
     }
 
     /// The earliest expiry still to report.
-    pub fn next_deadline(&self) -> Option<u64> {
+    fn next_deadline(&self) -> Option<u64> {
         self.deadlines.first().map(|d| d.0)
     }
 
     /// `Expired` events for every lease whose expiry is at or before `now_ms`.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<ClaimEvent> {
+    fn expire(&mut self, now_ms: u64) -> Vec<ClaimEvent> {
         let mut out = Vec::new();
         while let Some(first) = self.deadlines.first() {
             if first.0 > now_ms {
@@ -197,6 +141,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::events::Tracker as _;
 
     fn version(key: &str, revision: u64, op: Op, expires_ms: u64) -> Versioned {
         let r = Record {
@@ -218,7 +163,7 @@ mod tests {
     fn a_lease_not_renewed_expires_at_its_expiry_and_only_once() {
         let mut t = Tracker::default();
         assert_eq!(
-            t.apply(&version("a", 1, Op::Claim, 100)).unwrap().kind,
+            t.apply(&version("a", 1, Op::Claim, 100), 0).unwrap().kind,
             ClaimEventKind::Claimed
         );
         assert_eq!(t.next_deadline(), Some(100));
@@ -236,14 +181,14 @@ mod tests {
     #[test]
     fn a_renewal_or_release_cancels_the_pending_expiry() {
         let mut t = Tracker::default();
-        t.apply(&version("a", 1, Op::Claim, 100));
+        t.apply(&version("a", 1, Op::Claim, 100), 0);
         assert_eq!(
-            t.apply(&version("a", 2, Op::Renew, 200)).unwrap().kind,
+            t.apply(&version("a", 2, Op::Renew, 200), 0).unwrap().kind,
             ClaimEventKind::Renewed
         );
         assert!(t.expire(150).is_empty());
         assert_eq!(
-            t.apply(&version("a", 3, Op::Release, 160)).unwrap().kind,
+            t.apply(&version("a", 3, Op::Release, 160), 0).unwrap().kind,
             ClaimEventKind::Released
         );
         assert!(t.expire(10_000).is_empty());

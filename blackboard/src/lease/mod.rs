@@ -13,6 +13,7 @@
 
 pub(crate) mod clock;
 mod embedded;
+pub(crate) mod events;
 mod jetstream;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use embedded::EmbeddedLeases;
+pub use events::EventStream;
 pub use jetstream::JetStreamLeases;
 
 /// One version of a key: its revision and its value (`None` when the key was deleted).

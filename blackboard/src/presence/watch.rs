@@ -2,20 +2,10 @@
 //! each member's last heartbeat.
 
 use std::collections::{BTreeSet, HashMap};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
-
-use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::{Member, PresenceError, Record};
-use crate::lease::clock::now_ms;
+use crate::lease::events::{self, EventStream};
 use crate::lease::{VersionStream, Versioned};
-
-/// How many events the watch task may get ahead of the reader.
-const BUFFER: usize = 256;
 
 /// Why a member left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,61 +34,10 @@ pub enum PresenceEvent {
 /// watch starts, then `Joined` and `Left` as agents come and go. A member that stops
 /// heartbeating is reported `Left` with [`LeftReason::TimedOut`] when its last heartbeat plus
 /// its timeout has passed. Dropping the watch stops it.
-#[derive(Debug)]
-pub struct PresenceWatch {
-    rx: mpsc::Receiver<Result<PresenceEvent, PresenceError>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for PresenceWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Stream for PresenceWatch {
-    type Item = Result<PresenceEvent, PresenceError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type PresenceWatch = EventStream<Result<PresenceEvent, PresenceError>>;
 
 pub(crate) fn spawn(versions: VersionStream) -> PresenceWatch {
-    let (tx, rx) = mpsc::channel(BUFFER);
-    let task = tokio::spawn(run(versions, tx));
-    PresenceWatch { rx, task }
-}
-
-async fn run(mut versions: VersionStream, tx: mpsc::Sender<Result<PresenceEvent, PresenceError>>) {
-    let mut tracker = Tracker::default();
-    loop {
-        let wait = tracker
-            .next_deadline()
-            .map(|ms| Duration::from_millis(ms.saturating_sub(now_ms())));
-        let out: Vec<Result<PresenceEvent, PresenceError>> = tokio::select! {
-            v = versions.next() => match v {
-                Some(Ok(v)) => tracker.apply(&v, now_ms()).into_iter().map(Ok).collect(),
-                Some(Err(e)) => vec![Err(e.into())],
-                None => return,
-            },
-            () = sleep_or_forever(wait) => tracker.expire(now_ms()).into_iter().map(Ok).collect(),
-            () = tx.closed() => return,
-        };
-        for item in out {
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
-        }
-    }
-}
-
-async fn sleep_or_forever(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
+    events::spawn::<Tracker, PresenceError>(versions)
 }
 
 /// The watch's state, without I/O: the present members and their deadlines.
@@ -109,9 +48,11 @@ pub(crate) struct Tracker {
     deadlines: BTreeSet<(u64, String)>,
 }
 
-impl Tracker {
+impl events::Tracker for Tracker {
+    type Event = PresenceEvent;
+
     /// The event a new version means at `now_ms`, if any (a heartbeat means none).
-    pub fn apply(&mut self, v: &Versioned, now_ms: u64) -> Option<PresenceEvent> {
+    fn apply(&mut self, v: &Versioned, now_ms: u64) -> Option<PresenceEvent> {
         let before = self.present.remove(&v.key);
         if let Some(old) = &before {
             self.deadlines.remove(&(old.deadline_ms(), v.key.clone()));
@@ -138,12 +79,12 @@ impl Tracker {
     }
 
     /// The earliest deadline still to check.
-    pub fn next_deadline(&self) -> Option<u64> {
+    fn next_deadline(&self) -> Option<u64> {
         self.deadlines.first().map(|d| d.0)
     }
 
     /// `Left` events for every member whose deadline is at or before `now_ms`.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<PresenceEvent> {
+    fn expire(&mut self, now_ms: u64) -> Vec<PresenceEvent> {
         let mut out = Vec::new();
         while self.deadlines.first().is_some_and(|d| d.0 <= now_ms) {
             let (_, key) = self.deadlines.pop_first().expect("not empty");
@@ -161,6 +102,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::events::Tracker as _;
 
     fn beat(key: &str, heartbeat_ms: u64) -> Versioned {
         let r = Record {
