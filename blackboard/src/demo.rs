@@ -162,17 +162,8 @@ async fn connect(
     space: &SpaceId,
     i: u16,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
-    let mut opts = async_nats::ConnectOptions::new().name(format!("blackboard-demo-{i}"));
-    if let Some(path) = creds {
-        opts = opts
-            .credentials_file(path)
-            .await
-            .with_context(|| format!("reading credentials file {}", path.display()))?;
-    }
-    let client = opts
-        .connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let name = format!("blackboard-demo-{i}");
+    let client = crate::cli::open::connect_nats(url, creds.map(PathBuf::as_path), &name).await?;
     let log = JetStreamLog::new(client, JetStreamConfig::default());
     if i == 0 {
         log.ensure_stream(space)

@@ -172,6 +172,25 @@ fn open_store(dir: &FsPath) -> anyhow::Result<sled::Db> {
     })
 }
 
+/// Connects to NATS as `name`, with a credentials file if given; errors say which step
+/// failed.
+pub(crate) async fn connect_nats(
+    url: &str,
+    creds: Option<&FsPath>,
+    name: &str,
+) -> anyhow::Result<async_nats::Client> {
+    let mut opts = async_nats::ConnectOptions::new().name(name);
+    if let Some(path) = creds {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .with_context(|| format!("reading credentials file {}", path.display()))?;
+    }
+    opts.connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
 /// Connects to NATS and checks that the space's stream exists, so that reading an unknown
 /// space does not create one.
 async fn connect(
@@ -181,17 +200,7 @@ async fn connect(
 ) -> anyhow::Result<Arc<dyn EventLog>> {
     use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
 
-    let mut opts = async_nats::ConnectOptions::new().name("blackboard-cli");
-    if let Some(path) = creds {
-        opts = opts
-            .credentials_file(path)
-            .await
-            .with_context(|| format!("reading credentials file {}", path.display()))?;
-    }
-    let client = opts
-        .connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let client = connect_nats(url, creds, "blackboard-cli").await?;
     let stream = subject::stream_name(space);
     match async_nats::jetstream::new(client.clone())
         .get_stream(&stream)
