@@ -5,6 +5,7 @@ mod bad_input;
 mod claims;
 mod conformance;
 mod convergence;
+mod faults;
 mod history;
 mod offline;
 mod presence;
