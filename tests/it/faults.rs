@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use blackboard_client::{Board, Doc};
-use blackboard_tests::checker::{self, check, read_stream, replica_tags, write_tag};
+use blackboard_tests::checker::{check, read_stream, replica_tags, write_tag};
 use blackboard_tests::{temp_dir, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{watch, Notify};
@@ -317,4 +317,146 @@ async fn the_checker_reports_exactly_the_one_event_the_harness_dropped() {
     assert_eq!(report.lost(), only);
     assert_eq!(report.acknowledged, 40);
     drop(boards);
+}
+
+/// A `fault_agent` process writing to `server` from the store in `store`; its stdout lines
+/// are read as they come.
+struct AgentProcess {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl AgentProcess {
+    fn spawn(server: &NatsServer, store: &std::path::Path, run: u32, count: Option<u64>) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_fault_agent"));
+        command
+            .arg(server.url())
+            .arg(store)
+            .args(["agent", SPACE, DOC, &run.to_string()])
+            .args(count.map(|c| c.to_string()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn fault_agent");
+        let stdout = child.stdout.take().expect("piped stdout");
+        AgentProcess {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line the agent printed, or `None` once it exited.
+    async fn line(&mut self) -> Option<String> {
+        within("a line from the agent", self.lines.next_line())
+            .await
+            .expect("read the agent's stdout")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_write_loses_no_change_it_returned_ok_for() {
+    blackboard_tests::init_tracing();
+    let started = Instant::now();
+    let server = NatsServer::start().await.unwrap();
+    let store = temp_dir();
+    let (o1_dir, o2_dir) = (temp_dir(), temp_dir());
+    let observers = [
+        nats_board(&server, "observer-1", o1_dir.path())
+            .await
+            .unwrap(),
+        nats_board(&server, "observer-2", o2_dir.path())
+            .await
+            .unwrap(),
+    ];
+    let observer_docs: Vec<Doc> = observers
+        .iter()
+        .map(|b| b.doc(SPACE, DOC).unwrap())
+        .collect();
+
+    let mut acked = BTreeSet::new();
+    let kills = 3;
+    for run in 0..kills {
+        // Writes until killed: SIGKILL (`Child::start_kill` on Unix) after a number of
+        // acknowledged writes that differs from run to run, while it is writing.
+        let mut agent = AgentProcess::spawn(&server, store.path(), run, None);
+        assert_eq!(agent.line().await.as_deref(), Some("ready"));
+        let kill_after = 20 + 17 * run as usize;
+        let mut seen = 0;
+        while seen < kill_after {
+            let line = agent.line().await.expect("the agent writes until killed");
+            acked.insert(line.strip_prefix("ack ").expect("an ack line").to_owned());
+            seen += 1;
+        }
+        agent.child.start_kill().unwrap();
+        let status = within("the agent to die", agent.child.wait())
+            .await
+            .unwrap();
+        assert!(!status.success(), "killed, not exited: {status}");
+        // Whatever it printed before dying was acknowledged too.
+        while let Some(line) = agent.line().await {
+            acked.insert(line.strip_prefix("ack ").expect("an ack line").to_owned());
+        }
+    }
+
+    // How many acknowledged changes only the dead process' outbox held (timing decides).
+    let before = read_stream(server.connect().await.unwrap(), SPACE, DOC)
+        .await
+        .unwrap()
+        .tags();
+    let only_in_outbox = acked.difference(&before).count();
+
+    // Restarted on the same store: it drains what the killed runs left in the outbox,
+    // writes a few more, flushes and exits.
+    let mut agent = AgentProcess::spawn(&server, store.path(), kills, Some(5));
+    assert_eq!(agent.line().await.as_deref(), Some("ready"));
+    loop {
+        match agent.line().await.as_deref() {
+            Some("flushed") => break,
+            Some(line) => {
+                acked.insert(line.strip_prefix("ack ").expect("an ack line").to_owned());
+            }
+            None => panic!("the agent exited without flushing"),
+        }
+    }
+    let status = within("the agent to exit", agent.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // Every replica: the observers, the agent's own store reopened, and a fresh one.
+    let own = nats_board(&server, "agent", store.path()).await.unwrap();
+    let fresh_dir = temp_dir();
+    let fresh = nats_board(&server, "fresh", fresh_dir.path())
+        .await
+        .unwrap();
+    let mut docs = observer_docs.clone();
+    docs.push(own.doc(SPACE, DOC).unwrap());
+    docs.push(fresh.doc(SPACE, DOC).unwrap());
+    for doc in &docs {
+        within("a replica to sync", doc.sync()).await.unwrap();
+    }
+    converge(&docs.iter().collect::<Vec<_>>()).await;
+    let read = read_stream(server.connect().await.unwrap(), SPACE, DOC)
+        .await
+        .unwrap();
+    let names = [
+        "observer 1",
+        "observer 2",
+        "agent's own store",
+        "fresh replica",
+    ];
+    let replicas: Vec<_> = names
+        .iter()
+        .zip(&docs)
+        .map(|(name, d)| ((*name).to_owned(), replica_tags(&d.to_json())))
+        .collect();
+    let report = check(&acked, &read, &replicas);
+    println!(
+        "agent kill -9: {kills} kills, {} changes acknowledged, {only_in_outbox} of them only \
+         in the killed process' outbox, {report}, {:.1} s",
+        acked.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.duplicates, 0, "re-publishes are deduplicated");
 }
