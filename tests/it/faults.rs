@@ -33,7 +33,6 @@ const WRITE_EVERY: Duration = Duration::from_millis(10);
 
 /// One agent writing tagged changes as fast as it can, and flushing behind itself.
 pub struct Writer {
-    pub name: String,
     pub doc: Doc,
     /// Tags whose write returned Ok, in order.
     acked: Arc<Mutex<Vec<String>>>,
@@ -84,7 +83,6 @@ impl Writer {
             }
         });
         Writer {
-            name: name.to_owned(),
             doc,
             acked,
             flushed,

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod claims;
+mod cluster;
 mod conformance;
 mod convergence;
 mod faults;
