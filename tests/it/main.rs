@@ -3,8 +3,10 @@
 
 mod bad_input;
 mod claims;
+mod cluster;
 mod conformance;
 mod convergence;
+mod faults;
 mod history;
 mod offline;
 mod presence;
