@@ -69,12 +69,21 @@ async fn losing_one_server_of_three_keeps_writes_going_and_loses_nothing() {
         .await;
     }
     let down_flushed = union(&writers.iter().map(Writer::flushed).collect::<Vec<_>>());
-    let read = within(
-        "a read of the stream from a surviving server",
-        read_stream(cluster.node(survivor).connect().await.unwrap(), SPACE, DOC),
-    )
-    .await
-    .unwrap();
+    // Right after the kill the stream may still be electing a leader: a failed read is
+    // retried (with a short backoff) until one succeeds.
+    let read = within("a read of the stream from a surviving server", async {
+        loop {
+            let client = cluster.node(survivor).connect().await.unwrap();
+            match read_stream(client, SPACE, DOC).await {
+                Ok(read) => break read,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the stream failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .await;
     let on_stream = read.tags();
     let gone: Vec<_> = flushed.difference(&on_stream).collect();
     assert!(
@@ -92,14 +101,12 @@ async fn losing_one_server_of_three_keeps_writes_going_and_loses_nothing() {
     let js = jetstream::new(cluster.node(victim).connect().await.unwrap());
     within("the stream's peers to be current", async {
         loop {
-            let mut stream = match js.get_stream(format!("BB_{SPACE}")).await {
-                Ok(s) => s,
-                Err(_) => continue,
-            };
-            if let Ok(info) = stream.info().await {
-                let peers = info.cluster.clone().map(|c| c.replicas).unwrap_or_default();
-                if peers.len() == 2 && peers.iter().all(|p| p.current && !p.offline) {
-                    return;
+            if let Ok(mut stream) = js.get_stream(format!("BB_{SPACE}")).await {
+                if let Ok(info) = stream.info().await {
+                    let peers = info.cluster.clone().map(|c| c.replicas).unwrap_or_default();
+                    if peers.len() == 2 && peers.iter().all(|p| p.current && !p.offline) {
+                        return;
+                    }
                 }
             }
             // Polling the server's view of its peers: there is no event to await.
