@@ -174,3 +174,52 @@ async fn garbage_in_the_embedded_log_is_logged_and_skipped_and_the_replica_keeps
     }
     assert_survives(&doc, &w, before, &bad, &logs).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_change_republished_under_another_message_id_is_a_no_op() {
+    use blackboard::log::{EventLog, JetStreamLog};
+    use futures::StreamExt;
+    let server = NatsServer::start().await.unwrap();
+    let (d1, d2) = (temp_dir(), temp_dir());
+    let reader = nats_board(&server, "reader", d1.path()).await.unwrap();
+    let writer = nats_board(&server, "writer", d2.path()).await.unwrap();
+    let w = writer.doc("team", "notes").unwrap();
+    let hash = w.put("/k", json!("v")).await.unwrap().unwrap();
+    w.flush().await.unwrap();
+    let doc = reader.doc("team", "notes").unwrap();
+    within("the change", doc.wait_for(&[hash])).await.unwrap();
+    let (heads, json_before, applied) = (doc.heads(), doc.to_json(), doc.stats().events_applied);
+
+    // The same envelope again, under a message id the log has not seen: stored again.
+    let log = JetStreamLog::new(server.connect().await.unwrap(), Default::default());
+    let (space, document) = ("team".parse().unwrap(), "notes".parse().unwrap());
+    let mut events = log.subscribe(&space, &document, 1).await.unwrap();
+    let original = within("the original event", events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let again = log
+        .publish(&space, &document, "another-id", original.payload.clone())
+        .await
+        .unwrap();
+    assert!(!again.duplicate && again.seq > original.seq);
+
+    within(
+        "the reader to pass the copy",
+        doc.wait_for_position(again.seq),
+    )
+    .await
+    .unwrap();
+    assert_eq!(doc.heads(), heads);
+    assert_eq!(doc.to_json(), json_before);
+    assert_eq!(
+        doc.stats().events_applied,
+        applied,
+        "nothing new was applied"
+    );
+    assert_eq!(doc.stats().events_rejected, 0, "a copy is not an error");
+    // History keeps the change at its first position.
+    let history = doc.history(&Default::default()).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].record.seq, original.seq);
+}
