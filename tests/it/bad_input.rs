@@ -223,3 +223,41 @@ async fn the_same_change_republished_under_another_message_id_is_a_no_op() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].record.seq, original.seq);
 }
+
+// current_thread: the captured log subscriber sees every task's lines.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unreadable_stored_snapshot_is_logged_and_the_replica_follows_the_log_without_it() {
+    use blackboard::log::{EmbeddedLog, EventLog, SnapshotInfo};
+    let (logs, _guard) = capture();
+    let dir = temp_dir();
+    let db = sled::open(dir.path()).unwrap();
+    let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+    let writer = Board::with_log("writer".parse().unwrap(), log.clone(), db.clone());
+    let w = writer.doc("team", "notes").unwrap();
+    for i in 0..5 {
+        w.put(&format!("/k{i}"), json!(i)).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    // Someone stores garbage as the document's snapshot.
+    let (space, document) = ("team".parse().unwrap(), "notes".parse().unwrap());
+    let info = SnapshotInfo {
+        seq: 5,
+        trimmed_through: 0,
+        size: 7,
+    };
+    log.put_snapshot(&space, &document, info, Bytes::from_static(b"garbage"))
+        .await
+        .unwrap();
+    let reader = Board::with_log("reader".parse().unwrap(), log, db);
+    let doc = reader.doc("team", "notes").unwrap();
+    within("the reader to sync", doc.sync()).await.unwrap();
+    assert_eq!(doc.to_json(), w.to_json());
+    assert_eq!(doc.stats().snapshot_loaded, None);
+    assert_eq!(doc.stats().events_read, 5, "it read the log instead");
+    let text = logs.text();
+    assert!(
+        text.contains("the stored snapshot is unusable; following the log without it")
+            && text.contains("not a Blackboard snapshot"),
+        "{text}"
+    );
+}
