@@ -1,14 +1,20 @@
 //! The JetStream lease store: one KV bucket per name.
 //!
-//! Buckets keep one version per key (history 1) in file storage. A revision is the KV entry's
-//! stream sequence, so it grows with every write to the bucket; `create` and `update` use the
-//! server's expected-last-subject-sequence check, so the server decides every race.
+//! Buckets keep the last 16 versions per key in file storage: a watch that falls behind still
+//! sees each version unless a key changed 16 times meanwhile (with history 1, a quick claim,
+//! renew, release would replace versions before a busy watcher read them). A revision is the
+//! KV entry's stream sequence, so it grows with every write to the bucket; `create` and
+//! `update` use the server's expected-last-subject-sequence check, so the server decides
+//! every race.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+
+/// Versions kept per key, so that a lagging watch does not miss quick successive writes.
+const HISTORY: i64 = 16;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -78,7 +84,7 @@ impl LeaseBuckets for JetStreamLeases {
                 let config = kv::Config {
                     bucket: name.to_owned(),
                     description: "Blackboard leases".to_owned(),
-                    history: 1,
+                    history: HISTORY,
                     storage: jetstream::stream::StorageType::File,
                     num_replicas: self.inner.replicas,
                     ..Default::default()
