@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use blackboard_client::{JetStreamConfig, Options};
-use blackboard_tests::checker::{check, read_stream, replica_tags};
+use blackboard_tests::checker::{check, read_stream};
 use blackboard_tests::{temp_dir, NatsCluster};
 
-use crate::faults::{converge, union, Writer, DOC, SPACE};
+use crate::faults::{converge, numbered_replicas, union, Writer, DOC, SPACE};
 use crate::within;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,12 +135,7 @@ async fn losing_one_server_of_three_keeps_writes_going_and_loses_nothing() {
     let read = read_stream(cluster.node(victim).connect().await.unwrap(), SPACE, DOC)
         .await
         .unwrap();
-    let replicas: Vec<_> = docs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (format!("replica {i}"), replica_tags(&d.to_json())))
-        .collect();
-    let report = check(&acked, &read, &replicas);
+    let report = check(&acked, &read, &numbered_replicas(&docs));
     println!(
         "cluster node loss: killed {leader} (the stream leader), {} changes acknowledged, \
          {} flushed while it was down, {report}, {:.1} s",

@@ -122,6 +122,14 @@ impl Writer {
     }
 }
 
+/// Each replica's tags, named `replica <i>` in the checker's report.
+pub fn numbered_replicas(docs: &[Doc]) -> Vec<(String, BTreeSet<String>)> {
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| (format!("replica {i}"), replica_tags(&d.to_json())))
+        .collect()
+}
+
 /// The union of `sets`.
 pub fn union<'a>(sets: impl IntoIterator<Item = &'a Vec<String>>) -> BTreeSet<String> {
     sets.into_iter().flatten().cloned().collect()
@@ -221,12 +229,7 @@ async fn killing_the_server_again_and_again_loses_no_acknowledged_change() {
     let read = read_stream(server.connect().await.unwrap(), SPACE, DOC)
         .await
         .unwrap();
-    let replicas: Vec<_> = docs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (format!("replica {i}"), replica_tags(&d.to_json())))
-        .collect();
-    let report = check(&acked, &read, &replicas);
+    let report = check(&acked, &read, &numbered_replicas(&docs));
     println!(
         "server kill -9: {kills} kills, {} changes acknowledged, {} of them flushed before a \
          kill and found after it, {report}, {:.1} s",
@@ -270,21 +273,15 @@ async fn the_checker_reports_exactly_the_one_event_the_harness_dropped() {
         boards.push(board);
     }
     converge(&docs.iter().collect::<Vec<_>>()).await;
-    let replicas = |docs: &[Doc]| -> Vec<(String, BTreeSet<String>)> {
-        docs.iter()
-            .enumerate()
-            .map(|(i, d)| (format!("replica {i}"), replica_tags(&d.to_json())))
-            .collect()
-    };
     let read = read_stream(server.connect().await.unwrap(), SPACE, DOC)
         .await
         .unwrap();
-    let report = check(&acked, &read, &replicas(&docs));
+    let report = check(&acked, &read, &numbered_replicas(&docs));
     assert!(report.is_clean(), "nothing dropped yet: {report}");
 
     // Drop one event in the harness' view of the stream: exactly that tag is reported.
     let (seq, dropped) = read.events[17].clone();
-    let report = check(&acked, &read.without(seq), &replicas(&docs));
+    let report = check(&acked, &read.without(seq), &numbered_replicas(&docs));
     assert_eq!(report.missing_on_stream, BTreeSet::from([dropped.clone()]));
     assert_eq!(report.lost(), BTreeSet::from([dropped]));
 
@@ -305,7 +302,7 @@ async fn the_checker_reports_exactly_the_one_event_the_harness_dropped() {
     let read = read_stream(server.connect().await.unwrap(), SPACE, DOC)
         .await
         .unwrap();
-    let report = check(&acked, &read, &replicas(&docs));
+    let report = check(&acked, &read, &numbered_replicas(&docs));
     println!("control: {report}");
     let only = BTreeSet::from([dropped]);
     assert_eq!(report.missing_on_stream, only);

@@ -357,6 +357,33 @@ impl EventLog for EmbeddedLog {
     }
 }
 
+/// What a feed gets from the fan-out.
+enum Live {
+    /// An event was published.
+    Event(DocumentId, Entry),
+    /// The feed fell behind the fan-out: re-read the disk.
+    Lagged,
+    /// The log is gone.
+    Closed,
+    /// The subscriber dropped its stream.
+    Unsubscribed,
+}
+
+/// The next thing the fan-out has for a feed whose subscriber listens on `tx`.
+async fn next_live<T>(
+    live: &mut broadcast::Receiver<(DocumentId, Entry)>,
+    tx: &mpsc::Sender<T>,
+) -> Live {
+    tokio::select! {
+        r = live.recv() => match r {
+            Ok((doc, entry)) => Live::Event(doc, entry),
+            Err(broadcast::error::RecvError::Lagged(_)) => Live::Lagged,
+            Err(broadcast::error::RecvError::Closed) => Live::Closed,
+        },
+        _ = tx.closed() => Live::Unsubscribed,
+    }
+}
+
 /// Lists the documents on disk, then follows the fan-out; lists again after a lag.
 async fn feed_documents(
     s: Arc<Space>,
@@ -376,18 +403,14 @@ async fn feed_documents(
             }
         }
         loop {
-            let received = tokio::select! {
-                r = live.recv() => r,
-                _ = tx.closed() => return,
-            };
-            match received {
-                Ok((doc, _)) => {
+            match next_live(&mut live, &tx).await {
+                Live::Event(doc, _) => {
                     if tx.send(Ok(doc)).await.is_err() {
                         return;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
+                Live::Lagged => break,
+                Live::Closed | Live::Unsubscribed => return,
             }
         }
     }
@@ -428,23 +451,20 @@ async fn feed(
         }
         // Then follow the fan-out until it overflows.
         loop {
-            let received = tokio::select! {
-                r = live.recv() => r,
-                _ = tx.closed() => return,
-            };
-            match received {
-                Ok((d, e)) if d == doc && e.seq >= next => {
+            match next_live(&mut live, &tx).await {
+                Live::Event(d, e) if d == doc && e.seq >= next => {
                     next = e.seq + 1;
                     if tx.send(Ok(e)).await.is_err() {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => {
+                Live::Event(..) => {}
+                Live::Lagged => break,
+                Live::Closed => {
                     let _ = tx.send(Err(Error::Closed)).await;
                     return;
                 }
+                Live::Unsubscribed => return,
             }
         }
     }

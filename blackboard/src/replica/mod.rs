@@ -690,10 +690,16 @@ impl Shared {
         let stored = match outcome {
             Ok((hash, envelope, applied, took_effect)) => {
                 // The first event carrying a change is where the index puts it; our own
-                // changes are indexed here too, when they come back from the log.
-                let record = match self.store.seq_of(&hash.0) {
-                    Ok(Some(_)) => None,
-                    Ok(None) => Some(Record {
+                // changes are indexed here too, when they come back from the log. A change
+                // new to the document cannot be indexed yet, so only a duplicate costs a
+                // lookup.
+                let indexed = match applied {
+                    Applied::Duplicate => self.store.seq_of(&hash.0).map(|s| s.is_some()),
+                    _ => Ok(false),
+                };
+                let record = match indexed {
+                    Ok(true) => None,
+                    Ok(false) => Some(Record {
                         seq: entry.seq,
                         hash,
                         logged_ms: entry.time_ms,
