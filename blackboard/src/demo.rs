@@ -152,7 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "converged: {} agents, identical heads and JSON; counter = {expected}",
         args.agents
     );
-    db.flush_async().await?;
+    blackboard::store::flush_db(&db).await?;
     Ok(())
 }
 

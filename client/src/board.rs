@@ -283,9 +283,7 @@ impl Board {
         for r in docs {
             r.close().await?;
         }
-        self.inner
-            .db
-            .flush_async()
+        blackboard::store::flush_db(&self.inner.db)
             .await
             .map_err(|e| blackboard::Error::from(blackboard::store::StoreError::from(e)))?;
         Ok(())

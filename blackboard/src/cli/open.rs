@@ -64,7 +64,9 @@ impl Opened {
     /// Makes what this command wrote to an embedded log durable.
     pub async fn close(self) -> anyhow::Result<()> {
         if let Some(db) = &self.log_db {
-            db.flush_async().await.context("flushing the store")?;
+            blackboard::store::flush_db(db)
+                .await
+                .context("flushing the store")?;
         }
         Ok(())
     }
