@@ -111,6 +111,33 @@ impl Board {
         })
     }
 
+    /// The documents of `space` that have events on the log, in name order, each with how
+    /// many events the log holds for it. A space nobody wrote to has none.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::Options;
+    /// # let dir = tempfile::tempdir()?;
+    /// let board = Options::new("planner")?.store(dir.path()).embedded().await?;
+    /// let tasks = board.doc("team", "tasks")?;
+    /// tasks.put("/t1", serde_json::json!({"title": "write the plan"})).await?;
+    /// tasks.flush().await?;
+    /// let listed = board.list_documents("team").await?;
+    /// assert_eq!(listed[0].document.as_str(), "tasks");
+    /// assert_eq!(listed[0].events, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn list_documents(&self, space: &str) -> Result<Vec<crate::DocumentSummary>, Error> {
+        let space: SpaceId = space.parse()?;
+        Ok(self
+            .inner
+            .log
+            .list(&space)
+            .await
+            .map_err(blackboard::Error::from)?)
+    }
+
     /// Watches every document of `space`, present and future, for changes under `pattern`.
     /// Each document is opened as it is discovered; `options` apply to each (a durable name
     /// keeps one position per document). [`Start::Now`](crate::Start::Now) means the

@@ -41,7 +41,7 @@ pub use blackboard::history::{
     At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
 };
 pub use blackboard::log::JetStreamConfig;
-pub use blackboard::log::SnapshotInfo;
+pub use blackboard::log::{DocumentSummary, SnapshotInfo};
 pub use blackboard::presence::{
     Config as PresenceConfig, LeftReason, Member, Membership, Presence, PresenceError,
     PresenceEvent, PresenceWatch,

@@ -282,6 +282,35 @@ async fn trim_removes_only_that_documents_events_up_to_the_bound(f: Fixture) {
     assert_eq!(f.log.last_seq(&s, &d).await.unwrap(), mine[7]);
 }
 
+async fn list_names_each_document_with_its_event_count_and_an_unwritten_space_has_none(f: Fixture) {
+    use blackboard::log::DocumentSummary;
+    let (s, d) = ids("space", "doc");
+    let empty: SpaceId = "empty".parse().unwrap();
+    assert_eq!(f.log.list(&empty).await.unwrap(), Vec::new());
+    publish_n(&*f.log, &s, &"zeta".parse().unwrap(), "z", 1).await;
+    let seqs = publish_n(&*f.log, &s, &d, "e", 3).await;
+    publish_n(&*f.log, &s, &"alpha".parse().unwrap(), "a", 2).await;
+    let summary = |name: &str, events| DocumentSummary {
+        document: name.parse().unwrap(),
+        events,
+    };
+    assert_eq!(
+        f.log.list(&s).await.unwrap(),
+        vec![summary("alpha", 2), summary("doc", 3), summary("zeta", 1)]
+    );
+    // Trimmed events are not counted; a fully trimmed document is not listed.
+    f.log.trim(&s, &d, seqs[0]).await.unwrap();
+    f.log
+        .trim(&s, &"zeta".parse().unwrap(), u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.log.list(&s).await.unwrap(),
+        vec![summary("alpha", 2), summary("doc", 2)]
+    );
+    assert_eq!(f.log.list(&empty).await.unwrap(), Vec::new(), "still none");
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod embedded_log {
@@ -314,4 +343,5 @@ conformance!(
     append_times_never_go_backwards_and_are_near_now,
     a_snapshot_is_stored_described_and_replaced,
     trim_removes_only_that_documents_events_up_to_the_bound,
+    list_names_each_document_with_its_event_count_and_an_unwritten_space_has_none,
 );

@@ -25,7 +25,9 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo};
+use super::{
+    DocumentStream, DocumentSummary, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo,
+};
 
 /// How many live events a subscriber may fall behind before it re-reads from disk.
 const FANOUT_CAPACITY: usize = 1024;
@@ -342,6 +344,28 @@ impl EventLog for EmbeddedLog {
         s.tree.apply_batch(batch)?;
         crate::store::flush_db(&self.inner.db).await?;
         Ok(n)
+    }
+
+    async fn list(&self, space: &SpaceId) -> Result<Vec<DocumentSummary>, Error> {
+        let s = self.space(space)?;
+        let mut documents = Vec::new();
+        for item in s.tree.scan_prefix(b"d") {
+            let (key, _) = item?;
+            let Some(document) = std::str::from_utf8(&key[1..])
+                .ok()
+                .and_then(|name| name.parse::<DocumentId>().ok())
+            else {
+                return Err(Error::Protocol(format!(
+                    "the embedded log's document key {key:?} does not name a document"
+                )));
+            };
+            let events = s.tree.scan_prefix(event_prefix(&document)).count() as u64;
+            if events > 0 {
+                documents.push(DocumentSummary { document, events });
+            }
+        }
+        // Keys sort by bytes, which is name order.
+        Ok(documents)
     }
 
     async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {

@@ -15,7 +15,9 @@ use blackboard_schemas::{subject, DocumentId, SpaceId};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{DocumentStream, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo};
+use super::{
+    DocumentStream, DocumentSummary, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo,
+};
 
 /// How the JetStream log sets up its streams.
 #[derive(Debug, Clone)]
@@ -181,6 +183,39 @@ impl EventLog for JetStreamLog {
         result
     }
 
+    async fn list(&self, space: &SpaceId) -> Result<Vec<DocumentSummary>, Error> {
+        let stream = match self.inner.js.get_stream(subject::stream_name(space)).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                return match e.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(Vec::new())
+                    }
+                    _ => Err(unavailable(e)),
+                }
+            }
+        };
+        // The server counts the messages of each subject; one subject per document.
+        let mut subjects = stream
+            .info_with_subjects(subject::space_changes(space))
+            .await
+            .map_err(unavailable)?;
+        let mut documents = Vec::new();
+        while let Some(item) = subjects.next().await {
+            let (name, count) = item.map_err(unavailable)?;
+            if let Some((_, document)) = subject::parse_changes(&name) {
+                documents.push(DocumentSummary {
+                    document,
+                    events: count as u64,
+                });
+            }
+        }
+        documents.sort_by(|a, b| a.document.cmp(&b.document));
+        Ok(documents)
+    }
+
     async fn last_seq(&self, space: &SpaceId, document: &DocumentId) -> Result<u64, Error> {
         let stream = self.ensure_stream(space).await?;
         match stream
@@ -269,7 +304,7 @@ impl EventLog for JetStreamLog {
         let purged = stream
             .purge()
             .filter(subject::changes(space, document))
-            .sequence(through + 1)
+            .sequence(through.saturating_add(1))
             .await
             .map_err(unavailable)?;
         Ok(purged.purged)

@@ -63,6 +63,16 @@ pub struct SnapshotInfo {
     pub size: u64,
 }
 
+/// A document of a space as [`EventLog::list`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentSummary {
+    /// The document.
+    pub document: DocumentId,
+    /// How many of its events the log holds now (events trimmed below a snapshot are not
+    /// counted).
+    pub events: u64,
+}
+
 /// A live stream of a document's entries.
 pub type EntryStream = BoxStream<'static, Result<Entry, Error>>;
 
@@ -166,6 +176,11 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
     /// The space's last position now, and its documents: every document that has events,
     /// then each document again whenever an event arrives for it (so repeats are normal).
     async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error>;
+
+    /// The documents of `space` that have events on the log now, in name order. Unlike
+    /// [`documents`](Self::documents) this is one answer, not a live stream, and it creates
+    /// nothing: a space nobody wrote to has no documents.
+    async fn list(&self, space: &SpaceId) -> Result<Vec<DocumentSummary>, Error>;
 
     /// The position of `document`'s last event (0 when it has none): a reader that has
     /// applied up to here has seen everything published before this call.
