@@ -3,9 +3,12 @@
 use std::io::Write;
 
 use anyhow::Context as _;
+use blackboard::automerge::ChangeHash;
 use blackboard::history::{format_time, At};
+use blackboard::replica::Position;
+use blackboard::schemas::AgentId;
 use blackboard::schemas::DocumentId;
-use blackboard::watch::{ChangeEvent, Options, Pattern, Start, WatchError};
+use blackboard::watch::{ChangeEvent, Options, Patch, PatchOp, Pattern, Start, WatchError};
 use futures::StreamExt as _;
 
 use super::open::{self, LogArgs, Mode};
@@ -41,12 +44,22 @@ pub struct Args {
     json: bool,
 }
 
-/// A change with its writer's time spelled out, for `--json`.
+/// A change, as `--json` prints it.
 #[derive(serde::Serialize)]
 struct Line<'a> {
-    #[serde(flatten)]
-    event: &'a ChangeEvent,
+    /// The change's log position (`null` only for a change not yet on the log).
+    seq: Option<u64>,
+    agent: &'a AgentId,
+    /// The writer's time, RFC 3339.
     time: String,
+    time_ms: i64,
+    message: Option<&'a str>,
+    /// The change's hash.
+    change: &'a ChangeHash,
+    /// What it did at the watched paths: path, kind, value.
+    patches: &'a [Patch],
+    /// Where the watch stands after it: `--from` this `seq` resumes with the next change.
+    position: &'a Position,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -67,22 +80,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             (Start::After(position), since)
         }
     };
+    let stop = interrupted()?;
+    tokio::pin!(stop);
     let mut watch = opened
         .replica
         .watch(args.pattern.clone(), Options::start(start))?;
     // Listening from here on: scripts (and the tests) wait for this line.
     eprintln!("watching {name} {} {since}", args.pattern);
-    let stop = interrupted();
-    tokio::pin!(stop);
     let mut out = super::stdout();
     let mut seen = 0;
     while args.count.is_none_or(|n| seen < n) {
         let item = tokio::select! {
             item = watch.next() => item,
-            signal = &mut stop => {
-                signal?;
-                break;
-            }
+            () = &mut stop => break,
         };
         match item {
             Some(Ok(event)) => {
@@ -110,11 +120,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// path, value; the message after the first).
 fn write_event(out: &mut impl Write, event: &ChangeEvent, json: bool) -> anyhow::Result<()> {
     if json {
-        let time = format_time(event.time_ms);
-        return super::json_line(out, &Line { event, time });
+        let line = Line {
+            seq: event.seq,
+            agent: &event.agent,
+            time: format_time(event.time_ms),
+            time_ms: event.time_ms,
+            message: event.message.as_deref(),
+            change: &event.change,
+            patches: &event.patches,
+            position: &event.position,
+        };
+        return super::json_line(out, &line);
     }
     let seq = event.seq.map_or_else(|| "-".to_owned(), |s| s.to_string());
-    for (i, p) in event.patches.iter().enumerate() {
+    for (i, p) in readable_patches(&event.patches).into_iter().enumerate() {
         let mut line = format!(
             "{seq}  {}  {}  {}  {}",
             event.agent,
@@ -132,20 +151,74 @@ fn write_event(out: &mut impl Write, event: &ChangeEvent, json: bool) -> anyhow:
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the usual ways to end a watch, which then exits 0.
-async fn interrupted() -> anyhow::Result<()> {
+/// The patches worth a line for a person: writing an object reports a put of the object
+/// and one of each value inside it, and the object's JSON already says it all.
+fn readable_patches(all: &[Patch]) -> Vec<&Patch> {
+    let mut shown: Vec<&Patch> = Vec::new();
+    for p in all {
+        let covered = shown.iter().any(|q| {
+            matches!(q.op, PatchOp::Put { .. })
+                && q.path.segments().len() < p.path.segments().len()
+                && p.path.segments().starts_with(q.path.segments())
+        });
+        if !covered {
+            shown.push(p);
+        }
+    }
+    shown
+}
+
+/// A future that resolves on Ctrl-C or SIGTERM, the usual ways to end a watch (which then
+/// exits 0). The handlers are installed by this call, before the watch says it listens, so
+/// a signal sent right after that line cannot kill the process instead.
+fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
         let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("listening for Ctrl-C")?;
-    Ok(())
+    {
+        Ok(async {
+            // Without a handler the default one ends the process, which is as good.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn put(path: &str, value: serde_json::Value) -> Patch {
+        Patch {
+            path: path.parse().unwrap(),
+            op: PatchOp::Put { value },
+        }
+    }
+
+    #[test]
+    fn a_written_object_reads_as_one_line_not_one_per_value_inside_it() {
+        let all = [
+            put("/tasks", json!({"t1": {"status": "open"}})),
+            put("/tasks/t1", json!({"status": "open"})),
+            put("/tasks/t1/status", json!("open")),
+            put("/tasks2", json!(1)), // not below /tasks: kept
+        ];
+        let shown: Vec<String> = readable_patches(&all)
+            .iter()
+            .map(|p| p.path.to_string())
+            .collect();
+        assert_eq!(shown, ["/tasks", "/tasks2"]);
+    }
 }
