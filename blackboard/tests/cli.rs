@@ -786,6 +786,35 @@ mod documents {
     }
 
     #[tokio::test]
+    async fn watch_of_a_document_without_events_waits_for_its_first_change() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        ok(on(&url, &["put", "plan", "/a", "1"])).await; // the space exists
+
+        let args = on(&url, &["watch", "later", "--count", "1", "--json"]);
+        let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
+            .await
+            .unwrap();
+        ok(on(
+            &url,
+            &["put", "later", "/first", "true", "--as", "alice"],
+        ))
+        .await;
+        let (status, stdout, stderr) = watcher.finish().await;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        assert!(stderr.contains("team/later has no events yet"), "{stderr}");
+        let event = json(&stdout);
+        assert_eq!(
+            (&event["seq"], &event["agent"]),
+            (&json!(2), &json!("alice"))
+        );
+        assert_eq!(
+            event["patches"],
+            json!([{"path": "/first", "kind": "put", "value": true}])
+        );
+    }
+
+    #[tokio::test]
     async fn watch_from_a_position_replays_the_history_in_readable_lines() {
         let server = blackboard_tests::NatsServer::start().await.unwrap();
         let url = server.url();
