@@ -59,9 +59,11 @@ fn parse_value(s: &str) -> Result<ValueArg, String> {
 fn parse_json(s: &str) -> Result<Json, String> {
     serde_json::from_str(s).map_err(|e| {
         // Text starting with a letter that is not JSON was probably meant as a string.
-        let word = s.trim_start().starts_with(|c: char| c.is_alphabetic());
+        let word = s.trim_start().starts_with(|c: char| c.is_alphabetic())
+            && s.trim().len() <= 60
+            && !s.trim().contains('\n');
         let hint = if word {
-            format!(" (a string needs quotes: '\"{s}\"')")
+            format!(" (a string needs quotes: '\"{}\"')", s.trim())
         } else {
             String::new()
         };
