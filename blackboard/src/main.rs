@@ -24,6 +24,28 @@ enum Command {
     /// By default the agents share an embedded log (nothing to install); with --nats they
     /// each connect to a NATS JetStream server.
     Demo(demo::Args),
+    /// List the documents of a space, with how many events each has on the log.
+    Ls(cli::ls::Args),
+    /// Print a document (or the value at PATH) as JSON.
+    ///
+    /// Reads the document from a NATS JetStream server (--nats) or the embedded log in a
+    /// store directory (--store), up to date with everything the log holds. --at reads it
+    /// as it was at an earlier position (like `show`).
+    Get(cli::get::Args),
+    /// Write a JSON value at a path of a document, and wait until the log has it.
+    ///
+    /// Maps missing on the way to PATH are created; the document and the space are created
+    /// on their first write. The change is recorded as written by --as (default: cli),
+    /// with --message saying why. Prints the path, the value, and the change's log
+    /// position and hash.
+    Put(cli::put::Args),
+    /// Print each change to a document as it happens, until interrupted (or --count).
+    ///
+    /// One line per change (JSON Lines with --json), for the paths matching PATTERN
+    /// (`*` is one segment, `**` any depth; default: everything). Starts with the next
+    /// change, or after an earlier position with --from. Once listening it says so on
+    /// stderr ("watching ...").
+    Watch(cli::watch::Args),
     /// List a document's events: who changed what, when and why.
     ///
     /// Reads the document from a NATS JetStream server (--nats) or the embedded log in a
@@ -53,6 +75,10 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Ls(args) => cli::ls::run(args).await,
+        Command::Get(args) => cli::get::run(args).await,
+        Command::Put(args) => cli::put::run(args).await,
+        Command::Watch(args) => cli::watch::run(args).await,
         Command::History(args) => cli::history::run(args).await,
         Command::Show(args) => cli::show::run(args).await,
         Command::Diff(args) => cli::diff::run(args).await,
@@ -66,7 +92,11 @@ async fn main() -> std::process::ExitCode {
         Err(e) if cli::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if cli::is_usage(&e) {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

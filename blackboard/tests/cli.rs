@@ -365,3 +365,676 @@ fn bad_history_arguments_are_refused_with_a_message_naming_them() {
         );
     }
 }
+
+// ---- Document verbs: ls, get, put, watch ----------------------------------------------
+
+mod documents {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::process::{Child, Command, Output, Stdio};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
+    use blackboard::replica::{Config, Replica};
+    use serde_json::{json, Value};
+
+    use super::text;
+
+    /// The command line of a verb on space `team` of the server at `url`.
+    fn on(url: &str, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--nats", url, "--space", "team"].map(String::from));
+        all
+    }
+
+    /// Runs the command off the async runtime, with `stdin` as its input.
+    async fn run_with_input(args: Vec<String>, stdin: Option<&str>) -> Output {
+        let stdin = stdin.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_blackboard"))
+                .args(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the blackboard binary runs");
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+            drop(input);
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn run(args: Vec<String>) -> Output {
+        run_with_input(args, None).await
+    }
+
+    /// Runs a verb, expects success, returns stdout.
+    async fn ok(args: Vec<String>) -> String {
+        let out = run(args.clone()).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
+        stdout
+    }
+
+    /// Runs a verb, expects exit status `code`, returns stderr.
+    async fn fails(args: Vec<String>, code: i32) -> String {
+        let out = run(args.clone()).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {stdout}\n{stderr}"
+        );
+        assert!(stdout.is_empty(), "{args:?} printed {stdout}");
+        stderr
+    }
+
+    fn json(stdout: &str) -> Value {
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+
+    fn json_lines(stdout: &str) -> Vec<Value> {
+        stdout.lines().map(json).collect()
+    }
+
+    /// A replica of team/`doc` writing as `agent` through the SDK's engine, not the CLI.
+    async fn sdk_writer(url: &str, dir: &std::path::Path, doc: &str, agent: &str) -> Replica {
+        let client = async_nats::connect(url).await.unwrap();
+        let log: Arc<dyn EventLog> =
+            Arc::new(JetStreamLog::new(client, JetStreamConfig::default()));
+        let db = sled::open(dir.join(agent)).unwrap();
+        let config = Config::new(
+            "team".parse().unwrap(),
+            doc.parse().unwrap(),
+            agent.parse().unwrap(),
+        );
+        Replica::open(log, &db, config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn put_then_get_round_trips_values_and_ls_counts_each_documents_events() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+
+        // An object, on a server that has never heard of the space: put creates it.
+        let task = r#"{"title": "write docs", "status": "open", "estimate": 3}"#;
+        let put = json(&ok(on(&url, &["put", "plan", "/tasks/t1", task, "--json"])).await);
+        assert_eq!(put["path"], "/tasks/t1");
+        assert_eq!(
+            put["value"],
+            json!({"title": "write docs", "status": "open", "estimate": 3})
+        );
+        assert_eq!(put["seq"], 1);
+        assert_eq!(put["agent"], "cli");
+        assert_eq!(put["hash"].as_str().unwrap().len(), 64);
+        // A string, as another agent, with a reason; then a number.
+        let done = [
+            "put",
+            "plan",
+            "/tasks/t1/status",
+            r#""done""#,
+            "--as",
+            "alice",
+        ];
+        let mut done = on(&url, &done);
+        done.extend(["--message", "shipped it", "--json"].map(String::from));
+        let put = json(&ok(done).await);
+        assert_eq!((&put["seq"], &put["agent"]), (&json!(2), &json!("alice")));
+        assert_eq!(put["message"], "shipped it");
+        let readable = ok(on(&url, &["put", "plan", "/count", "42"])).await;
+        assert!(
+            readable.contains("seq") && readable.contains('3'),
+            "{readable}"
+        );
+        assert!(
+            readable.contains("/count") && readable.contains("42"),
+            "{readable}"
+        );
+        ok(on(&url, &["put", "notes", "/text", r#""hello""#])).await;
+
+        // get: the whole document (pretty by default), or one value.
+        let plan = ok(on(&url, &["get", "plan"])).await;
+        assert!(plan.lines().count() > 1, "pretty-printed: {plan}");
+        let expected = json!({
+            "tasks": {"t1": {"title": "write docs", "status": "done", "estimate": 3}},
+            "count": 42
+        });
+        assert_eq!(json(&plan), expected);
+        let compact = ok(on(&url, &["get", "plan", "--json"])).await;
+        assert_eq!(compact.lines().count(), 1, "{compact}");
+        assert_eq!(json(&compact), expected);
+        assert_eq!(
+            ok(on(&url, &["get", "plan", "/tasks/t1/status", "--json"])).await,
+            "\"done\"\n"
+        );
+        assert_eq!(json(&ok(on(&url, &["get", "plan", "/count"])).await), 42);
+        assert_eq!(
+            json(&ok(on(&url, &["get", "plan", "/tasks/t1"])).await)["estimate"],
+            3
+        );
+        // Time travel, as `show` does it.
+        let then = ok(on(&url, &["get", "plan", "/tasks/t1/status", "--at", "1"])).await;
+        assert_eq!(json(&then), "open");
+
+        // The writer and message are on the log.
+        let mut history = on(&url, &["history", "--json", "--doc", "plan"]);
+        history.extend(["--agent", "alice"].map(String::from));
+        let alice = json_lines(&ok(history).await);
+        assert_eq!(alice.len(), 1);
+        assert_eq!(alice[0]["message"], "shipped it");
+
+        // Another agent, writing through the engine, is visible to get.
+        let dir = tempfile::tempdir().unwrap();
+        let bob = sdk_writer(&url, dir.path(), "plan", "bob").await;
+        bob.sync().await.unwrap(); // caught up, so /tasks/t2 lands in the same /tasks map
+        bob.put("/tasks/t2", json!({"title": "review", "status": "open"}))
+            .await
+            .unwrap();
+        bob.flush().await.unwrap();
+        let t2 = ok(on(&url, &["get", "plan", "/tasks/t2/title", "--json"])).await;
+        assert_eq!(t2, "\"review\"\n");
+
+        // ls: each document with its event count.
+        let listed = json_lines(&ok(on(&url, &["ls", "--json"])).await);
+        assert_eq!(
+            listed,
+            [
+                json!({"space": "team", "document": "notes", "events": 1}),
+                json!({"space": "team", "document": "plan", "events": 4}),
+            ]
+        );
+        let table = ok(on(&url, &["ls"])).await;
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["DOCUMENT", "EVENTS"],
+                vec!["notes", "1"],
+                vec!["plan", "4"]
+            ]
+        );
+        // A space nobody wrote to is empty, not an error, and is not created by looking.
+        let nobody = |verb: &[&str]| {
+            let mut all: Vec<String> = verb.iter().map(|a| a.to_string()).collect();
+            all.extend(["--nats", &url, "--space", "nobody"].map(String::from));
+            all
+        };
+        let out = run(nobody(&["ls"])).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stdout, "");
+        assert!(stderr.contains("no documents in space nobody"), "{stderr}");
+        let stderr = fails(nobody(&["get", "plan"]), 1).await;
+        assert!(stderr.contains("unknown space nobody"), "{stderr}");
+        let client = async_nats::connect(&url).await.unwrap();
+        let stream = blackboard::schemas::subject::stream_name(&"nobody".parse().unwrap());
+        let looked_up = async_nats::jetstream::new(client).get_stream(&stream).await;
+        assert!(looked_up.is_err(), "ls or get created {stream}");
+    }
+
+    #[tokio::test]
+    async fn put_reads_the_value_from_stdin_with_a_dash() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        let value = r#"{"owner": "alice", "tags": ["a", "b"]}"#;
+        let out = run_with_input(on(&url, &["put", "plan", "/meta", "-"]), Some(value)).await;
+        assert!(out.status.success(), "{:?}", text(&out));
+        let meta = json(&ok(on(&url, &["get", "plan", "/meta"])).await);
+        assert_eq!(meta, json!({"owner": "alice", "tags": ["a", "b"]}));
+    }
+
+    #[test]
+    fn put_get_and_ls_work_on_an_embedded_store_which_put_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("data");
+        let store = store.to_str().unwrap();
+        let cmd = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--store", store, "--space", "team"]);
+            let out = super::blackboard(&all);
+            let (stdout, stderr) = text(&out);
+            assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
+            stdout
+        };
+        let put = json(&cmd(&[
+            "put",
+            "plan",
+            "/tasks/t1/status",
+            r#""open""#,
+            "--json",
+        ]));
+        assert_eq!(put["seq"], 1);
+        cmd(&[
+            "put",
+            "plan",
+            "/tasks/t1/status",
+            r#""done""#,
+            "--as",
+            "alice",
+        ]);
+        assert_eq!(
+            json(&cmd(&["get", "plan"])),
+            json!({"tasks": {"t1": {"status": "done"}}})
+        );
+        assert_eq!(
+            cmd(&["ls", "--json"]),
+            "{\"space\":\"team\",\"document\":\"plan\",\"events\":2}\n"
+        );
+        let history = cmd(&["history", "--doc", "plan", "--json"]);
+        let agents: Vec<Value> = json_lines(&history)
+            .iter()
+            .map(|e| e["agent"].clone())
+            .collect();
+        assert_eq!(agents, ["cli", "alice"]);
+    }
+
+    /// A `blackboard watch` child process that has said it is listening.
+    struct Watcher {
+        child: Child,
+        /// The rest of its stderr, collected by a thread until it exits.
+        stderr: std::thread::JoinHandle<String>,
+    }
+
+    impl Watcher {
+        /// Starts `blackboard watch` and waits until it says (on stderr) that it is
+        /// listening: every change made after this returns reaches it.
+        fn start(args: Vec<String>) -> Watcher {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_blackboard"))
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the blackboard binary runs");
+            let mut stderr = BufReader::new(child.stderr.take().unwrap());
+            let mut seen = String::new();
+            loop {
+                let mut line = String::new();
+                let n = stderr.read_line(&mut line).unwrap();
+                seen.push_str(&line);
+                if n == 0 {
+                    let status = child.wait().unwrap();
+                    panic!("watch exited ({status}) before listening: {seen}");
+                }
+                if line.starts_with("watching ") {
+                    break;
+                }
+            }
+            let stderr = std::thread::spawn(move || {
+                let mut rest = seen;
+                let _ = stderr.read_to_string(&mut rest);
+                rest
+            });
+            Watcher { child, stderr }
+        }
+
+        /// Waits (off the runtime, at most a minute) for the process to exit; returns its
+        /// exit status, stdout and stderr.
+        async fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+            let mut stdout = self.child.stdout.take().unwrap();
+            let child = Arc::new(std::sync::Mutex::new(self.child));
+            let waiting = child.clone();
+            let waited = tokio::time::timeout(
+                Duration::from_secs(60),
+                tokio::task::spawn_blocking(move || {
+                    let mut out = String::new();
+                    stdout.read_to_string(&mut out).unwrap();
+                    (waiting.lock().unwrap().wait().unwrap(), out)
+                }),
+            )
+            .await;
+            let (status, out) = match waited {
+                Ok(done) => done.unwrap(),
+                Err(_) => {
+                    let _ = child.lock().unwrap().kill();
+                    panic!("watch did not exit within a minute");
+                }
+            };
+            let err = self.stderr.join().unwrap();
+            (status, out, err)
+        }
+    }
+
+    #[tokio::test]
+    async fn watch_prints_exactly_the_matching_changes_in_order_then_exits_after_count() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        // Something before the watch starts: not reported (the watch starts now).
+        ok(on(
+            &url,
+            &["put", "plan", "/tasks/t0", r#"{"status": "old"}"#],
+        ))
+        .await;
+
+        let args = on(
+            &url,
+            &["watch", "plan", "/tasks/**", "--json", "--count", "3"],
+        );
+        let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
+            .await
+            .unwrap();
+        // Matching and non-matching changes, from the CLI and from an engine replica.
+        let dir = tempfile::tempdir().unwrap();
+        let bob = sdk_writer(&url, dir.path(), "plan", "bob").await;
+        ok(on(
+            &url,
+            &["put", "plan", "/tasks/t1", r#"{"status": "open"}"#],
+        ))
+        .await;
+        ok(on(&url, &["put", "plan", "/notes", r#""not a task""#])).await;
+        ok(on(
+            &url,
+            &[
+                "put",
+                "plan",
+                "/tasks/t1/status",
+                r#""done""#,
+                "--as",
+                "alice",
+                "--message",
+                "finished",
+            ],
+        ))
+        .await;
+        ok(on(&url, &["put", "other", "/tasks/t9", "1"])).await; // another document
+                                                                 // Bob catches up first, so his task lands in the same /tasks map.
+        bob.sync().await.unwrap();
+        bob.put("/owner", json!("bob")).await.unwrap();
+        bob.put("/tasks/t2/status", json!("open")).await.unwrap();
+        bob.flush().await.unwrap();
+
+        let (status, stdout, stderr) = watcher.finish().await;
+        assert!(status.success(), "{status}: {stdout}\n{stderr}");
+        let events = json_lines(&stdout);
+        let seen: Vec<(&str, u64, Vec<&str>)> = events
+            .iter()
+            .map(|e| {
+                let paths = e["patches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["path"].as_str().unwrap())
+                    .collect();
+                (
+                    e["agent"].as_str().unwrap(),
+                    e["seq"].as_u64().unwrap(),
+                    paths,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("cli", 2, vec!["/tasks/t1", "/tasks/t1/status"]),
+                ("alice", 4, vec!["/tasks/t1/status"]),
+                ("bob", 7, vec!["/tasks/t2", "/tasks/t2/status"]),
+            ]
+        );
+        assert_eq!(events[1]["message"], "finished");
+        assert_eq!(
+            events[1]["patches"][0],
+            json!({"path": "/tasks/t1/status", "kind": "put", "value": "done"})
+        );
+        assert!(events[0]["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[tokio::test]
+    async fn watch_of_a_document_without_events_waits_for_its_first_change() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        ok(on(&url, &["put", "plan", "/a", "1"])).await; // the space exists
+
+        let args = on(&url, &["watch", "later", "--count", "1", "--json"]);
+        let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
+            .await
+            .unwrap();
+        ok(on(
+            &url,
+            &["put", "later", "/first", "true", "--as", "alice"],
+        ))
+        .await;
+        let (status, stdout, stderr) = watcher.finish().await;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        assert!(stderr.contains("team/later has no events yet"), "{stderr}");
+        let event = json(&stdout);
+        assert_eq!(
+            (&event["seq"], &event["agent"]),
+            (&json!(2), &json!("alice"))
+        );
+        assert_eq!(
+            event["patches"],
+            json!([{"path": "/first", "kind": "put", "value": true}])
+        );
+    }
+
+    #[tokio::test]
+    async fn watch_from_a_position_replays_the_history_in_readable_lines() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        ok(on(&url, &["put", "plan", "/status", r#""open""#])).await;
+        ok(on(
+            &url,
+            &[
+                "put",
+                "plan",
+                "/status",
+                r#""done""#,
+                "--as",
+                "alice",
+                "-m",
+                "why not",
+            ],
+        ))
+        .await;
+        ok(on(&url, &["put", "plan", "/count", "1"])).await;
+
+        let all = ok(on(&url, &["watch", "plan", "--from", "0", "--count", "3"])).await;
+        let lines: Vec<Vec<&str>> = all.lines().map(|l| l.split("  ").collect()).collect();
+        assert_eq!(
+            lines,
+            [
+                vec!["1", "cli", "put", "/status", "\"open\""],
+                vec!["2", "alice", "put", "/status", "\"done\"", "# why not"],
+                vec!["3", "cli", "put", "/count", "1"],
+            ]
+        );
+        let after = ok(on(
+            &url,
+            &[
+                "watch", "plan", "/count", "--from", "1", "--count", "1", "--json",
+            ],
+        ))
+        .await;
+        assert_eq!(json(&after)["seq"], 3);
+    }
+
+    #[tokio::test]
+    async fn watch_exits_quietly_when_its_reader_goes_away_or_it_is_terminated() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        ok(on(&url, &["put", "plan", "/n", "0"])).await;
+
+        // The reader closes the pipe: the next change ends the watch, with status 0.
+        let args = on(&url, &["watch", "plan"]);
+        let mut watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
+            .await
+            .unwrap();
+        drop(watcher.child.stdout.take());
+        ok(on(&url, &["put", "plan", "/n", "1"])).await;
+        let status = tokio::task::spawn_blocking(move || watcher.child.wait().unwrap());
+        let status = tokio::time::timeout(Duration::from_secs(60), status)
+            .await
+            .expect("watch exits once its reader is gone")
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+
+        // SIGTERM ends it cleanly too.
+        let args = on(&url, &["watch", "plan"]);
+        let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
+            .await
+            .unwrap();
+        let pid = watcher.child.id().to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(kill.success());
+        let (status, stdout, stderr) = watcher.finish().await;
+        assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    }
+
+    #[tokio::test]
+    async fn refused_writes_and_reads_name_what_was_wrong_and_change_nothing() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        ok(on(&url, &["put", "plan", "/tasks/t1/status", r#""open""#])).await;
+        ok(on(&url, &["put", "plan", "/count", "1"])).await;
+        let before = ok(on(&url, &["get", "plan", "--json"])).await;
+        let events = || async { ok(on(&url, &["ls", "--json"])).await };
+        let listed = events().await;
+
+        // Usage errors (2): checked before anything is written.
+        for (args, says) in [
+            (
+                on(&url, &["put", "plan", "/tasks/t1/status", "done"]),
+                "not JSON",
+            ),
+            (
+                on(&url, &["put", "plan", "/tasks/t1/status", "done"]),
+                r#"a string needs quotes: '"done"'"#,
+            ),
+            (on(&url, &["put", "plan", "/tasks", "{"]), "<JSON>"),
+            (
+                on(&url, &["put", "plan", "tasks", "1"]),
+                "must start with '/'",
+            ),
+            (
+                on(&url, &["put", "plan", "/", "1"]),
+                "must be a JSON object",
+            ),
+            (on(&url, &["put", "plan", "/x"]), "<JSON>"),
+            (on(&url, &["get", "plan", "tasks"]), "[PATH]"),
+            (on(&url, &["watch", "plan", "/tasks/t*"]), "[PATTERN]"),
+            (on(&url, &["watch", "plan", "--count", "0"]), "--count"),
+            (on(&url, &["get", "pl.an"]), "<DOC>"),
+            (
+                on(&url, &["get", "plan", "--at", "yesterday"]),
+                "\"yesterday\" is not a position",
+            ),
+        ] {
+            let stderr = fails(args.clone(), 2).await;
+            assert!(
+                stderr.contains(says),
+                "{args:?} should say {says:?}: {stderr}"
+            );
+        }
+        let out = run_with_input(on(&url, &["put", "plan", "/count", "-"]), Some("{oops")).await;
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("'-' (stdin)") && stderr.contains("not JSON"),
+            "{stderr}"
+        );
+
+        // Runtime errors (1).
+        for (args, says) in [
+            (
+                on(&url, &["get", "nothing"]),
+                "unknown document team/nothing",
+            ),
+            (
+                on(&url, &["get", "plan", "/missing"]),
+                "nothing at /missing in team/plan",
+            ),
+            (
+                on(&url, &["get", "plan", "/count/x"]),
+                "/count is not a map or list",
+            ),
+            (
+                on(&url, &["get", "plan", "--at", "9"]),
+                "--at 9: the document's last event is at sequence 2",
+            ),
+            (
+                on(&url, &["put", "plan", "/count/x", "1"]),
+                "/count is not a map or list",
+            ),
+            (on(&url, &["watch", "plan", "--from", "9"]), "--from 9"),
+        ] {
+            let stderr = fails(args.clone(), 1).await;
+            assert!(
+                stderr.contains(says),
+                "{args:?} should say {says:?}: {stderr}"
+            );
+        }
+        // Nothing was written by any of them.
+        assert_eq!(ok(on(&url, &["get", "plan", "--json"])).await, before);
+        assert_eq!(events().await, listed);
+    }
+
+    #[test]
+    fn document_verbs_refuse_bad_arguments_before_touching_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("never-created");
+        let store = store.to_str().unwrap();
+        for (args, says) in [
+            (&["ls"][..], "--nats <URL>|--store <DIR>"),
+            (&["get", "plan"][..], "--nats <URL>|--store <DIR>"),
+            (
+                &["put", "plan", "/a", "1"][..],
+                "--nats <URL>|--store <DIR>",
+            ),
+            (&["watch", "plan"][..], "--nats <URL>|--store <DIR>"),
+            (
+                &["ls", "--store", store, "--space", "a.b"][..],
+                "contains '.'",
+            ),
+            (&["put", "--store", store, "a b", "/a", "1"][..], "<DOC>"),
+            (
+                &["put", "--store", store, "plan", "/a", "open"][..],
+                "not JSON",
+            ),
+            (
+                &["put", "--store", store, "plan", "a", "1"][..],
+                "must start with '/'",
+            ),
+            (
+                &["put", "--store", store, "plan", "/", "[1]"][..],
+                "must be a JSON object",
+            ),
+            (
+                &["put", "--store", store, "plan", "/a", "1", "--as", "a.b"][..],
+                "--as",
+            ),
+            (&["get", "--store", store][..], "<DOC>"),
+            (
+                &["watch", "--store", store, "plan", "no-slash"][..],
+                "[PATTERN]",
+            ),
+        ] {
+            let out = super::blackboard(args);
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(says),
+                "{args:?} should mention {says:?}: {stderr}"
+            );
+        }
+        assert!(
+            !std::path::Path::new(store).exists(),
+            "a refused put created the store"
+        );
+        // Reading a store that does not exist does not create it either.
+        let out = super::blackboard(&["get", "plan", "--store", store]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out).1.contains("no blackboard store"),
+            "{:?}",
+            text(&out)
+        );
+        assert!(!std::path::Path::new(store).exists());
+    }
+}

@@ -28,7 +28,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!(
             "nothing at {} in {}/{}",
             args.path,
-            args.source.space,
+            args.source.log.space,
             args.source.doc
         );
     };

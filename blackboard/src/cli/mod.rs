@@ -1,21 +1,29 @@
-//! The history verbs of the `blackboard` command: `history`, `show`, `diff`, `blame`,
-//! `snapshot` and `replay`. Each opens one document ([`open`]), brings it up to date with
-//! the log, answers, and leaves nothing behind but what the verb itself writes to the log
-//! (a snapshot, a trim).
+//! The verbs of the `blackboard` command besides `demo`:
+//! - the document verbs `ls`, `get`, `put` and `watch`: list a space's documents, read a
+//!   document or one value, write a value, follow changes as they happen;
+//! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`.
 //!
-//! Output: readable tables on stdout by default, `--json` for machines; progress and
+//! Each opens one document ([`open`]) on a throwaway replica, brings it up to date with the
+//! log, answers, and leaves nothing behind but what the verb itself writes to the log (a
+//! `put`, a snapshot, a trim).
+//!
+//! Output: readable text on stdout by default, `--json` for machines; progress and
 //! position lines go to stderr. Exit codes: 0 done, 1 failed (including an unknown
-//! document or nothing at a path), 2 bad arguments.
+//! document or nothing at a path), 2 bad arguments ([`Usage`]).
 
 pub mod blame;
 pub mod diff;
+pub mod get;
 pub mod history;
+pub mod ls;
 pub mod open;
 pub mod patches;
+pub mod put;
 pub mod replay;
 pub mod show;
 pub mod snapshot;
 pub mod table;
+pub mod watch;
 
 use std::io::{self, BufWriter, StdoutLock, Write};
 
@@ -33,6 +41,17 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// A bad argument found after clap parsed the command line (say, JSON read from stdin
+/// that does not parse): the command exits with status 2, as for clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Whether `e` is a [`Usage`] error.
+pub fn is_usage(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Usage>().is_some()
 }
 
 /// Writes `value` as one line of compact JSON.

@@ -2,11 +2,11 @@
 
 use std::io::Write as _;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use blackboard::doc::Path;
 use blackboard::history::{format_time, At};
 
-use super::open::{self, Source};
+use super::open::{self, Opened, Source};
 
 /// Options of `blackboard show`.
 #[derive(Debug, clap::Args)]
@@ -26,38 +26,63 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let opened = open::open(&args.source).await?;
-    let at = args.at.unwrap_or(At::Seq(opened.position().seq));
-    open::resolve(&opened, "--at", &at)?;
+    print_value(&opened, args.at, args.path.as_ref(), args.json, true)?;
+    opened.close().await
+}
+
+/// Prints the document (or the value at `path`) as it was at `at` (default: now), pretty
+/// or, with `json`, on one line. With `announce`, the position goes to stderr first.
+/// Shared by `show` and `get`.
+pub fn print_value(
+    opened: &Opened,
+    at: Option<At>,
+    path: Option<&Path>,
+    json: bool,
+    announce: bool,
+) -> anyhow::Result<()> {
+    let at = at.unwrap_or(At::Seq(opened.position().seq));
+    open::resolve(opened, "--at", &at)?;
     let view = opened.replica.at(&at)?;
     let position = view.position();
-    let logged = match opened
-        .replica
-        .records(position.seq.saturating_sub(1), position.seq)?
-        .first()
-    {
-        Some(r) if r.seq == position.seq => format!(" (logged {})", format_time(r.logged_ms)),
-        _ => String::new(),
-    };
-    // The position goes to stderr, so stdout is the JSON alone (for jq).
-    eprintln!(
-        "at sequence {}{logged}, heads {}",
-        position.seq,
-        super::short_heads(&position.heads)
-    );
-    let value = match &args.path {
+    if announce {
+        let logged = match opened
+            .replica
+            .records(position.seq.saturating_sub(1), position.seq)?
+            .first()
+        {
+            Some(r) if r.seq == position.seq => {
+                format!(" (logged {})", format_time(r.logged_ms))
+            }
+            _ => String::new(),
+        };
+        // The position goes to stderr, so stdout is the JSON alone (for jq).
+        eprintln!(
+            "at sequence {}{logged}, heads {}",
+            position.seq,
+            super::short_heads(&position.heads)
+        );
+    }
+    let value = match path {
         None => view.to_json(),
-        Some(path) => match view.get(&path.to_string())? {
+        Some(path) => match view
+            .get(&path.to_string())
+            .with_context(|| format!("reading {path} of {}", opened.name()))?
+        {
             Some(v) => v,
-            None => bail!("nothing at {path} at sequence {}", position.seq),
+            None => bail!(
+                "nothing at {path} in {} at sequence {}",
+                opened.name(),
+                position.seq
+            ),
         },
     };
     let mut out = super::stdout();
-    if args.json {
+    if json {
         super::json_line(&mut out, &value)?;
     } else {
         serde_json::to_writer_pretty(&mut out, &value)?;
         writeln!(out)?;
     }
     out.flush()?;
-    opened.close().await
+    Ok(())
 }

@@ -1,0 +1,35 @@
+//! `blackboard get`: a document, or the value at a path, as JSON.
+
+use blackboard::doc::Path;
+use blackboard::history::At;
+use blackboard::schemas::DocumentId;
+
+use super::open::{self, LogArgs, Mode};
+
+/// Options of `blackboard get`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
+    /// Only the value at this path (/tasks/t1/status); default: the whole document.
+    #[arg(value_name = "PATH")]
+    path: Option<Path>,
+    /// The document as it was at this position: a stream sequence (42), a time
+    /// (2026-11-24T10:00:00Z) or heads (hex hashes, comma-separated). Default: now.
+    #[arg(long, value_name = "POS")]
+    at: Option<At>,
+    /// Compact JSON on one line instead of pretty-printed.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
+    // With --at, the position goes to stderr as `show` prints it; stdout is the JSON alone.
+    let announce = args.at.is_some();
+    super::show::print_value(&opened, args.at, args.path.as_ref(), args.json, announce)?;
+    opened.close().await
+}
