@@ -66,9 +66,7 @@ impl Server {
             )
         })?;
         match rest.split_once('/') {
-            Some((space, doc)) if space == self.board.space.as_str() && !doc.is_empty() => {
-                Ok(doc)
-            }
+            Some((space, doc)) if space == self.board.space.as_str() && !doc.is_empty() => Ok(doc),
             _ => Err(ErrorData::resource_not_found(
                 format!(
                     "{uri}: this server serves space {} (blackboard://{}/DOC)",
@@ -112,9 +110,10 @@ impl Server {
         let text = serde_json::to_string_pretty(&replica.to_json())
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         tracing::debug!(%uri, seq = position.seq, "read resource");
-        Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(text, uri).with_mime_type(MIME)
-        ]))
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(
+            text, uri,
+        )
+        .with_mime_type(MIME)]))
     }
 
     pub(crate) async fn subscribe_document(
@@ -131,15 +130,14 @@ impl Server {
         let task_uri = uri.clone();
         let task = tokio::spawn(async move {
             loop {
-                let mut watch = match replica
-                    .watch(Pattern::everything(), Options::start(Start::Now))
-                {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::warn!(uri = %task_uri, error = %e, "cannot watch");
-                        return;
-                    }
-                };
+                let mut watch =
+                    match replica.watch(Pattern::everything(), Options::start(Start::Now)) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::warn!(uri = %task_uri, error = %e, "cannot watch");
+                            return;
+                        }
+                    };
                 while let Some(event) = watch.next().await {
                     if let Err(e) = &event {
                         // Fell behind: say it changed, and watch again from now.

@@ -436,7 +436,10 @@ impl Server {
                 path: Some(pattern.clone()),
                 ..Filter::default()
             })?;
-            Ok(events.into_iter().filter(|e| e.record.seq > since).collect())
+            Ok(events
+                .into_iter()
+                .filter(|e| e.record.seq > since)
+                .collect())
         };
         let mut events = matching(&replica)?;
         if events.is_empty() {
@@ -475,19 +478,23 @@ impl Server {
                        change events each has. Start here to see what exists."
     )]
     async fn list_documents(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
-        answer(async {
-            let docs = self.board.log.list(&self.board.space).await.map_err(|e| {
-                ToolError::new(format!("could not list the documents: {e}"))
-            })?;
-            Ok(json!({
-                "space": self.board.space.to_string(),
-                "documents": docs.iter().map(|d| json!({
-                    "document": d.document.to_string(),
-                    "events": d.events,
-                    "uri": format!("blackboard://{}/{}", self.board.space, d.document),
-                })).collect::<Vec<_>>(),
-            }))
-        }.await)
+        answer(
+            async {
+                let docs =
+                    self.board.log.list(&self.board.space).await.map_err(|e| {
+                        ToolError::new(format!("could not list the documents: {e}"))
+                    })?;
+                Ok(json!({
+                    "space": self.board.space.to_string(),
+                    "documents": docs.iter().map(|d| json!({
+                        "document": d.document.to_string(),
+                        "events": d.events,
+                        "uri": format!("blackboard://{}/{}", self.board.space, d.document),
+                    })).collect::<Vec<_>>(),
+                }))
+            }
+            .await,
+        )
     }
 
     #[tool(
@@ -594,8 +601,8 @@ impl Server {
             async {
                 let path = parse_path(&a.path)?;
                 let p = path.clone();
-                let delete = isize::try_from(a.delete)
-                    .map_err(|_| ToolError::new("delete is too large"))?;
+                let delete =
+                    isize::try_from(a.delete).map_err(|_| ToolError::new("delete is too large"))?;
                 self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
                     let text = json::ensure_text(tx, &p)?;
                     let pos = a.position.min(tx.length(&text));
@@ -645,18 +652,19 @@ impl Server {
         answer(
             async {
                 let (replica, position) = self.board.existing(&a.document).await?;
-                let filter = Filter {
-                    after: a.after.as_ref().map(PositionArg::to_at).transpose()?,
-                    until: a.until.as_ref().map(PositionArg::to_at).transpose()?,
-                    agent: match &a.agent {
-                        Some(s) => Some(s.parse().map_err(|e| {
-                            ToolError::new(format!("bad agent name {s:?}: {e}"))
-                        })?),
-                        None => None,
-                    },
-                    path: a.pattern.as_deref().map(parse_pattern).transpose()?,
-                    limit: None,
-                };
+                let filter =
+                    Filter {
+                        after: a.after.as_ref().map(PositionArg::to_at).transpose()?,
+                        until: a.until.as_ref().map(PositionArg::to_at).transpose()?,
+                        agent: match &a.agent {
+                            Some(s) => Some(s.parse().map_err(|e| {
+                                ToolError::new(format!("bad agent name {s:?}: {e}"))
+                            })?),
+                            None => None,
+                        },
+                        path: a.pattern.as_deref().map(parse_pattern).transpose()?,
+                        limit: None,
+                    };
                 let events = replica.history(&filter)?;
                 let limit = a.limit.unwrap_or(50).max(1);
                 let skip = events.len().saturating_sub(limit);
