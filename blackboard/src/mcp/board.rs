@@ -19,6 +19,16 @@ use tokio::sync::Mutex;
 use super::tools::ToolError;
 use super::Args;
 
+/// The log, the lease buckets, the replicas' database, the embedded log's database (with
+/// --store) and the temporary directory of the replicas (without --data).
+type Connections = (
+    Arc<dyn EventLog>,
+    Arc<dyn LeaseBuckets>,
+    sled::Db,
+    Option<sled::Db>,
+    Option<tempfile::TempDir>,
+);
+
 /// Everything one server (one agent in one space) shares between its sessions.
 #[derive(Debug)]
 pub struct Board {
@@ -43,13 +53,7 @@ pub struct Board {
 impl Board {
     /// Connects to the log named by `args`, joins the space's presence as the agent.
     pub async fn open(args: &Args) -> anyhow::Result<Arc<Board>> {
-        let (log, leases, db, log_db, temp): (
-            Arc<dyn EventLog>,
-            Arc<dyn LeaseBuckets>,
-            sled::Db,
-            Option<sled::Db>,
-            Option<tempfile::TempDir>,
-        ) = match (&args.nats, &args.store) {
+        let (log, leases, db, log_db, temp): Connections = match (&args.nats, &args.store) {
             (Some(url), _) => {
                 let client = crate::cli::open::connect_nats(
                     url,
