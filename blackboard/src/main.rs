@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod mcp;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -62,6 +63,9 @@ enum Command {
     Snapshot(cli::snapshot::Args),
     /// Run the document's events through a projection, one line per event.
     Replay(cli::replay::Args),
+    /// Serve the board to AI agents over the Model Context Protocol (stdio, or --http),
+    /// acting as one agent.
+    Mcp(mcp::Args),
 }
 
 #[tokio::main]
@@ -85,6 +89,7 @@ async fn main() -> std::process::ExitCode {
         Command::Blame(args) => cli::blame::run(args).await,
         Command::Snapshot(args) => cli::snapshot::run(args).await,
         Command::Replay(args) => cli::replay::run(args).await,
+        Command::Mcp(args) => mcp::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,163 @@
+//! Documents as resources: `blackboard://SPACE/DOC`, read as JSON, with subscriptions that
+//! send `notifications/resources/updated` whenever the document changes (by any agent).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use blackboard::watch::{Options, Pattern, Start};
+use futures::StreamExt as _;
+use rmcp::model::{
+    ListResourcesResult, ReadResourceResult, Resource, ResourceContents,
+    ResourceUpdatedNotificationParam,
+};
+use rmcp::service::Peer;
+use rmcp::{ErrorData, RoleServer};
+use tokio::task::JoinHandle;
+
+use super::server::Server;
+
+const MIME: &str = "application/json";
+
+/// The session's resource subscriptions: one watch task per subscribed URI, stopped on
+/// unsubscribe or when the session ends.
+#[derive(Debug, Clone, Default)]
+pub struct Subscriptions(Arc<Mutex<HashMap<String, JoinHandle<()>>>>);
+
+impl Subscriptions {
+    fn insert(&self, uri: String, task: JoinHandle<()>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = map.insert(uri, task) {
+            old.abort();
+        }
+    }
+
+    /// Stops the subscription to `uri`, if there is one.
+    pub fn remove(&self, uri: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = map.remove(uri) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        // The last session handle gone: stop its watches.
+        if Arc::strong_count(&self.0) == 1 {
+            let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            for task in map.values() {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Server {
+    fn uri(&self, document: &str) -> String {
+        format!("blackboard://{}/{document}", self.board.space)
+    }
+
+    /// The document a `blackboard://SPACE/DOC` URI names, if it is one of this space.
+    fn document_of<'a>(&self, uri: &'a str) -> Result<&'a str, ErrorData> {
+        let rest = uri.strip_prefix("blackboard://").ok_or_else(|| {
+            ErrorData::invalid_params(
+                format!("{uri} is not a blackboard resource (blackboard://SPACE/DOC)"),
+                None,
+            )
+        })?;
+        match rest.split_once('/') {
+            Some((space, doc)) if space == self.board.space.as_str() && !doc.is_empty() => Ok(doc),
+            _ => Err(ErrorData::resource_not_found(
+                format!(
+                    "{uri}: this server serves space {} (blackboard://{}/DOC)",
+                    self.board.space, self.board.space
+                ),
+                None,
+            )),
+        }
+    }
+
+    pub(crate) async fn list_documents_as_resources(
+        &self,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let docs = self.board.log.list(&self.board.space).await.map_err(|e| {
+            ErrorData::internal_error(format!("could not list the documents: {e}"), None)
+        })?;
+        let resources = docs
+            .iter()
+            .map(|d| {
+                Resource::new(self.uri(d.document.as_str()), d.document.to_string())
+                    .with_mime_type(MIME)
+                    .with_description(format!(
+                        "document {} of space {} ({} events)",
+                        d.document, self.board.space, d.events
+                    ))
+            })
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    pub(crate) async fn read_document_resource(
+        &self,
+        uri: &str,
+    ) -> Result<ReadResourceResult, ErrorData> {
+        let doc = self.document_of(uri)?;
+        let (replica, position) = self
+            .board
+            .existing(doc)
+            .await
+            .map_err(|e| ErrorData::resource_not_found(e.0, None))?;
+        let text = serde_json::to_string_pretty(&replica.to_json())
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        tracing::debug!(%uri, seq = position.seq, "read resource");
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(
+            text, uri,
+        )
+        .with_mime_type(MIME)]))
+    }
+
+    pub(crate) async fn subscribe_document(
+        &self,
+        uri: String,
+        peer: Peer<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let doc = self.document_of(&uri)?;
+        let replica = self
+            .board
+            .replica(doc)
+            .await
+            .map_err(|e| ErrorData::invalid_params(e.0, None))?;
+        let task_uri = uri.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let mut watch =
+                    match replica.watch(Pattern::everything(), Options::start(Start::Now)) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::warn!(uri = %task_uri, error = %e, "cannot watch");
+                            return;
+                        }
+                    };
+                while let Some(event) = watch.next().await {
+                    if let Err(e) = &event {
+                        // Fell behind: say it changed, and watch again from now.
+                        tracing::debug!(uri = %task_uri, error = %e, "watch restarts");
+                    }
+                    let sent = peer
+                        .notify_resource_updated(ResourceUpdatedNotificationParam::new(
+                            task_uri.clone(),
+                        ))
+                        .await;
+                    if sent.is_err() {
+                        return; // the client went away
+                    }
+                    if event.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        self.subscriptions.insert(uri, task);
+        Ok(())
+    }
+}

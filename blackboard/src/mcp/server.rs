@@ -1,0 +1,98 @@
+//! The MCP server handler: tools (see [`super::tools`]) and resources (see
+//! [`super::resources`]) over one [`Board`].
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{
+    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
+
+use super::board::Board;
+use super::resources::Subscriptions;
+
+/// One MCP session over the board. Cheap to clone; HTTP sessions each get one.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub(crate) board: Arc<Board>,
+    pub(crate) subscriptions: Subscriptions,
+    tool_router: ToolRouter<Server>,
+}
+
+impl Server {
+    /// A session over `board`.
+    pub fn new(board: Arc<Board>) -> Self {
+        Self {
+            board,
+            subscriptions: Subscriptions::default(),
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+const INSTRUCTIONS: &str = "A shared blackboard: JSON documents that several agents read and \
+write at once; concurrent changes merge. You act as one agent. Read with `read` (note the \
+position `seq` it returns), write with put/delete/append/splice_text/increment giving a short \
+`reason`, and pass the `seq` you read at as `read_at` so you are warned when another agent \
+changed the same paths meanwhile. Use `wait_for_change` to wait for others, `claim` before \
+working on a shared task, and `history`/`blame` to see who did what and why. Documents are \
+also resources (blackboard://SPACE/DOC) you can subscribe to.";
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
+        .with_server_info(Implementation::new("blackboard", env!("CARGO_PKG_VERSION")))
+        .with_instructions(format!(
+            "{INSTRUCTIONS} You are agent {} in space {}.",
+            self.board.agent, self.board.space
+        ))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.list_documents_as_resources().await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read_document_resource(&request.uri)
+            .await
+            .map(Into::into)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscribe_document(request.uri, context.peer).await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions.remove(&request.uri);
+        Ok(())
+    }
+}

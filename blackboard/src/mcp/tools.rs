@@ -1,0 +1,871 @@
+//! The tools: what a model can do with the board. Every answer is JSON; failures a model
+//! can act on (unknown document, bad path, a claim held by someone else) are tool errors
+//! with a message saying what to do, never protocol errors.
+
+use std::time::{Duration, SystemTime};
+
+use automerge::transaction::{Transactable, Transaction};
+use automerge::{ObjType, ReadDoc, ScalarValue, Value};
+use blackboard::claim::ClaimError;
+use blackboard::doc::{json, DocError, Path};
+use blackboard::history::{At, Filter, HistoryEvent};
+use blackboard::replica::Position;
+use blackboard::watch::{Options, Pattern, Start};
+use futures::StreamExt as _;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use super::server::Server;
+use super::stale;
+
+/// A failure the model should read: becomes a tool result with `isError: true`.
+#[derive(Debug)]
+pub struct ToolError(pub String);
+
+impl ToolError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+impl From<blackboard::Error> for ToolError {
+    fn from(e: blackboard::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<DocError> for ToolError {
+    fn from(e: DocError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+type ToolResult = Result<CallToolResult, rmcp::ErrorData>;
+
+fn answer(r: Result<Json, ToolError>) -> ToolResult {
+    Ok(match r {
+        Ok(v) => CallToolResult::structured(v),
+        Err(ToolError(msg)) => CallToolResult::error(vec![ContentBlock::text(msg)]),
+    })
+}
+
+fn position_json(p: &Position) -> Json {
+    json!({
+        "seq": p.seq,
+        "heads": p.heads.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn parse_path(path: &str) -> Result<Path, ToolError> {
+    path.parse().map_err(|e| {
+        ToolError::new(format!(
+            "bad path {path:?}: {e} (paths look like /tasks/3/status; / is the whole document)"
+        ))
+    })
+}
+
+fn parse_pattern(pattern: &str) -> Result<Pattern, ToolError> {
+    pattern.parse().map_err(|e| {
+        ToolError::new(format!(
+            "bad pattern {pattern:?}: {e} (patterns look like /tasks/*/status or /tasks/**)"
+        ))
+    })
+}
+
+/// A position in a document's history, as a model may write it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PositionArg {
+    /// A log position (the `seq` of a position this server returned).
+    Seq(u64),
+    /// A log position as digits, an RFC 3339 time (2026-11-24T10:00:00Z), or heads (64-hex
+    /// change hashes, comma-separated).
+    Text(String),
+}
+
+impl PositionArg {
+    fn to_at(&self) -> Result<At, ToolError> {
+        match self {
+            PositionArg::Seq(n) => Ok(At::Seq(*n)),
+            PositionArg::Text(s) => s.parse().map_err(|e| ToolError::new(format!("{e}"))),
+        }
+    }
+}
+
+fn history_json(events: &[HistoryEvent]) -> Json {
+    Json::Array(
+        events
+            .iter()
+            .map(|e| {
+                json!({
+                    "seq": e.record.seq,
+                    "agent": e.record.agent.to_string(),
+                    "reason": e.record.message,
+                    "time": blackboard::history::format_time(e.record.time_ms),
+                    "paths": e.paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "change": e.record.hash.to_string(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn utc(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+// ---- inputs ----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReadArgs {
+    /// The document's name, as list_documents shows it.
+    pub document: String,
+    /// What to read: a path like /tasks/3 (default /, the whole document).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Read the document as it was at this past position instead of now: a position `seq`
+    /// from an earlier answer, or an RFC 3339 time.
+    #[serde(default)]
+    pub at: Option<PositionArg>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PutArgs {
+    /// The document to write (created by the first write).
+    pub document: String,
+    /// Where to write, like /tasks/3/status; missing maps on the way are created. In a list,
+    /// an index replaces that element and /- appends.
+    pub path: String,
+    /// The JSON value to write (any JSON: object, array, string, number, boolean, null).
+    pub value: Json,
+    /// Why you are making this change, in a short sentence; recorded in the history.
+    pub reason: String,
+    /// The `seq` of the position you read before deciding this write. The answer then warns
+    /// if another agent changed any path you write since.
+    #[serde(default)]
+    pub read_at: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DeleteArgs {
+    /// The document.
+    pub document: String,
+    /// What to delete, like /tasks/3 (a map key or list index; not /).
+    pub path: String,
+    /// Why, in a short sentence; recorded in the history.
+    pub reason: String,
+    /// The `seq` of the position you read before deciding; see put.
+    #[serde(default)]
+    pub read_at: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct AppendArgs {
+    /// The document.
+    pub document: String,
+    /// The list to append to, like /log; created (as a one-element list) if nothing is there.
+    pub path: String,
+    /// The JSON value to append.
+    pub value: Json,
+    /// Why, in a short sentence; recorded in the history.
+    pub reason: String,
+    /// The `seq` of the position you read before deciding; see put.
+    #[serde(default)]
+    pub read_at: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SpliceArgs {
+    /// The document.
+    pub document: String,
+    /// The text to edit, like /notes; created (empty) if nothing is there. Concurrent edits
+    /// of one text by several agents all survive.
+    pub path: String,
+    /// Where to edit, in characters from the start (past the end means at the end).
+    #[serde(default)]
+    pub position: usize,
+    /// How many characters to delete there first.
+    #[serde(default)]
+    pub delete: usize,
+    /// The text to insert there.
+    #[serde(default)]
+    pub insert: String,
+    /// Why, in a short sentence; recorded in the history.
+    pub reason: String,
+    /// The `seq` of the position you read before deciding; see put.
+    #[serde(default)]
+    pub read_at: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct IncrementArgs {
+    /// The document.
+    pub document: String,
+    /// The counter, like /stats/done; created at 0 if nothing is there. Concurrent increments
+    /// add up (unlike reading a number and writing it back).
+    pub path: String,
+    /// How much to add (negative to subtract; default 1).
+    #[serde(default = "one")]
+    pub by: i64,
+    /// Why, in a short sentence; recorded in the history.
+    pub reason: String,
+    /// The `seq` of the position you read before deciding; see put.
+    #[serde(default)]
+    pub read_at: Option<u64>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct WaitArgs {
+    /// The document to watch.
+    pub document: String,
+    /// Which paths: a path pattern where * is one segment and ** any number, like
+    /// /tasks/*/status or /tasks/** (default /**, everything).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Changes after this position `seq` (from an earlier answer); default: only changes
+    /// from now on.
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// How long to wait, in seconds (default 30, at most 600).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct HistoryArgs {
+    /// The document.
+    pub document: String,
+    /// Only events after this position.
+    #[serde(default)]
+    pub after: Option<PositionArg>,
+    /// Only events up to this position.
+    #[serde(default)]
+    pub until: Option<PositionArg>,
+    /// Only events by this agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only events that touched paths matching this pattern (like /tasks/**).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// At most this many events, the latest ones (default 50).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DiffArgs {
+    /// The document.
+    pub document: String,
+    /// From this position.
+    pub from: PositionArg,
+    /// To this position (default: now).
+    #[serde(default)]
+    pub to: Option<PositionArg>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BlameArgs {
+    /// The document.
+    pub document: String,
+    /// The path whose value to explain, like /tasks/3/status.
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ClaimArgs {
+    /// What to claim: a name agents agree on, like task-3 (letters, digits, - _ . /).
+    pub resource: String,
+    /// How long the claim lasts unless renewed, in seconds (default 60).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RenewArgs {
+    /// A resource you claimed earlier in this session.
+    pub resource: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReleaseArgs {
+    /// A resource you claimed earlier in this session.
+    pub resource: String,
+    /// A note for the next holder (what you did, what is left).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+// ---- document operations the engine has no one-call form for ---------------------------
+
+/// Appends `value` to the list at `path`, creating a one-element list when nothing is there.
+fn append(tx: &mut Transaction<'_>, path: &Path, value: &Json) -> Result<(), DocError> {
+    let found = if path.is_root() {
+        Some(ObjType::Map)
+    } else {
+        match json::resolve(tx, path)? {
+            Some((Value::Object(t), _)) => Some(t),
+            Some(_) => Some(ObjType::Text), // a scalar: not a list either
+            None => None,
+        }
+    };
+    match found {
+        None => json::put(tx, path, &Json::Array(vec![value.clone()])),
+        Some(ObjType::List) => json::put(tx, &path.join("-"), value),
+        Some(_) => Err(DocError::NotAContainer {
+            path: format!("{path} (not a list)"),
+        }),
+    }
+}
+
+/// Adds `by` to the counter at `path`, creating it when nothing is there.
+fn increment(tx: &mut Transaction<'_>, path: &Path, by: i64) -> Result<(), ToolError> {
+    let (parent, last) = path
+        .split_last()
+        .ok_or_else(|| ToolError::new("the document root is a map, not a counter"))?;
+    if !parent.is_root() && json::resolve(tx, &parent)?.is_none() {
+        json::put(tx, &parent, &json!({}))?;
+    }
+    let obj = if parent.is_root() {
+        automerge::ROOT
+    } else {
+        match json::resolve(tx, &parent)? {
+            Some((Value::Object(ObjType::Map | ObjType::Table), id)) => id,
+            _ => {
+                return Err(ToolError::new(format!(
+                    "{parent} is not a map, so it cannot hold a counter"
+                )))
+            }
+        }
+    };
+    let current = tx.get(&obj, last).map_err(DocError::from)?;
+    match current {
+        None => {
+            tx.put(&obj, last, ScalarValue::counter(0))
+                .map_err(DocError::from)?;
+        }
+        Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {}
+        Some(_) => {
+            return Err(ToolError::new(format!(
+                "{path} holds a value that is not a counter; increment only works on counters \
+                 it created (delete it first, or put a new value)"
+            )))
+        }
+    }
+    tx.increment(&obj, last, by).map_err(DocError::from)?;
+    Ok(())
+}
+
+// ---- the tools -------------------------------------------------------------------------
+
+impl Server {
+    /// Makes a change with `reason` as its message, waits for the log, and checks for stale
+    /// reads when `read_at` is given.
+    async fn write<O>(
+        &self,
+        document: &str,
+        reason: &str,
+        read_at: Option<u64>,
+        written: Path,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, ToolError>,
+    ) -> Result<Json, ToolError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ToolError::new(
+                "give a reason: a short sentence saying why you make this change",
+            ));
+        }
+        let board = &self.board;
+        let replica = board.replica(document).await?;
+        // The error of `f` is carried out of the transaction by hand: the replica wants its own
+        // error type, and a tool error is a message for the model.
+        let mut failure = None;
+        let result = replica
+            .change_with_message(Some(reason), |tx| match f(tx) {
+                Ok(o) => Ok(o),
+                Err(e) => {
+                    failure = Some(e);
+                    Err(blackboard::Error::Closed)
+                }
+            })
+            .await;
+        let hash = match result {
+            Ok((_, hash)) => hash,
+            Err(e) => return Err(failure.unwrap_or_else(|| ToolError::from(e))),
+        };
+        let position = board.settle(&replica).await?;
+        let mut out = json!({
+            "document": document,
+            "change": hash.map(|h| h.to_string()),
+            "position": position_json(&position),
+        });
+        if hash.is_none() {
+            out["note"] = json!("nothing changed: the document already held this");
+        }
+        if let Some(read_at) = read_at {
+            let changes = stale::check(&replica, read_at, &[written], &board.agent)?;
+            if !changes.is_empty() {
+                out["warning"] = json!(stale::warning(read_at, &changes));
+                out["stale"] = serde_json::to_value(&changes).unwrap_or(Json::Null);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn wait_inner(&self, a: WaitArgs) -> Result<Json, ToolError> {
+        let pattern = parse_pattern(a.pattern.as_deref().unwrap_or("/**"))?;
+        let timeout = Duration::from_secs(a.timeout_seconds.unwrap_or(30).clamp(0, 600));
+        let board = &self.board;
+        let replica = board.replica(&a.document).await?;
+        // Listen first, then look at what is already there: nothing falls in between.
+        let mut live = replica.watch(pattern.clone(), Options::start(Start::Now))?;
+        let now = board.catch_up(&replica).await?;
+        let since = a.since.unwrap_or(now.seq);
+        let matching = |replica: &blackboard::Replica| -> Result<Vec<HistoryEvent>, ToolError> {
+            let events = replica.history(&Filter {
+                path: Some(pattern.clone()),
+                ..Filter::default()
+            })?;
+            Ok(events
+                .into_iter()
+                .filter(|e| e.record.seq > since)
+                .collect())
+        };
+        let mut events = matching(&replica)?;
+        if events.is_empty() {
+            match tokio::time::timeout(timeout, live.next()).await {
+                Ok(Some(_)) => {
+                    // Report from the log's history, so every event has its position.
+                    board.catch_up(&replica).await?;
+                    events = matching(&replica)?;
+                }
+                Ok(None) => return Err(ToolError::new("the document was closed")),
+                Err(_) => {}
+            }
+        }
+        let position = replica.position();
+        if events.is_empty() {
+            return Ok(json!({
+                "changed": false,
+                "message": format!("nothing matching {pattern} changed after position {since} \
+                                    within {} s; call again to keep waiting", timeout.as_secs()),
+                "position": position_json(&position),
+            }));
+        }
+        Ok(json!({
+            "changed": true,
+            "events": history_json(&events),
+            "position": position_json(&position),
+        }))
+    }
+}
+
+#[tool_router(vis = "pub(crate)")]
+impl Server {
+    /// Lists the documents of this board's space, with how many events each has.
+    #[tool(
+        description = "List the documents of the shared board (this server's space), with how many \
+                       change events each has. Start here to see what exists."
+    )]
+    async fn list_documents(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
+        answer(
+            async {
+                let docs =
+                    self.board.log.list(&self.board.space).await.map_err(|e| {
+                        ToolError::new(format!("could not list the documents: {e}"))
+                    })?;
+                Ok(json!({
+                    "space": self.board.space.to_string(),
+                    "documents": docs.iter().map(|d| json!({
+                        "document": d.document.to_string(),
+                        "events": d.events,
+                        "uri": format!("blackboard://{}/{}", self.board.space, d.document),
+                    })).collect::<Vec<_>>(),
+                }))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Read a document, or the value at one path in it, as JSON. Returns the \
+                       value and the position (`seq`) it was read at: pass that `seq` as \
+                       `read_at` when you write based on what you read, and as `since` to \
+                       wait_for_change. With `at`, reads the document as it was at a past \
+                       position."
+    )]
+    async fn read(&self, Parameters(a): Parameters<ReadArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(a.path.as_deref().unwrap_or("/"))?;
+                let (replica, now) = self.board.existing(&a.document).await?;
+                let (value, position) = match &a.at {
+                    Some(at) => {
+                        let view = replica.at(&at.to_at()?)?;
+                        (view.doc().get(&path)?, view.position().clone())
+                    }
+                    None => (replica.read(|d| d.get(&path))?, now),
+                };
+                let Some(value) = value else {
+                    return Err(ToolError::new(format!(
+                        "nothing at {path} in {} (at position {}); read / to see what is there",
+                        a.document, position.seq
+                    )));
+                };
+                Ok(json!({
+                    "document": a.document,
+                    "path": path.to_string(),
+                    "value": value,
+                    "position": position_json(&position),
+                }))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Write a JSON value at a path of a document (creating the document and \
+                       missing maps on the way). Give a short `reason`; it is recorded in the \
+                       history. Pass `read_at` (the `seq` you read at) to be warned if another \
+                       agent changed this path since you read it."
+    )]
+    async fn put(&self, Parameters(a): Parameters<PutArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(&a.path)?;
+                let p = path.clone();
+                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
+                    Ok(json::put(tx, &p, &a.value)?)
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Delete the value at a path of a document (a map key or a list element). \
+                       Give a short `reason`; pass `read_at` to be warned about changes since \
+                       your read."
+    )]
+    async fn delete(&self, Parameters(a): Parameters<DeleteArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(&a.path)?;
+                self.board.existing(&a.document).await?;
+                let p = path.clone();
+                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
+                    Ok(json::delete(tx, &p)?)
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Append a JSON value to the list at a path (creating the list if nothing \
+                       is there). Appends by several agents all survive. Give a short `reason`."
+    )]
+    async fn append(&self, Parameters(a): Parameters<AppendArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(&a.path)?;
+                let p = path.clone();
+                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
+                    Ok(append(tx, &p, &a.value)?)
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Edit the text at a path: at character `position`, delete `delete` \
+                       characters and insert `insert` (creating the text if nothing is there). \
+                       Concurrent edits by several agents all survive. Give a short `reason`."
+    )]
+    async fn splice_text(&self, Parameters(a): Parameters<SpliceArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(&a.path)?;
+                let p = path.clone();
+                let delete =
+                    isize::try_from(a.delete).map_err(|_| ToolError::new("delete is too large"))?;
+                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
+                    let text = json::ensure_text(tx, &p)?;
+                    let pos = a.position.min(tx.length(&text));
+                    tx.splice_text(&text, pos, delete, &a.insert)
+                        .map_err(|e| ToolError::from(DocError::from(e)))
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Add `by` (default 1) to the counter at a path, creating it at 0 if \
+                       nothing is there. Concurrent increments add up. Give a short `reason`."
+    )]
+    async fn increment(&self, Parameters(a): Parameters<IncrementArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(&a.path)?;
+                let p = path.clone();
+                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
+                    increment(tx, &p, a.by)
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Wait until a document changes at paths matching `pattern` after position \
+                       `since`, or until `timeout_seconds` pass. Returns the matching events \
+                       (who, why, which paths, position) as soon as there are any, or says that \
+                       nothing changed. Use it instead of polling read."
+    )]
+    async fn wait_for_change(&self, Parameters(a): Parameters<WaitArgs>) -> ToolResult {
+        answer(self.wait_inner(a).await)
+    }
+
+    #[tool(
+        description = "List a document's change events, oldest first: position, agent, reason, \
+                       time and the paths each touched. Filter by positions, agent and path \
+                       pattern; returns the latest `limit` (default 50)."
+    )]
+    async fn history(&self, Parameters(a): Parameters<HistoryArgs>) -> ToolResult {
+        answer(
+            async {
+                let (replica, position) = self.board.existing(&a.document).await?;
+                let filter =
+                    Filter {
+                        after: a.after.as_ref().map(PositionArg::to_at).transpose()?,
+                        until: a.until.as_ref().map(PositionArg::to_at).transpose()?,
+                        agent: match &a.agent {
+                            Some(s) => Some(s.parse().map_err(|e| {
+                                ToolError::new(format!("bad agent name {s:?}: {e}"))
+                            })?),
+                            None => None,
+                        },
+                        path: a.pattern.as_deref().map(parse_pattern).transpose()?,
+                        limit: None,
+                    };
+                let events = replica.history(&filter)?;
+                let limit = a.limit.unwrap_or(50).max(1);
+                let skip = events.len().saturating_sub(limit);
+                Ok(json!({
+                    "document": a.document,
+                    "events": history_json(&events[skip..]),
+                    "omitted_earlier": skip,
+                    "position": position_json(&position),
+                }))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "List what changed in a document between two positions (`to` defaults \
+                       to now): one entry per path, with the operation and new value."
+    )]
+    async fn diff(&self, Parameters(a): Parameters<DiffArgs>) -> ToolResult {
+        answer(
+            async {
+                let (replica, position) = self.board.existing(&a.document).await?;
+                let from = a.from.to_at()?;
+                let to = match &a.to {
+                    Some(t) => t.to_at()?,
+                    None => At::Seq(position.seq),
+                };
+                let patches = replica.diff(&from, &to)?;
+                Ok(json!({
+                    "document": a.document,
+                    "from": from.to_string(),
+                    "to": to.to_string(),
+                    "changes": patches,
+                    "position": position_json(&position),
+                }))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Tell who wrote the current value at a path: the agent, its reason and \
+                       position (for text, who wrote each run of characters)."
+    )]
+    async fn blame(&self, Parameters(a): Parameters<BlameArgs>) -> ToolResult {
+        answer(
+            async {
+                let path = parse_path(&a.path)?;
+                let (replica, position) = self.board.existing(&a.document).await?;
+                let Some(blame) = replica.blame(&path.to_string())? else {
+                    return Err(ToolError::new(format!(
+                        "nothing at {path} in {}",
+                        a.document
+                    )));
+                };
+                Ok(json!({
+                    "document": a.document,
+                    "blame": blame,
+                    "position": position_json(&position),
+                }))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Claim a resource (like task-3) so that you alone work on it, for \
+                       `ttl_seconds` (default 60). Fails, naming the holder and until when, \
+                       if another agent holds it. Renew before it runs out; release when done."
+    )]
+    async fn claim(&self, Parameters(a): Parameters<ClaimArgs>) -> ToolResult {
+        answer(
+            async {
+                let ttl = Duration::from_secs(a.ttl_seconds.unwrap_or(60));
+                let claim = self
+                    .board
+                    .claims
+                    .claim(&a.resource, ttl)
+                    .await
+                    .map_err(claim_error)?;
+                let out = claim_json(&claim);
+                self.board
+                    .held
+                    .lock()
+                    .await
+                    .insert(a.resource.clone(), claim);
+                Ok(out)
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Renew a claim you hold, extending it by its duration from now. Fails if \
+                       it has lapsed (then someone else may have it)."
+    )]
+    async fn renew(&self, Parameters(a): Parameters<RenewArgs>) -> ToolResult {
+        answer(
+            async {
+                let mut held = self.board.held.lock().await;
+                let Some(claim) = held.get(&a.resource).cloned() else {
+                    return Err(not_held(&a.resource));
+                };
+                match self.board.claims.renew(&claim).await {
+                    Ok(renewed) => {
+                        let out = claim_json(&renewed);
+                        held.insert(a.resource.clone(), renewed);
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        if matches!(e, ClaimError::Lapsed { .. }) {
+                            held.remove(&a.resource);
+                        }
+                        Err(claim_error(e))
+                    }
+                }
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Release a claim you hold, optionally leaving a note for the next holder."
+    )]
+    async fn release(&self, Parameters(a): Parameters<ReleaseArgs>) -> ToolResult {
+        answer(
+            async {
+                let mut held = self.board.held.lock().await;
+                let Some(claim) = held.remove(&a.resource) else {
+                    return Err(not_held(&a.resource));
+                };
+                let result = match &a.note {
+                    Some(note) => self.board.claims.release_with_note(claim, note).await,
+                    None => self.board.claims.release(claim).await,
+                };
+                result.map_err(claim_error)?;
+                Ok(json!({"resource": a.resource, "released": true}))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "List the agents present on this board's space now (this server is one \
+                       of them), with since when and their status."
+    )]
+    async fn presence(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
+        answer(
+            async {
+                let members = self
+                    .board
+                    .presence
+                    .members()
+                    .await
+                    .map_err(|e| ToolError::new(format!("could not read presence: {e}")))?;
+                Ok(json!({
+                    "space": self.board.space.to_string(),
+                    "you": self.board.agent.to_string(),
+                    "members": members.iter().map(|m| json!({
+                        "agent": m.agent.to_string(),
+                        "since": utc(m.since),
+                        "last_heartbeat": utc(m.last_heartbeat),
+                        "status": m.status,
+                    })).collect::<Vec<_>>(),
+                }))
+            }
+            .await,
+        )
+    }
+}
+
+fn not_held(resource: &str) -> ToolError {
+    ToolError::new(format!(
+        "you hold no claim on {resource} in this session: claim it first"
+    ))
+}
+
+fn claim_error(e: ClaimError) -> ToolError {
+    match e {
+        ClaimError::Held {
+            resource,
+            holder,
+            until,
+            ..
+        } => ToolError::new(format!(
+            "{resource} is held by {holder} until {}: work on something else, or wait and \
+             claim it again after that",
+            utc(until)
+        )),
+        other => ToolError::new(other.to_string()),
+    }
+}
+
+fn claim_json(c: &blackboard::claim::Claim) -> Json {
+    json!({
+        "resource": c.resource,
+        "holder": c.holder.to_string(),
+        "token": c.token,
+        "since": utc(c.since),
+        "expires": utc(c.expires),
+        "ttl_seconds": c.ttl.as_secs_f64(),
+        "note_from_previous_holder": c.note,
+    })
+}

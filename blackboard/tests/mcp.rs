@@ -1,0 +1,575 @@
+//! `blackboard mcp`, driven by the real rmcp client over stdio against a real nats-server:
+//! tools, positions, stale-read warnings, claims, subscriptions, two agents, bad input.
+
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ReadResourceRequestParams,
+    ResourceUpdatedNotificationParam, SubscribeRequestParams, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
+use serde_json::{json, Value as Json};
+use tokio::sync::mpsc;
+
+/// Forwards every `notifications/resources/updated` to the test.
+#[derive(Debug, Clone)]
+struct Listener(mpsc::UnboundedSender<String>);
+
+impl ClientHandler for Listener {
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(params.uri);
+    }
+}
+
+/// One agent: a `blackboard mcp` process and the client talking to it.
+struct Agent {
+    client: RunningService<RoleClient, Listener>,
+    updates: mpsc::UnboundedReceiver<String>,
+}
+
+const SPACE: &str = "team";
+const GUARD: Duration = Duration::from_secs(30);
+
+async fn agent(url: &str, name: &str) -> Agent {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
+    let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
+    let (tx, updates) = mpsc::unbounded_channel();
+    let client = tokio::time::timeout(GUARD, Listener(tx).serve(transport))
+        .await
+        .expect("the server initializes in time")
+        .expect("the MCP session starts");
+    Agent { client, updates }
+}
+
+impl Agent {
+    async fn call(&self, tool: &str, args: Json) -> CallToolResult {
+        let Json::Object(args) = args else {
+            panic!("arguments must be an object")
+        };
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        tokio::time::timeout(GUARD * 2, self.client.call_tool(params))
+            .await
+            .unwrap_or_else(|_| panic!("{tool} answers in time"))
+            .unwrap_or_else(|e| panic!("{tool} is a well-formed call: {e}"))
+    }
+
+    /// Calls `tool` and returns its JSON answer, failing the test on a tool error.
+    async fn ok(&self, tool: &str, args: Json) -> Json {
+        let r = self.call(tool, args).await;
+        assert_ne!(r.is_error, Some(true), "{tool} failed: {}", text(&r));
+        let t = text(&r);
+        r.structured_content
+            .unwrap_or_else(|| panic!("{tool} answers with JSON: {t}"))
+    }
+
+    /// Calls `tool` expecting a tool error; returns its message.
+    async fn err(&self, tool: &str, args: Json) -> String {
+        let r = self.call(tool, args).await;
+        assert_eq!(r.is_error, Some(true), "{tool} should fail: {}", text(&r));
+        text(&r)
+    }
+
+    async fn next_update(&mut self) -> String {
+        tokio::time::timeout(GUARD, self.updates.recv())
+            .await
+            .expect("a resources/updated notification arrives in time")
+            .expect("the session is open")
+    }
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn seq(answer: &Json) -> u64 {
+    answer["position"]["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a position in {answer}"))
+}
+
+#[tokio::test]
+async fn a_client_lists_the_tools_writes_and_reads_with_positions() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+
+    let tools = planner.client.list_all_tools().await.unwrap();
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "append",
+            "blame",
+            "claim",
+            "delete",
+            "diff",
+            "history",
+            "increment",
+            "list_documents",
+            "presence",
+            "put",
+            "read",
+            "release",
+            "renew",
+            "splice_text",
+            "wait_for_change",
+        ]
+    );
+    let put = tools.iter().find(|t| t.name == "put").unwrap();
+    let required = put.input_schema["required"].as_array().unwrap();
+    assert!(required.contains(&json!("reason")), "{required:?}");
+
+    let written = planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1", "value": {"title": "write the plan", "status": "open"},
+                   "reason": "the first task"}),
+        )
+        .await;
+    let after_put = seq(&written);
+    assert!(after_put > 0, "{written}");
+    planner
+        .ok(
+            "append",
+            json!({"document": "tasks", "path": "/log", "value": "t1 created", "reason": "log it"}),
+        )
+        .await;
+    planner
+        .ok(
+            "increment",
+            json!({"document": "tasks", "path": "/stats/open", "reason": "one more open task"}),
+        )
+        .await;
+    let spliced = planner
+        .ok(
+            "splice_text",
+            json!({"document": "tasks", "path": "/notes", "insert": "hello", "reason": "notes"}),
+        )
+        .await;
+
+    let read = planner.ok("read", json!({"document": "tasks"})).await;
+    assert_eq!(
+        read["value"],
+        json!({"t1": {"title": "write the plan", "status": "open"}, "log": ["t1 created"],
+               "stats": {"open": 1}, "notes": "hello"})
+    );
+    assert_eq!(seq(&read), seq(&spliced));
+    let status = planner
+        .ok("read", json!({"document": "tasks", "path": "/t1/status"}))
+        .await;
+    assert_eq!(status["value"], json!("open"));
+    // A read at a past position sees the document as it was then.
+    let past = planner
+        .ok("read", json!({"document": "tasks", "at": after_put}))
+        .await;
+    assert_eq!(
+        past["value"],
+        json!({"t1": {"title": "write the plan", "status": "open"}})
+    );
+    assert_eq!(seq(&past), after_put);
+
+    let listed = planner.ok("list_documents", json!({})).await;
+    assert_eq!(listed["documents"][0]["document"], json!("tasks"));
+    assert_eq!(listed["documents"][0]["events"], json!(4));
+
+    let history = planner.ok("history", json!({"document": "tasks"})).await;
+    let events = history["events"].as_array().unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[0]["agent"], json!("planner"));
+    assert_eq!(events[0]["reason"], json!("the first task"));
+    let blame = planner
+        .ok("blame", json!({"document": "tasks", "path": "/t1/status"}))
+        .await;
+    assert_eq!(blame["blame"]["record"]["agent"], json!("planner"));
+    let diff = planner
+        .ok("diff", json!({"document": "tasks", "from": after_put}))
+        .await;
+    assert!(!diff["changes"].as_array().unwrap().is_empty(), "{diff}");
+
+    let here = planner.ok("presence", json!({})).await;
+    assert_eq!(here["members"][0]["agent"], json!("planner"), "{here}");
+    planner.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_servers_see_each_others_writes_and_history_names_each_agent_with_its_reason() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+    let worker = agent(&nats.url(), "worker").await;
+
+    planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1", "value": {"status": "open"},
+                          "reason": "a task for the worker"}),
+        )
+        .await;
+    // The worker's read after the planner's acknowledged write sees it.
+    let read = worker
+        .ok("read", json!({"document": "tasks", "path": "/t1/status"}))
+        .await;
+    assert_eq!(read["value"], json!("open"));
+    worker
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1/status", "value": "done",
+                          "reason": "finished t1", "read_at": seq(&read)}),
+        )
+        .await;
+    let read = planner
+        .ok("read", json!({"document": "tasks", "path": "/t1/status"}))
+        .await;
+    assert_eq!(read["value"], json!("done"));
+
+    let history = planner.ok("history", json!({"document": "tasks"})).await;
+    let who: Vec<(Json, Json)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["agent"].clone(), e["reason"].clone()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            (json!("planner"), json!("a task for the worker")),
+            (json!("worker"), json!("finished t1")),
+        ]
+    );
+    let members = worker.ok("presence", json!({})).await;
+    let agents: Vec<&Json> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["agent"])
+        .collect();
+    assert_eq!(agents, [&json!("planner"), &json!("worker")]);
+}
+
+#[tokio::test]
+async fn a_write_with_an_old_read_at_warns_naming_the_other_agent_and_still_merges() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+    let worker = agent(&nats.url(), "worker").await;
+
+    planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1", "value": {"status": "open", "owner": null},
+                          "reason": "new task"}),
+        )
+        .await;
+    let read = worker.ok("read", json!({"document": "tasks"})).await;
+    let read_at = seq(&read);
+    // While the worker thinks, the planner reassigns the task.
+    planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1/owner", "value": "reviewer",
+                          "reason": "the reviewer takes t1"}),
+        )
+        .await;
+
+    // A write elsewhere is not stale.
+    let unrelated = worker
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t2", "value": {"status": "open"},
+                          "reason": "another task", "read_at": read_at}),
+        )
+        .await;
+    assert!(unrelated.get("warning").is_none(), "{unrelated}");
+
+    let stale = worker
+        .ok("put", json!({"document": "tasks", "path": "/t1", "value": {"status": "taken", "owner": "worker"},
+                          "reason": "I take t1", "read_at": read_at}))
+        .await;
+    let warning = stale["warning"].as_str().expect("a stale-read warning");
+    assert!(warning.contains("planner"), "{warning}");
+    assert!(warning.contains("/t1/owner"), "{warning}");
+    assert_eq!(stale["stale"][0]["agent"], json!("planner"));
+    assert_eq!(stale["stale"][0]["paths"], json!(["/t1/owner"]));
+    assert_eq!(stale["stale"][0]["reason"], json!("the reviewer takes t1"));
+    // The write merged anyway.
+    let now = planner
+        .ok("read", json!({"document": "tasks", "path": "/t1/owner"}))
+        .await;
+    assert_eq!(now["value"], json!("worker"));
+    // Reading again and writing with the fresh position: no warning.
+    let fresh = worker
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1/status", "value": "doing",
+                          "reason": "started", "read_at": seq(&now)}),
+        )
+        .await;
+    assert!(fresh.get("warning").is_none(), "{fresh}");
+}
+
+#[tokio::test]
+async fn a_claim_held_by_another_agent_is_a_tool_error_naming_the_holder() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+    let worker = agent(&nats.url(), "worker").await;
+
+    let claim = planner
+        .ok("claim", json!({"resource": "task-1", "ttl_seconds": 60}))
+        .await;
+    assert_eq!(claim["holder"], json!("planner"));
+    let refused = worker.err("claim", json!({"resource": "task-1"})).await;
+    assert!(refused.contains("held by planner until"), "{refused}");
+    let not_mine = worker.err("renew", json!({"resource": "task-1"})).await;
+    assert!(not_mine.contains("no claim on task-1"), "{not_mine}");
+
+    planner.ok("renew", json!({"resource": "task-1"})).await;
+    planner
+        .ok(
+            "release",
+            json!({"resource": "task-1", "note": "half done"}),
+        )
+        .await;
+    let taken = worker.ok("claim", json!({"resource": "task-1"})).await;
+    assert_eq!(taken["holder"], json!("worker"));
+    assert_eq!(taken["note_from_previous_holder"], json!("half done"));
+}
+
+#[tokio::test]
+async fn a_subscribed_client_is_notified_of_another_agents_change_until_it_unsubscribes() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let mut planner = agent(&nats.url(), "planner").await;
+    let worker = agent(&nats.url(), "worker").await;
+    planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1", "value": "open", "reason": "seed"}),
+        )
+        .await;
+
+    let resources = planner.client.list_all_resources().await.unwrap();
+    let uri = format!("blackboard://{SPACE}/tasks");
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0].uri, uri);
+    assert_eq!(resources[0].mime_type.as_deref(), Some("application/json"));
+    let read = planner
+        .client
+        .read_resource(ReadResourceRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    let rmcp::model::ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
+        panic!("a text resource")
+    };
+    assert_eq!(
+        serde_json::from_str::<Json>(text).unwrap(),
+        json!({"t1": "open"})
+    );
+
+    #[allow(deprecated)]
+    planner
+        .client
+        .subscribe(SubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    worker
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1", "value": "done", "reason": "finished"}),
+        )
+        .await;
+    assert_eq!(planner.next_update().await, uri);
+
+    #[allow(deprecated)]
+    planner
+        .client
+        .unsubscribe(UnsubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    while planner.updates.try_recv().is_ok() {}
+    worker
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t2", "value": "open", "reason": "more"}),
+        )
+        .await;
+    // The planner's read waits until its server has applied the worker's write, which is
+    // when a live subscription would notify; none came by then. (A smoke check: the
+    // notification and the read's answer are not strictly ordered.)
+    planner
+        .ok("read", json!({"document": "tasks", "path": "/t2"}))
+        .await;
+    assert!(
+        planner.updates.try_recv().is_err(),
+        "no update after unsubscribe"
+    );
+
+    let unknown = planner
+        .client
+        .read_resource(ReadResourceRequestParams::new(format!(
+            "blackboard://{SPACE}/nobody"
+        )))
+        .await;
+    assert!(
+        unknown.is_err(),
+        "reading an unknown document's resource fails"
+    );
+}
+
+#[tokio::test]
+async fn wait_for_change_returns_the_matching_events_or_says_nothing_changed() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+    let worker = agent(&nats.url(), "worker").await;
+    let seeded = planner
+        .ok("put", json!({"document": "tasks", "path": "/t1", "value": {"status": "open"}, "reason": "seed"}))
+        .await;
+    let since = seq(&seeded);
+
+    let quiet = worker
+        .ok(
+            "wait_for_change",
+            json!({"document": "tasks", "pattern": "/t1/**",
+                                      "since": since, "timeout_seconds": 1}),
+        )
+        .await;
+    assert_eq!(quiet["changed"], json!(false), "{quiet}");
+
+    // An event already there before the wait is returned at once.
+    planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1/status", "value": "done", "reason": "did it"}),
+        )
+        .await;
+    let waited = worker
+        .ok(
+            "wait_for_change",
+            json!({"document": "tasks", "pattern": "/t1/*",
+                                      "since": since, "timeout_seconds": 30}),
+        )
+        .await;
+    assert_eq!(waited["changed"], json!(true), "{waited}");
+    assert_eq!(waited["events"][0]["agent"], json!("planner"));
+    assert_eq!(waited["events"][0]["reason"], json!("did it"));
+
+    // A long poll started before the change returns when it happens.
+    let since = seq(&waited);
+    let (answer, _) = tokio::join!(
+        worker.ok(
+            "wait_for_change",
+            json!({"document": "tasks", "pattern": "/t9/**",
+                                            "since": since, "timeout_seconds": 60})
+        ),
+        async {
+            // Changes elsewhere do not end the wait; this one does.
+            planner
+                .ok(
+                    "put",
+                    json!({"document": "tasks", "path": "/t2", "value": 1, "reason": "other"}),
+                )
+                .await;
+            planner
+                .ok(
+                    "put",
+                    json!({"document": "tasks", "path": "/t9", "value": {"x": 1}, "reason": "t9"}),
+                )
+                .await;
+        }
+    );
+    assert_eq!(answer["changed"], json!(true), "{answer}");
+    let paths: Vec<&Json> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["paths"])
+        .collect();
+    assert_eq!(paths, [&json!(["/t9", "/t9/x"])]);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_tool_error_and_the_server_keeps_answering() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+    planner
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/t1", "value": "open", "reason": "seed"}),
+        )
+        .await;
+
+    let e = planner.err("read", json!({"document": "nobody"})).await;
+    assert!(e.contains("unknown document"), "{e}");
+    let e = planner.err("history", json!({"document": "nobody"})).await;
+    assert!(e.contains("unknown document"), "{e}");
+    let e = planner
+        .err("read", json!({"document": "tasks", "path": "t1"}))
+        .await;
+    assert!(e.contains("bad path"), "{e}");
+    let e = planner
+        .err(
+            "put",
+            json!({"document": "tasks", "path": "no-slash", "value": 1, "reason": "x"}),
+        )
+        .await;
+    assert!(e.contains("bad path"), "{e}");
+    let e = planner.err("read", json!({"document": "bad name!"})).await;
+    assert!(e.contains("bad document name"), "{e}");
+    // The root is a map: only an object can be written there.
+    let e = planner
+        .err(
+            "put",
+            json!({"document": "tasks", "path": "/", "value": [1, 2], "reason": "x"}),
+        )
+        .await;
+    assert!(e.contains("root is a map"), "{e}");
+    // Below a string there is nothing to write into.
+    let e = planner
+        .err(
+            "put",
+            json!({"document": "tasks", "path": "/t1/x", "value": 1, "reason": "x"}),
+        )
+        .await;
+    assert!(e.contains("not a map or list"), "{e}");
+    let e = planner
+        .err(
+            "increment",
+            json!({"document": "tasks", "path": "/t1", "reason": "x"}),
+        )
+        .await;
+    assert!(e.contains("not a counter"), "{e}");
+    let e = planner
+        .err(
+            "put",
+            json!({"document": "tasks", "path": "/t2", "value": 1, "reason": "  "}),
+        )
+        .await;
+    assert!(e.contains("reason"), "{e}");
+    let e = planner
+        .err(
+            "wait_for_change",
+            json!({"document": "tasks", "pattern": "tasks/*", "timeout_seconds": 1}),
+        )
+        .await;
+    assert!(e.contains("bad pattern"), "{e}");
+    let e = planner
+        .err("read", json!({"document": "tasks", "at": "yesterday"}))
+        .await;
+    assert!(e.contains("not a position"), "{e}");
+    // Arguments that do not fit the schema: rmcp answers with a tool error naming the field.
+    let e = planner.err("put", json!({"document": "tasks"})).await;
+    assert!(e.contains("missing field `path`"), "{e}");
+
+    // Still answering, and nothing was written by the failed calls.
+    let read = planner.ok("read", json!({"document": "tasks"})).await;
+    assert_eq!(read["value"], json!({"t1": "open"}));
+    let history = planner.ok("history", json!({"document": "tasks"})).await;
+    assert_eq!(history["events"].as_array().unwrap().len(), 1);
+}
