@@ -573,3 +573,130 @@ async fn bad_input_is_a_tool_error_and_the_server_keeps_answering() {
     let history = planner.ok("history", json!({"document": "tasks"})).await;
     assert_eq!(history["events"].as_array().unwrap().len(), 1);
 }
+
+/// One HTTP/1.1 POST of a JSON-RPC message to the streamable HTTP endpoint; returns the
+/// response head and body (the server ends a POST's event stream after its answer).
+async fn post(addr: &str, session: Option<&str>, body: &Json) -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = body.to_string();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nConnection: close\r\n\
+         Content-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(id) = session {
+        request.push_str(&format!("Mcp-Session-Id: {id}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        response
+    };
+    let response = tokio::time::timeout(GUARD, exchange)
+        .await
+        .expect("the HTTP server answers in time");
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kept() {
+    use tokio::io::AsyncBufReadExt as _;
+    let store = tempfile::tempdir().unwrap();
+    let dir = store.path().to_str().unwrap().to_owned();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
+        .args(["mcp", "--agent", "web", "--space", SPACE, "--store", &dir])
+        .args(["--http", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The server names its address (the port was picked by the OS) once it listens.
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(GUARD, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split_once("at http://") {
+                return rest.1.trim_end_matches("/mcp").to_owned();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server listens in time");
+
+    let (head, body) = post(
+        &addr,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw-http", "version": "1"}}}),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("\"serverInfo\""), "{body}");
+    let session = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("a session id");
+    let (head, _) = post(
+        &addr,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    let (_, body) = post(
+        &addr,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "put", "arguments": {"document": "notes", "path": "/greeting",
+            "value": "hello over HTTP", "reason": "trying the HTTP transport"}}}),
+    )
+    .await;
+    assert!(body.contains("\"isError\":false"), "{body}");
+
+    // SIGTERM is a clean stop: the process exits 0 and the embedded store holds the write.
+    let pid = server.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(GUARD, server.wait())
+        .await
+        .expect("the server stops in time")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
+        .args([
+            "get",
+            "notes",
+            "/greeting",
+            "--json",
+            "--space",
+            SPACE,
+            "--store",
+            &dir,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "\"hello over HTTP\""
+    );
+}

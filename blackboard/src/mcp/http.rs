@@ -29,11 +29,33 @@ pub async fn serve(board: Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
     // On stderr, so a script can learn the port of `--http 127.0.0.1:0`.
     eprintln!("blackboard mcp: serving MCP over HTTP at http://{local}/mcp");
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown())
         .await
         .context("serving HTTP")
+}
+
+/// Resolves on Ctrl-C or SIGTERM (how service managers stop a server), so `run` closes the
+/// board and flushes an embedded store before the process exits.
+#[cfg(feature = "http")]
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(not(feature = "http"))]
