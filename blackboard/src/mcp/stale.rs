@@ -9,7 +9,7 @@
 //! answer names who changed what, so the model can re-read and reconsider.
 
 use blackboard::doc::Path;
-use blackboard::history::Filter;
+use blackboard::history::{At, Filter};
 use blackboard::schemas::AgentId;
 use blackboard::Replica;
 use serde::Serialize;
@@ -43,7 +43,15 @@ pub fn check(
     written: &[Path],
     me: &AgentId,
 ) -> Result<Vec<StaleChange>, blackboard::Error> {
-    let events = replica.history(&Filter::default())?;
+    if read_at >= replica.position().seq {
+        // Nothing after the read (or a position from the future): nothing to warn about.
+        return Ok(Vec::new());
+    }
+    // Only the events after the read have their touched paths worked out.
+    let events = replica.history(&Filter {
+        after: Some(At::Seq(read_at)),
+        ..Filter::default()
+    })?;
     Ok(events
         .into_iter()
         .filter(|e| e.record.seq > read_at && e.record.agent != *me)
