@@ -493,22 +493,29 @@ async fn propagation(
     let mut watch = b.watch("/live".parse()?, WatchOptions::default())?;
     let samples = ctx.sizes.samples;
     let mut lat = Vec::with_capacity(samples);
+    let mut puts = Vec::with_capacity(samples);
     for i in 0..samples + 10 {
         let t0 = Instant::now();
-        let put = a.put("/live", value(i));
+        let put = async {
+            a.put("/live", value(i)).await?;
+            anyhow::Ok(t0.elapsed())
+        };
         let received = async {
             next_event(&mut watch).await?;
             anyhow::Ok(t0.elapsed())
         };
         let (put, received) =
             within("a watch event", async { tokio::join!(put, received) }).await?;
-        put?;
+        let (put, received) = (put?, received?);
         if i >= 10 {
-            lat.push(received?);
-        } else {
-            received?;
+            lat.push(received);
+            puts.push(put);
         }
     }
+    note!(
+        "  (put returned, the change durable in A's store: {})",
+        Lat::of(puts)?
+    );
     a.flush().await?;
     a.close().await?;
     b.close().await?;
@@ -1285,6 +1292,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
