@@ -164,8 +164,9 @@ pub(crate) struct State {
     pub(crate) position: u64,
     next_outbox: u64,
     stored_since_compaction: usize,
-    /// The document's number of changes at the last compaction (0 before any).
-    history_at_compaction: usize,
+    /// About how many changes the document had at the last compaction: the changes
+    /// stored since the replica was opened, or the snapshot it started from.
+    pub(crate) history_at_compaction: usize,
     /// Changes indexed since the last snapshot this replica wrote or checked.
     events_since_snapshot: u64,
     stats: Stats,
@@ -833,8 +834,10 @@ impl Shared {
         })();
         match result {
             Ok(()) => {
+                // Counting the document's changes is O(n) in automerge: count what was
+                // stored instead (an undercount at first, which only compacts sooner).
+                st.history_at_compaction += st.stored_since_compaction;
                 st.stored_since_compaction = 0;
-                st.history_at_compaction = st.core.history_len();
             }
             Err(e) => warn!(error = %e, "compaction failed; will retry"),
         }
