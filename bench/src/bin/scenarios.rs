@@ -174,10 +174,12 @@ impl Row {
 }
 
 fn verdict(met: bool, ratio: f64, bound: f64) -> String {
-    if met {
-        "met".to_owned()
-    } else {
-        format!("missed ({:.1}× the bound)", ratio / bound)
+    match (met, ratio > bound) {
+        (true, _) => "met".to_owned(),
+        // An upper bound: how many times over it.
+        (false, true) => format!("missed: {:.1}× over", ratio / bound),
+        // A lower bound: how much of it was reached.
+        (false, false) => format!("missed: {:.0}% of it", 100.0 * ratio / bound),
     }
 }
 
