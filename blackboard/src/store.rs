@@ -15,6 +15,9 @@
 //! Every write that must stay consistent (a change and its outbox entry, a change and the
 //! position it came from) goes in one atomic sled batch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use blackboard_schemas::{AgentId, DocumentId, SpaceId};
 use bytes::Bytes;
 
@@ -81,6 +84,51 @@ pub struct ReplicaStore {
     db: sled::Db,
     tree: sled::Tree,
     name: String,
+    group: Arc<GroupCommit>,
+}
+
+/// Group commit: concurrent [`ReplicaStore::flush`] calls share fsyncs. Each call takes a
+/// ticket after its writes; a flush that starts after ticket `n` was taken makes every write
+/// of tickets up to `n` durable, so callers queued behind a running flush usually find their
+/// ticket covered when it ends, and at most one more flush serves all of them.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// The last ticket handed out.
+    tickets: AtomicU64,
+    /// Every ticket up to this one is durable.
+    durable: AtomicU64,
+    /// One flush at a time (tokio's mutex is fair: callers are served in order).
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// The writes recording a run of log events, committed as one atomic sled batch by
+/// [`ReplicaStore::commit_remote`].
+#[derive(Debug, Default)]
+pub struct RemoteBatch {
+    batch: sled::Batch,
+    events: usize,
+}
+
+impl RemoteBatch {
+    /// Records that the log position `seq` was applied, with the change it carried (if it
+    /// was new to this replica) and its index record (if it was not indexed yet).
+    pub fn add(&mut self, seq: u64, change: Option<(&[u8; 32], &[u8])>, record: Option<&Record>) {
+        self.batch.insert(POSITION, &seq.to_be_bytes());
+        if let Some((hash, bytes)) = change {
+            self.batch.insert(change_key(hash), bytes);
+        }
+        if let Some(r) = record {
+            self.batch.insert(&index_key(r.seq)[..], r.encode());
+            self.batch
+                .insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
+        }
+        self.events += 1;
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
 }
 
 /// The document as stored: the snapshot, if any, and the changes stored beside it.
@@ -135,6 +183,7 @@ impl ReplicaStore {
             tree: db.open_tree(&name)?,
             db: db.clone(),
             name,
+            group: Arc::default(),
         })
     }
 
@@ -243,16 +292,17 @@ impl ReplicaStore {
         change: Option<(&[u8; 32], &[u8])>,
         record: Option<&Record>,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(POSITION, &seq.to_be_bytes());
-        if let Some((hash, bytes)) = change {
-            batch.insert(change_key(hash), bytes);
+        let mut batch = RemoteBatch::default();
+        batch.add(seq, change, record);
+        self.commit_remote(batch)
+    }
+
+    /// Commits the writes of a run of log events in one atomic batch (not yet durable).
+    pub fn commit_remote(&self, batch: RemoteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
         }
-        if let Some(r) = record {
-            batch.insert(&index_key(r.seq)[..], r.encode());
-            batch.insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
-        }
-        Ok(self.tree.apply_batch(batch)?)
+        Ok(self.tree.apply_batch(batch.batch)?)
     }
 
     /// Takes in a snapshot fetched from the log, in one atomic batch: the saved document
@@ -277,8 +327,11 @@ impl ReplicaStore {
         for (hash, bytes) in changes {
             batch.insert(change_key(hash), bytes);
         }
+        // A store that has indexed nothing yet (a replica starting from a snapshot) needs no
+        // lookup per record: 100k lookups were a good part of a cold start.
+        let indexed = self.tree.scan_prefix(b"x").next().is_some();
         for r in records {
-            if self.tree.contains_key(hash_key(&r.hash.0))? {
+            if indexed && self.tree.contains_key(hash_key(&r.hash.0))? {
                 continue;
             }
             batch.insert(&index_key(r.seq)[..], r.encode());
@@ -457,9 +510,19 @@ impl ReplicaStore {
         Ok(Some(crate::replica::Position { seq, heads }))
     }
 
-    /// Makes every write so far durable (fsync).
+    /// Makes every write so far durable (fsync). Concurrent calls share fsyncs (group
+    /// commit): a call returns once a flush that started after it was made has completed.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let g = &self.group;
+        let ticket = g.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let _turn = g.flushing.lock().await;
+        if g.durable.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        // Every ticket taken so far was taken after its writes, so this flush covers them.
+        let covered = g.tickets.load(Ordering::SeqCst);
         flush_db(&self.db).await?;
+        g.durable.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -8,14 +8,14 @@
 //! with [`codec::decode_event`] and applying it; bad events are
 //! logged and skipped, never fatal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use automerge::transaction::Transaction;
 use automerge::ChangeHash;
 use blackboard_schemas::{AgentId, DocumentId, SpaceId, MAX_ENVELOPE_BYTES};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value as Json;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ use crate::codec;
 use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
 use crate::history::Record;
 use crate::log::{Entry, EventLog};
-use crate::store::{ReplicaStore, StoreError};
+use crate::store::{RemoteBatch, ReplicaStore, StoreError};
 use crate::watch::listeners::Listeners;
 use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
 use crate::Error;
@@ -164,6 +164,9 @@ pub(crate) struct State {
     pub(crate) position: u64,
     next_outbox: u64,
     stored_since_compaction: usize,
+    /// About how many changes the document had at the last compaction: the changes
+    /// stored since the replica was opened, or the snapshot it started from.
+    pub(crate) history_at_compaction: usize,
     /// Changes indexed since the last snapshot this replica wrote or checked.
     events_since_snapshot: u64,
     stats: Stats,
@@ -231,6 +234,7 @@ impl Replica {
                 position: loaded.position,
                 next_outbox,
                 stored_since_compaction: loaded.changes.len(),
+                history_at_compaction: 0,
                 events_since_snapshot: 0,
                 stats: Stats {
                     resumed_from: loaded.position,
@@ -359,8 +363,12 @@ impl Replica {
             (out, local.hash)
         };
         s.version.send_modify(|v| *v += 1);
-        s.store.flush().await?;
+        // Publishing and the local fsync overlap: the outbox reads the entry from sled
+        // before it is durable. A crash in between can leave the change on the log but not
+        // on disk; the replica then reads it back from the log like any other event (and a
+        // re-published outbox entry is dropped by the log's duplicate window).
         s.outbox_wake.notify_one();
+        s.store.flush().await?;
         Ok((out, Some(hash)))
     }
 
@@ -421,8 +429,8 @@ impl Replica {
             s.maybe_compact(&mut st);
         }
         s.version.send_modify(|v| *v += 1);
-        s.store.flush().await?;
         s.outbox_wake.notify_one();
+        s.store.flush().await?;
         Ok(())
     }
 
@@ -546,7 +554,7 @@ impl Replica {
     /// # use std::sync::Arc;
     /// # use blackboard::{log::EmbeddedLog, replica::{Config, Replica}};
     /// use blackboard::watch::{Options, PatchOp};
-    /// use futures::StreamExt;
+    /// use futures::{FutureExt, StreamExt};
     /// # let dir = tempfile::tempdir()?;
     /// # let db = sled::open(dir.path())?;
     /// # let log = Arc::new(EmbeddedLog::open(db.clone())?);
@@ -657,9 +665,33 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies one entry from the log: decode, apply, remember the position.
-    fn apply_entry(&self, entry: Entry) {
+    /// Applies a run of entries from the log under one lock: decode, apply, remember the
+    /// position. Their store writes go in one sled batch, committed before anyone is told
+    /// (waiters, compaction).
+    fn apply_entries(&self, entries: Vec<Entry>) {
         let mut st = self.lock();
+        let mut batch = RemoteBatch::default();
+        // Changes indexed by this batch, not yet visible to `seq_of`.
+        let mut indexed_here = HashSet::new();
+        for entry in entries {
+            self.apply_entry(&mut st, entry, &mut batch, &mut indexed_here);
+        }
+        if let Err(e) = self.store.commit_remote(batch) {
+            warn!(error = %e, seq = st.position, "could not record applied events");
+        }
+        self.maybe_compact(&mut st);
+        drop(st);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Applies one entry from the log into `batch`.
+    fn apply_entry(
+        &self,
+        st: &mut State,
+        entry: Entry,
+        batch: &mut RemoteBatch,
+        indexed_here: &mut HashSet<ChangeHash>,
+    ) {
         if entry.seq <= st.position {
             return;
         }
@@ -677,7 +709,11 @@ impl Shared {
                 match applied {
                     Ok((applied, took_effect)) => Ok((hash, event.envelope, applied, took_effect)),
                     Err(e @ DocError::Panicked(_)) => {
-                        // The in-memory document may be damaged: rebuild it from disk.
+                        // The in-memory document may be damaged: rebuild it from disk, with
+                        // this batch's changes written first.
+                        if let Err(e) = self.store.commit_remote(std::mem::take(batch)) {
+                            warn!(error = %e, "could not record applied events");
+                        }
                         match load_core(&self.store) {
                             Ok(core) => st.core = core,
                             Err(reload) => warn!(error = %reload, "reloading the replica failed"),
@@ -687,13 +723,14 @@ impl Shared {
                     Err(e) => Err(e.to_string()),
                 }
             });
-        let stored = match outcome {
+        match outcome {
             Ok((hash, envelope, applied, took_effect)) => {
                 // The first event carrying a change is where the index puts it; our own
                 // changes are indexed here too, when they come back from the log. A change
                 // new to the document cannot be indexed yet, so only a duplicate costs a
                 // lookup.
                 let indexed = match applied {
+                    Applied::Duplicate if indexed_here.contains(&hash) => Ok(true),
                     Applied::Duplicate => self.store.seq_of(&hash.0).map(|s| s.is_some()),
                     _ => Ok(false),
                 };
@@ -713,6 +750,7 @@ impl Shared {
                     }
                 };
                 if record.is_some() {
+                    indexed_here.insert(hash);
                     st.events_since_snapshot += 1;
                     let every = self.config.snapshots.every_events;
                     if every > 0 && st.events_since_snapshot >= every {
@@ -720,12 +758,12 @@ impl Shared {
                     }
                 }
                 if applied == Applied::Duplicate {
-                    self.store.add_remote(entry.seq, None, record.as_ref())
+                    batch.add(entry.seq, None, record.as_ref());
                 } else {
                     st.stats.events_applied += 1;
                     st.stored_since_compaction += 1;
                     debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
-                    let stored = self.store.add_remote(
+                    batch.add(
                         entry.seq,
                         Some((&hash.0, &envelope.change)),
                         record.as_ref(),
@@ -749,10 +787,9 @@ impl Shared {
                                     .remove(&change.hash)
                                     .unwrap_or_else(|| Meta::unknown(&self.config.agent))
                             };
-                            self.announce(&mut st, &change.hash, &meta, change.patches);
+                            self.announce(st, &change.hash, &meta, change.patches);
                         }
                     }
-                    stored
                 }
             }
             Err(reason) => {
@@ -765,22 +802,22 @@ impl Shared {
                 );
                 st.stats.events_rejected += 1;
                 st.stats.last_rejection = Some(format!("position {}: {reason}", entry.seq));
-                self.store.add_remote(entry.seq, None, None)
+                batch.add(entry.seq, None, None);
             }
-        };
-        if let Err(e) = stored {
-            warn!(error = %e, seq = entry.seq, "could not record applied event");
         }
         st.position = entry.seq;
-        self.maybe_compact(&mut st);
-        drop(st);
-        self.version.send_modify(|v| *v += 1);
     }
 
     /// Folds stored changes into a snapshot once there are enough of them, so reopening
     /// does not replay an ever-growing list.
+    ///
+    /// Each compaction saves the whole document, so the threshold grows with the document:
+    /// at least `compact_after` changes, and at least a quarter of the changes the document
+    /// had at the last compaction. Catching up on n events then saves O(log n) times, not
+    /// n / `compact_after` times (a 100k-event catch-up saved a growing document 100 times).
     fn maybe_compact(&self, st: &mut State) {
-        if st.stored_since_compaction < self.config.compact_after {
+        let threshold = self.config.compact_after.max(st.history_at_compaction / 4);
+        if st.stored_since_compaction < threshold {
             return;
         }
         let result = (|| -> Result<(), StoreError> {
@@ -796,11 +833,19 @@ impl Shared {
             self.store.compact(&snapshot, folded.iter())
         })();
         match result {
-            Ok(()) => st.stored_since_compaction = 0,
+            Ok(()) => {
+                // Counting the document's changes is O(n) in automerge: count what was
+                // stored instead (an undercount at first, which only compacts sooner).
+                st.history_at_compaction += st.stored_since_compaction;
+                st.stored_since_compaction = 0;
+            }
             Err(e) => warn!(error = %e, "compaction failed; will retry"),
         }
     }
 }
+
+/// The most log entries applied under one lock (a local write waits for at most one batch).
+const APPLY_BATCH: usize = 256;
 
 /// Follows the log from the last applied position, forever; resubscribes after errors.
 async fn follow(shared: Arc<Shared>) {
@@ -824,16 +869,36 @@ async fn follow(shared: Arc<Shared>) {
         match shared.log.subscribe(space, document, from).await {
             Ok(mut entries) => {
                 debug!(%space, %document, from, "following the log");
+                // Whatever has arrived is applied as one batch (one lock, one sled batch).
+                let mut ended = false;
                 while let Some(item) = entries.next().await {
+                    let mut batch = Vec::new();
+                    let mut failed = None;
                     match item {
-                        Ok(entry) => {
-                            backoff.reset();
-                            shared.apply_entry(entry);
+                        Ok(entry) => batch.push(entry),
+                        Err(e) => failed = Some(e),
+                    }
+                    while failed.is_none() && batch.len() < APPLY_BATCH {
+                        match entries.next().now_or_never() {
+                            Some(Some(Ok(entry))) => batch.push(entry),
+                            Some(Some(Err(e))) => failed = Some(e),
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
                         }
-                        Err(e) => {
-                            warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
-                            break;
-                        }
+                    }
+                    if !batch.is_empty() {
+                        backoff.reset();
+                        shared.apply_entries(batch);
+                    }
+                    if let Some(e) = failed {
+                        warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
+                        break;
+                    }
+                    if ended {
+                        break;
                     }
                 }
             }

@@ -208,6 +208,8 @@ impl Shared {
                 &snapshot.records,
             )?;
             st.core = loaded;
+            // The stored snapshot is a compaction: do not save the document again soon.
+            st.history_at_compaction = snapshot.records.len();
         } else {
             let records: std::collections::HashMap<_, _> =
                 snapshot.records.iter().map(|r| (r.hash, r)).collect();

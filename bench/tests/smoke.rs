@@ -1,0 +1,50 @@
+//! The scenarios binary's smoke test (CI): `scenarios --quick` against a nats-server of its
+//! own must finish and print a number for every scenario. No timing is asserted.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+#[test]
+fn every_scenario_prints_figures_in_quick_mode() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+        .arg("--quick")
+        .output()
+        .expect("run the scenarios binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scenarios --quick failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let mut seen = BTreeSet::new();
+    for line in stdout.lines().skip(2) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 7, "not a table row: {line}");
+        let id: u8 = cells[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad id: {line}"));
+        let number = |s: &str| s.chars().any(|c| c.is_ascii_digit());
+        assert!(
+            number(cells[2]) && number(cells[3]) && number(cells[4]),
+            "scenario {id} printed no figures: {line}\nstderr:\n{stderr}"
+        );
+        assert_ne!(cells[6], "error", "{line}");
+        seen.insert(id);
+    }
+    let all: BTreeSet<u8> = (1..=11).collect();
+    assert_eq!(seen, all, "scenarios missing from the table:\n{stdout}");
+}
+
+#[test]
+fn bad_arguments_are_refused_without_a_panic() {
+    for args in [&["--only", "12"][..], &["--bogus"], &["--only", "x"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+            .args(args)
+            .output()
+            .expect("run the scenarios binary");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
