@@ -505,67 +505,64 @@ async fn bad_input_is_a_tool_error_and_the_server_keeps_answering() {
         )
         .await;
 
-    let e = planner.err("read", json!({"document": "nobody"})).await;
-    assert!(e.contains("unknown document"), "{e}");
-    let e = planner.err("history", json!({"document": "nobody"})).await;
-    assert!(e.contains("unknown document"), "{e}");
-    let e = planner
-        .err("read", json!({"document": "tasks", "path": "t1"}))
-        .await;
-    assert!(e.contains("bad path"), "{e}");
-    let e = planner
-        .err(
+    // Each refused call, and what its message must name.
+    let refused = [
+        ("read", json!({"document": "nobody"}), "unknown document"),
+        ("history", json!({"document": "nobody"}), "unknown document"),
+        (
+            "read",
+            json!({"document": "tasks", "path": "t1"}),
+            "bad path",
+        ),
+        (
             "put",
             json!({"document": "tasks", "path": "no-slash", "value": 1, "reason": "x"}),
-        )
-        .await;
-    assert!(e.contains("bad path"), "{e}");
-    let e = planner.err("read", json!({"document": "bad name!"})).await;
-    assert!(e.contains("bad document name"), "{e}");
-    // The root is a map: only an object can be written there.
-    let e = planner
-        .err(
+            "bad path",
+        ),
+        (
+            "read",
+            json!({"document": "bad name!"}),
+            "bad document name",
+        ),
+        // The root is a map: only an object can be written there.
+        (
             "put",
             json!({"document": "tasks", "path": "/", "value": [1, 2], "reason": "x"}),
-        )
-        .await;
-    assert!(e.contains("root is a map"), "{e}");
-    // Below a string there is nothing to write into.
-    let e = planner
-        .err(
+            "root is a map",
+        ),
+        // Below a string there is nothing to write into.
+        (
             "put",
             json!({"document": "tasks", "path": "/t1/x", "value": 1, "reason": "x"}),
-        )
-        .await;
-    assert!(e.contains("not a map or list"), "{e}");
-    let e = planner
-        .err(
+            "not a map or list",
+        ),
+        (
             "increment",
             json!({"document": "tasks", "path": "/t1", "reason": "x"}),
-        )
-        .await;
-    assert!(e.contains("not a counter"), "{e}");
-    let e = planner
-        .err(
+            "not a counter",
+        ),
+        (
             "put",
             json!({"document": "tasks", "path": "/t2", "value": 1, "reason": "  "}),
-        )
-        .await;
-    assert!(e.contains("reason"), "{e}");
-    let e = planner
-        .err(
+            "reason",
+        ),
+        (
             "wait_for_change",
             json!({"document": "tasks", "pattern": "tasks/*", "timeout_seconds": 1}),
-        )
-        .await;
-    assert!(e.contains("bad pattern"), "{e}");
-    let e = planner
-        .err("read", json!({"document": "tasks", "at": "yesterday"}))
-        .await;
-    assert!(e.contains("not a position"), "{e}");
-    // Arguments that do not fit the schema: rmcp answers with a tool error naming the field.
-    let e = planner.err("put", json!({"document": "tasks"})).await;
-    assert!(e.contains("missing field `path`"), "{e}");
+            "bad pattern",
+        ),
+        (
+            "read",
+            json!({"document": "tasks", "at": "yesterday"}),
+            "not a position",
+        ),
+        // Arguments that do not fit the schema: rmcp answers with a tool error naming the field.
+        ("put", json!({"document": "tasks"}), "missing field `path`"),
+    ];
+    for (tool, args, says) in refused {
+        let e = planner.err(tool, args.clone()).await;
+        assert!(e.contains(says), "{tool} {args}: {e}");
+    }
 
     // Still answering, and nothing was written by the failed calls.
     let read = planner.ok("read", json!({"document": "tasks"})).await;
