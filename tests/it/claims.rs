@@ -293,3 +293,55 @@ async fn embedded_claims_keep_the_same_promises() {
         "tokens only grow across release and reclaim"
     );
 }
+
+/// The listing behind `Presence::members` and claim listings: each live key once, even while
+/// another connection keeps writing the keys (the KV key listing is a consumer that also
+/// delivers puts landing during it; presence heartbeats are such puts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_bucket_lists_each_key_once_while_its_keys_are_rewritten() {
+    use blackboard::lease::{JetStreamLeases, LeaseBuckets as _};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = NatsServer::start().await.unwrap();
+    let bucket = JetStreamLeases::new(server.connect().await.unwrap(), 1)
+        .open("BB_TEST_LISTING")
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..20).map(|i| format!("k.{i:02}")).collect();
+    for k in &keys {
+        bucket.put(k, "v".into()).await.unwrap();
+    }
+    // Another connection rewrites every key, over and over, until the listing is done.
+    let writer = JetStreamLeases::new(server.connect().await.unwrap(), 1)
+        .open("BB_TEST_LISTING")
+        .await
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let rewrites = tokio::spawn({
+        let (keys, done) = (keys.clone(), done.clone());
+        async move {
+            let mut n = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                for k in &keys {
+                    writer.put(k, n.to_string().into()).await.unwrap();
+                    n += 1;
+                }
+            }
+            n
+        }
+    });
+    for _ in 0..30 {
+        let mut listed: Vec<String> = within("a listing", bucket.entries("k."))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.key)
+            .collect();
+        listed.sort();
+        assert_eq!(listed, keys);
+    }
+    done.store(true, Ordering::Relaxed);
+    let n = within("the writer", rewrites).await.unwrap();
+    assert!(n > 0, "the keys were rewritten during the listings");
+}

@@ -181,7 +181,10 @@ impl LeaseStore for KvBucket {
     }
 
     async fn entries(&self, prefix: &str) -> Result<Vec<Versioned>, StoreError> {
-        let keys: Vec<String> = self
+        // A set: the key listing is a consumer over the bucket's last message per key, and
+        // a put landing while it runs (a heartbeat, a renew) is delivered too, so a key can
+        // be listed twice.
+        let keys: std::collections::BTreeSet<String> = self
             .store
             .keys()
             .await

@@ -89,7 +89,8 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes the key (a deletion is itself a version, seen by watchers).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
-    /// The latest version of every live key starting with `prefix` (`""` for all).
+    /// The latest version of every live key starting with `prefix` (`""` for all), each key
+    /// once.
     async fn entries(&self, prefix: &str) -> Result<Vec<Versioned>, StoreError>;
 
     /// Streams the latest version of every key starting with `prefix` (`""` for all, else a
