@@ -25,7 +25,7 @@ use crate::codec;
 use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
 use crate::history::Record;
 use crate::log::{Entry, EventLog};
-use crate::store::{RemoteBatch, ReplicaStore, StoreError};
+use crate::store::{RemoteBatch, ReplicaStore};
 use crate::watch::listeners::Listeners;
 use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
 use crate::Error;
@@ -820,18 +820,12 @@ impl Shared {
         if st.stored_since_compaction < threshold {
             return;
         }
-        let result = (|| -> Result<(), StoreError> {
-            let snapshot = st.core.save();
-            let folded: Vec<[u8; 32]> = self
-                .store
-                .stored_change_hashes()?
-                .into_iter()
-                // Changes automerge still holds back (missing dependencies) are not in the
-                // snapshot: keep them.
-                .filter(|h| st.core.has_change(&ChangeHash(*h)))
-                .collect();
-            self.store.compact(&snapshot, folded.iter())
-        })();
+        let snapshot = st.core.save();
+        // Changes automerge still holds back (missing dependencies) are not in the snapshot:
+        // keep them.
+        let result = self
+            .store
+            .compact(&snapshot, |h| st.core.has_change(&ChangeHash(*h)));
         match result {
             Ok(()) => {
                 // Counting the document's changes is O(n) in automerge: count what was
