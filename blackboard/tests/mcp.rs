@@ -257,6 +257,37 @@ async fn two_servers_see_each_others_writes_and_history_names_each_agent_with_it
 }
 
 #[tokio::test]
+async fn a_first_write_below_an_existing_map_keeps_what_other_agents_wrote_there() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let planner = agent(&nats.url(), "planner").await;
+    let worker = agent(&nats.url(), "worker").await;
+    planner
+        .ok(
+            "put",
+            json!({"document": "board", "path": "/tasks/t1", "value": {"status": "open"},
+                   "reason": "the first task"}),
+        )
+        .await;
+    // The worker has never touched the document: its first call is a write into the map the
+    // planner made. Written without the planner's map, it would make a second `tasks` map,
+    // and one of the two would hide the other's keys.
+    worker
+        .ok(
+            "put",
+            json!({"document": "board", "path": "/tasks/t2", "value": {"status": "open"},
+                   "reason": "a second task"}),
+        )
+        .await;
+    for who in [&planner, &worker] {
+        let read = who.ok("read", json!({"document": "board"})).await;
+        assert_eq!(
+            read["value"],
+            json!({"tasks": {"t1": {"status": "open"}, "t2": {"status": "open"}}})
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_write_with_an_old_read_at_warns_naming_the_other_agent_and_still_merges() {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
     let planner = agent(&nats.url(), "planner").await;

@@ -387,6 +387,10 @@ impl Server {
         }
         let board = &self.board;
         let replica = board.replica(document).await?;
+        // Write on top of everything the log holds: a write into a map this replica has not
+        // seen yet would create a second map of the same name, and of two concurrently
+        // created maps one hides the other's keys.
+        board.catch_up(&replica).await?;
         // The error of `f` is carried out of the transaction by hand: the replica wants its own
         // error type, and a tool error is a message for the model.
         let mut failure = None;
