@@ -307,20 +307,6 @@ impl ReplicaStore {
         Ok(self.tree.apply_batch(batch)?)
     }
 
-    /// Records that the log position `seq` was applied, with the change it carried (if it was
-    /// new to this replica) and its index record (if it was not indexed yet), in one atomic
-    /// batch.
-    pub fn add_remote(
-        &self,
-        seq: u64,
-        change: Option<(&[u8; 32], &[u8])>,
-        record: Option<&Record>,
-    ) -> Result<(), StoreError> {
-        let mut batch = RemoteBatch::default();
-        batch.add(seq, change, record);
-        self.commit_remote(batch)
-    }
-
     /// Commits the writes of a run of log events in one atomic batch (not yet durable).
     pub fn commit_remote(&self, mut batch: RemoteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {

@@ -250,7 +250,7 @@ pub fn resolve(opened: &Opened, flag: &str, at: &At) -> anyhow::Result<Position>
 
 /// Opens the sled database of the store directory `dir`, as `blackboard demo --store`
 /// laid it out; with `create`, makes it if missing.
-fn open_store(dir: &FsPath, create: bool) -> anyhow::Result<sled::Db> {
+pub(crate) fn open_store(dir: &FsPath, create: bool) -> anyhow::Result<sled::Db> {
     let path = dir.join("replicas");
     if !create && !path.is_dir() {
         bail!(

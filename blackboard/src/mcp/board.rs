@@ -76,7 +76,8 @@ impl Board {
                 (log, leases, db, None, temp)
             }
             (None, Some(dir)) => {
-                let db = open_db(&dir.join("replicas"))?;
+                // The same layout and errors as the CLI's `--store`.
+                let db = crate::cli::open::open_store(dir, true)?;
                 let log = Arc::new(EmbeddedLog::open(db.clone())?);
                 let leases = Arc::new(EmbeddedLeases::new(db.clone()));
                 (log, leases, db.clone(), Some(db), None)

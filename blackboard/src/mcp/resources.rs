@@ -138,7 +138,11 @@ impl Server {
                             return;
                         }
                     };
-                while let Some(event) = watch.next().await {
+                loop {
+                    // The stream ends only when the replica closes: nothing more to watch.
+                    let Some(event) = watch.next().await else {
+                        return;
+                    };
                     if let Err(e) = &event {
                         // Fell behind: say it changed, and watch again from now.
                         tracing::debug!(uri = %task_uri, error = %e, "watch restarts");

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use automerge::transaction::Transaction;
 use automerge::ChangeHash;
 use blackboard_schemas::{AgentId, DocumentId, SpaceId, MAX_ENVELOPE_BYTES};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use serde_json::Value as Json;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -554,7 +554,7 @@ impl Replica {
     /// # use std::sync::Arc;
     /// # use blackboard::{log::EmbeddedLog, replica::{Config, Replica}};
     /// use blackboard::watch::{Options, PatchOp};
-    /// use futures::{FutureExt, StreamExt};
+    /// use futures::StreamExt;
     /// # let dir = tempfile::tempdir()?;
     /// # let db = sled::open(dir.path())?;
     /// # let log = Arc::new(EmbeddedLog::open(db.clone())?);
@@ -861,26 +861,21 @@ async fn follow(shared: Arc<Shared>) {
         }
         let from = shared.lock().position + 1;
         match shared.log.subscribe(space, document, from).await {
-            Ok(mut entries) => {
+            Ok(entries) => {
                 debug!(%space, %document, from, "following the log");
                 // Whatever has arrived is applied as one batch (one lock, one sled batch).
-                let mut ended = false;
-                while let Some(item) = entries.next().await {
-                    let mut batch = Vec::new();
+                let mut arrived = entries.ready_chunks(APPLY_BATCH);
+                while let Some(items) = arrived.next().await {
+                    let mut batch = Vec::with_capacity(items.len());
                     let mut failed = None;
-                    match item {
-                        Ok(entry) => batch.push(entry),
-                        Err(e) => failed = Some(e),
-                    }
-                    while failed.is_none() && batch.len() < APPLY_BATCH {
-                        match entries.next().now_or_never() {
-                            Some(Some(Ok(entry))) => batch.push(entry),
-                            Some(Some(Err(e))) => failed = Some(e),
-                            Some(None) => {
-                                ended = true;
+                    for item in items {
+                        match item {
+                            Ok(entry) => batch.push(entry),
+                            // What follows an error is read again after resubscribing.
+                            Err(e) => {
+                                failed = Some(e);
                                 break;
                             }
-                            None => break,
                         }
                     }
                     if !batch.is_empty() {
@@ -889,9 +884,6 @@ async fn follow(shared: Arc<Shared>) {
                     }
                     if let Some(e) = failed {
                         warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
-                        break;
-                    }
-                    if ended {
                         break;
                     }
                 }
