@@ -34,6 +34,11 @@ pub enum Error {
     /// A history query or snapshot failed.
     #[error(transparent)]
     History(#[from] crate::history::HistoryError),
+    /// The caller's own code in a transaction (a `change` closure) gave up with its own
+    /// error; the change was not made. The error is carried as it was, so the caller can
+    /// take it back out with `downcast`.
+    #[error(transparent)]
+    Aborted(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<automerge::AutomergeError> for Error {

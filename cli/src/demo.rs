@@ -1,15 +1,13 @@
 //! `blackboard demo`: several agents editing one document concurrently.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use blackboard::automerge::transaction::Transactable;
-use blackboard::automerge::{ChangeHash, ScalarValue, ROOT};
-use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
-use blackboard::replica::{Config, Replica};
-use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+use blackboard_client::automerge::transaction::Transactable;
+use blackboard_client::automerge::{ChangeHash, ObjType, ScalarValue, ROOT};
+use blackboard_client::{AgentId, Doc, DocumentId, SpaceId};
+
+use crate::connect::{self, BoardArgs, Connected, Log, Missing};
 
 /// Options of `blackboard demo`.
 #[derive(Debug, clap::Args)]
@@ -21,17 +19,11 @@ pub struct Args {
     /// insert and a counter increment).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     rounds: u32,
-    /// Use the NATS JetStream server at this URL instead of the embedded log
-    /// (for example nats://127.0.0.1:4222).
-    #[arg(long, value_name = "URL")]
-    nats: Option<String>,
-    /// NATS credentials file, with --nats.
-    #[arg(long, value_name = "FILE", requires = "nats")]
-    creds: Option<PathBuf>,
-    /// Directory for the agents' local stores (default: a temporary directory, removed
-    /// afterwards).
-    #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
+    /// Where the board is. Without --nats (and $NATS_URL) the agents share the embedded log
+    /// of --store DIR (a temporary directory by default, removed afterwards); with a NATS
+    /// server each agent has its own connection and its own store, DIR/agent-N.
+    #[command(flatten)]
+    board: BoardArgs,
     /// Space of the demo document.
     #[arg(long, default_value = "demo")]
     space: SpaceId,
@@ -42,31 +34,59 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let temp;
-    let store_dir = match &args.store {
-        Some(dir) => dir.clone(),
+    let log = match args.board.log()? {
+        Some(log) => log,
         None => {
             temp = tempfile::tempdir().context("creating a temporary store directory")?;
-            temp.path().to_owned()
+            Log::Embedded {
+                store: temp.path().to_owned(),
+            }
         }
     };
-    let db = sled::open(store_dir.join("replicas"))
-        .with_context(|| format!("opening the local store in {}", store_dir.display()))?;
-    let embedded = match &args.nats {
-        None => Some(Arc::new(EmbeddedLog::open(db.clone())?) as Arc<dyn EventLog>),
-        Some(_) => None,
-    };
-    let mut agents = Vec::new();
-    for i in 0..args.agents {
-        let log = match (&embedded, &args.nats) {
-            (Some(log), _) => log.clone(),
-            (None, Some(url)) => connect(url, args.creds.as_ref(), &args.space, i).await?,
-            (None, None) => unreachable!("one of the two is set"),
-        };
-        let agent: AgentId = format!("agent-{i}").parse()?;
-        let config = Config::new(args.space.clone(), args.doc.clone(), agent);
-        agents.push(Replica::open(log, &db, config)?);
+    let names: Vec<AgentId> = (0..args.agents)
+        .map(|i| format!("agent-{i}").parse())
+        .collect::<Result<_, _>>()?;
+    // One board per agent over NATS (each its own connection, as separate processes would
+    // have); on the embedded log one board, which only one process can open, shared by the
+    // agents with `as_agent`.
+    let mut boards: Vec<Connected> = Vec::new();
+    let mut agents: Vec<(AgentId, Doc)> = Vec::new();
+    match &log {
+        Log::Nats { store, .. } => {
+            for name in &names {
+                let log = match (&log, store) {
+                    (Log::Nats { url, creds, .. }, Some(dir)) => Log::Nats {
+                        url: url.clone(),
+                        creds: creds.clone(),
+                        store: Some(dir.join(name.as_str())),
+                    },
+                    _ => log.clone(),
+                };
+                let connected =
+                    connect::open(&args.board, log, name, Missing::Create, "demo", |o| o)
+                        .await?;
+                let doc = connected
+                    .board
+                    .doc(args.space.as_str(), args.doc.as_str())?;
+                agents.push((name.clone(), doc));
+                boards.push(connected);
+            }
+        }
+        Log::Embedded { .. } => {
+            let connected =
+                connect::open(&args.board, log.clone(), &names[0], Missing::Create, "demo", |o| o)
+                    .await?;
+            for name in &names {
+                let board = connected.board.as_agent(name.as_str())?;
+                agents.push((name.clone(), board.doc(args.space.as_str(), args.doc.as_str())?));
+            }
+            boards.push(connected);
+        }
     }
-    let where_ = args.nats.as_deref().unwrap_or("the embedded log");
+    let where_ = match &log {
+        Log::Nats { url, .. } => url.clone(),
+        Log::Embedded { .. } => "the embedded log".to_owned(),
+    };
     println!(
         "{} agents editing {}/{} on {where_}, {} rounds each",
         args.agents, args.space, args.doc, args.rounds
@@ -74,17 +94,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // Agent 0 lays out the document; everyone starts from it, so their text inserts land in
     // one shared text object rather than in competing ones.
-    let first = &agents[0];
+    let first = &agents[0].1;
     first
-        .change_with_message(Some("set up the board"), |tx| {
-            tx.put_object(ROOT, "notes", blackboard::automerge::ObjType::Text)?;
+        .change_with_message("set up the board", |tx| {
+            tx.put_object(ROOT, "notes", ObjType::Text)?;
             tx.put(ROOT, "edits", ScalarValue::counter(0))?;
             tx.put(ROOT, "status", "new")
         })
         .await?;
     first.flush().await?;
     let base = first.heads();
-    for a in &agents {
+    for (_, a) in &agents {
         a.wait_for(&base).await?;
     }
 
@@ -92,13 +112,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .cloned()
         .enumerate()
-        .map(|(i, agent)| {
+        .map(|(i, (_, agent))| {
             let rounds = args.rounds;
             tokio::spawn(async move {
                 for r in 0..rounds {
                     let why = format!("agent {i} round {r}");
                     agent
-                        .change_with_message(Some(&why), |tx| {
+                        .change_with_message(&why, |tx| {
                             tx.put(ROOT, "status", format!("agent-{i} says round {r}"))?;
                             tx.put(ROOT, "last_writer", i as i64)?;
                             tx.increment(ROOT, "edits", 1)
@@ -119,21 +139,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         all_heads.extend(t.await.context("an agent task failed")??);
     }
     let all_heads: Vec<ChangeHash> = all_heads.into_iter().collect();
-    for a in &agents {
+    for (_, a) in &agents {
         a.wait_for(&all_heads).await?;
     }
 
-    let doc = agents[0].to_json();
+    let doc = agents[0].1.to_json();
     println!("{}", serde_json::to_string_pretty(&doc)?);
-    let reference = agents[0].heads();
+    let reference = agents[0].1.heads();
     let mut converged = true;
-    for a in &agents {
+    for (name, a) in &agents {
         let heads = a.heads();
         let same = heads == reference && a.to_json() == doc;
         converged &= same;
         println!(
             "{:<10} heads {}{}",
-            a.config().agent,
+            name,
             heads.iter().map(short).collect::<Vec<_>>().join(","),
             if same { "" } else { "  <- differs" }
         );
@@ -152,25 +172,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "converged: {} agents, identical heads and JSON; counter = {expected}",
         args.agents
     );
-    blackboard::store::flush_db(&db).await?;
-    Ok(())
-}
-
-async fn connect(
-    url: &str,
-    creds: Option<&PathBuf>,
-    space: &SpaceId,
-    i: u16,
-) -> anyhow::Result<Arc<dyn EventLog>> {
-    let name = format!("blackboard-demo-{i}");
-    let client = crate::cli::open::connect_nats(url, creds.map(PathBuf::as_path), &name).await?;
-    let log = JetStreamLog::new(client, JetStreamConfig::default());
-    if i == 0 {
-        log.ensure_stream(space)
-            .await
-            .context("setting up the JetStream stream")?;
+    drop(agents);
+    for board in boards {
+        board.close().await?;
     }
-    Ok(Arc::new(log))
+    Ok(())
 }
 
 fn short(h: &ChangeHash) -> String {

@@ -1,9 +1,6 @@
-//! The `blackboard` command: a thin clap + tracing shell over the engine.
+//! The `blackboard` command: a thin clap + tracing shell over `blackboard_cli`.
 
-mod cli;
-mod demo;
-mod mcp;
-
+use blackboard_cli::{demo, mcp, verbs};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -22,47 +19,48 @@ enum Command {
     /// The agents write conflicting values to the same map keys, insert into the same text
     /// and increment the same counter, all concurrently. Then each waits for the others'
     /// changes and the command prints the document and every agent's heads, which are equal.
-    /// By default the agents share an embedded log (nothing to install); with --nats they
-    /// each connect to a NATS JetStream server.
+    /// By default the agents share an embedded log (nothing to install); with --nats (or
+    /// $NATS_URL) they each connect to a NATS JetStream server.
     Demo(demo::Args),
     /// List the documents of a space, with how many events each has on the log.
-    Ls(cli::ls::Args),
+    Ls(verbs::ls::Args),
     /// Print a document (or the value at PATH) as JSON.
     ///
-    /// Reads the document from a NATS JetStream server (--nats) or the embedded log in a
-    /// store directory (--store), up to date with everything the log holds. --at reads it
-    /// as it was at an earlier position (like `show`).
-    Get(cli::get::Args),
+    /// Reads the document from a NATS JetStream server (--nats, or $NATS_URL) or the
+    /// embedded log in a store directory (--store), up to date with everything the log
+    /// holds. --at reads it as it was at an earlier position (like `show`).
+    Get(verbs::get::Args),
     /// Write a JSON value at a path of a document, and wait until the log has it.
     ///
     /// Maps missing on the way to PATH are created; the document and the space are created
     /// on their first write. The change is recorded as written by --as (default: cli),
     /// with --message saying why. Prints the path, the value, and the change's log
     /// position and hash.
-    Put(cli::put::Args),
+    Put(verbs::put::Args),
     /// Print each change to a document as it happens, until interrupted (or --count).
     ///
     /// One line per change (JSON Lines with --json), for the paths matching PATTERN
     /// (`*` is one segment, `**` any depth; default: everything). Starts with the next
-    /// change, or after an earlier position with --from. Once listening it says so on
-    /// stderr ("watching ...").
-    Watch(cli::watch::Args),
+    /// change, or after an earlier position with --from (--from beginning: the whole
+    /// history, then live). Once listening it says so on stderr ("watching ...").
+    Watch(verbs::watch::Args),
     /// List a document's events: who changed what, when and why.
     ///
-    /// Reads the document from a NATS JetStream server (--nats) or the embedded log in a
-    /// store directory (--store); filters by position, agent and path pattern.
-    History(cli::history::Args),
+    /// Reads the document from a NATS JetStream server (--nats, or $NATS_URL) or the
+    /// embedded log in a store directory (--store); filters by position, agent and path
+    /// pattern.
+    History(verbs::history::Args),
     /// Print the document (or the value at PATH) as it was at a position.
-    Show(cli::show::Args),
+    Show(verbs::show::Args),
     /// List what changed between two positions.
-    Diff(cli::diff::Args),
+    Diff(verbs::diff::Args),
     /// Tell who wrote the value at a path (and, for text, each run of characters).
-    Blame(cli::blame::Args),
+    Blame(verbs::blame::Args),
     /// Write a snapshot of the document to the log; with --trim, also remove the events
     /// below it.
-    Snapshot(cli::snapshot::Args),
+    Snapshot(verbs::snapshot::Args),
     /// Run the document's events through a projection, one line per event.
-    Replay(cli::replay::Args),
+    Replay(verbs::replay::Args),
     /// Serve the board to AI agents over the Model Context Protocol (stdio, or --http),
     /// acting as one agent.
     Mcp(mcp::Args),
@@ -79,25 +77,25 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Ls(args) => cli::ls::run(args).await,
-        Command::Get(args) => cli::get::run(args).await,
-        Command::Put(args) => cli::put::run(args).await,
-        Command::Watch(args) => cli::watch::run(args).await,
-        Command::History(args) => cli::history::run(args).await,
-        Command::Show(args) => cli::show::run(args).await,
-        Command::Diff(args) => cli::diff::run(args).await,
-        Command::Blame(args) => cli::blame::run(args).await,
-        Command::Snapshot(args) => cli::snapshot::run(args).await,
-        Command::Replay(args) => cli::replay::run(args).await,
+        Command::Ls(args) => verbs::ls::run(args).await,
+        Command::Get(args) => verbs::get::run(args).await,
+        Command::Put(args) => verbs::put::run(args).await,
+        Command::Watch(args) => verbs::watch::run(args).await,
+        Command::History(args) => verbs::history::run(args).await,
+        Command::Show(args) => verbs::show::run(args).await,
+        Command::Diff(args) => verbs::diff::run(args).await,
+        Command::Blame(args) => verbs::blame::run(args).await,
+        Command::Snapshot(args) => verbs::snapshot::run(args).await,
+        Command::Replay(args) => verbs::replay::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader went away (`blackboard history | head`): nothing more to say.
-        Err(e) if cli::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if verbs::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if cli::is_usage(&e) {
+            if verbs::is_usage(&e) {
                 std::process::ExitCode::from(2)
             } else {
                 std::process::ExitCode::FAILURE

@@ -42,6 +42,9 @@ struct Inner {
     /// Open replicas, shared by every board over the same store: two replicas on one sled
     /// tree would hand out the same outbox slots.
     docs: Arc<Mutex<HashMap<ReplicaKey, Replica>>>,
+    /// The NATS connection of a board opened with [`Options::connect`](crate::Options::connect),
+    /// for questions the event log does not answer (does a space's stream exist?).
+    nats: Option<async_nats::Client>,
 }
 
 type ReplicaKey = (AgentId, SpaceId, DocumentId);
@@ -61,6 +64,7 @@ impl Board {
                 snapshots: None,
                 leases,
                 docs: Arc::default(),
+                nats: None,
             }),
         }
     }
@@ -76,6 +80,7 @@ impl Board {
             snapshots: self.inner.snapshots.clone(),
             leases,
             docs: self.inner.docs.clone(),
+            nats: self.inner.nats.clone(),
         };
         Self {
             inner: Arc::new(inner),
@@ -107,6 +112,7 @@ impl Board {
                 snapshots: self.inner.snapshots.clone(),
                 leases: self.inner.leases.clone(),
                 docs: self.inner.docs.clone(),
+                nats: self.inner.nats.clone(),
             }),
         })
     }
@@ -255,9 +261,64 @@ impl Board {
             snapshots,
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
+            nats: self.inner.nats.clone(),
         };
         Self {
             inner: Arc::new(inner),
+        }
+    }
+
+    /// This board with `client`, the NATS connection its log and leases use.
+    pub(crate) fn with_nats(self, client: async_nats::Client) -> Self {
+        let inner = Inner {
+            agent: self.inner.agent.clone(),
+            log: self.inner.log.clone(),
+            db: self.inner.db.clone(),
+            watch_capacity: self.inner.watch_capacity,
+            snapshots: self.inner.snapshots.clone(),
+            leases: self.inner.leases.clone(),
+            docs: self.inner.docs.clone(),
+            nats: Some(client),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Whether `space` exists on the log, found out without creating it: over JetStream,
+    /// whether the space's stream is there (someone wrote to the space, or created it); the
+    /// embedded log has every space (one nobody wrote to is empty). A reader that must not
+    /// leave a stream behind asks this before opening a document.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// let board = blackboard_client::Options::new("reader")?.store(dir.path()).embedded().await?;
+    /// assert!(board.space_exists("team").await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn space_exists(&self, space: &str) -> Result<bool, Error> {
+        use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
+
+        let space: SpaceId = space.parse()?;
+        let Some(client) = &self.inner.nats else {
+            return Ok(true);
+        };
+        let stream = blackboard::schemas::subject::stream_name(&space);
+        match async_nats::jetstream::new(client.clone())
+            .get_stream(&stream)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(Error::Stream { stream, source: e }),
+            },
         }
     }
 

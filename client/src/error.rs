@@ -24,6 +24,14 @@ pub enum Error {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// A space's stream could not be looked up on the NATS server.
+    #[error("cannot look up stream {stream}: {source}")]
+    Stream {
+        /// The stream's name.
+        stream: String,
+        /// Why it failed.
+        source: async_nats::jetstream::context::GetStreamError,
+    },
     /// A watch pattern was malformed.
     #[error(transparent)]
     Pattern(#[from] blackboard::watch::PatternError),

@@ -60,10 +60,25 @@ impl Options {
         self
     }
 
-    /// How streams are created (replicas, duplicate window, ack timeout).
+    /// How streams are created (replicas, duplicate window, ack timeout). The replicas
+    /// apply to the space's claims and presence buckets too.
     pub fn jetstream(mut self, config: JetStreamConfig) -> Self {
         self.jetstream = config;
         self
+    }
+
+    /// How many servers keep each stream and lease bucket this board creates: 1 (the
+    /// default) on a single server, 3 or 5 on a cluster. Existing streams keep theirs.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.jetstream.replicas = replicas.max(1);
+        self
+    }
+
+    /// The store directory: the one given to [`store`](Self::store), or the default.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| Path::new(".blackboard").join(self.agent.as_str()))
     }
 
     /// How many change events a live watcher may fall behind its document before it is told
@@ -84,12 +99,6 @@ impl Options {
 
     fn board(self, log: Arc<dyn EventLog>, db: sled::Db) -> Board {
         Board::with_log(self.agent, log, db).with_settings(self.watch_capacity, self.snapshots)
-    }
-
-    fn store_dir(&self) -> PathBuf {
-        self.store
-            .clone()
-            .unwrap_or_else(|| Path::new(".blackboard").join(self.agent.as_str()))
     }
 
     fn open_db(&self) -> Result<sled::Db, Error> {
@@ -115,8 +124,11 @@ impl Options {
         })?;
         let db = self.open_db()?;
         let leases = JetStreamLeases::new(client.clone(), self.jetstream.replicas);
-        let log = JetStreamLog::new(client, self.jetstream.clone());
-        Ok(self.board(Arc::new(log), db).with_leases(Arc::new(leases)))
+        let log = JetStreamLog::new(client.clone(), self.jetstream.clone());
+        Ok(self
+            .board(Arc::new(log), db)
+            .with_leases(Arc::new(leases))
+            .with_nats(client))
     }
 
     /// Opens the board on the embedded log, stored with the agent's state: one process, no

@@ -1,103 +1,64 @@
-//! The server's board: the log and lease connections, and one live replica per document,
-//! opened on demand and kept.
+//! The server's board: the SDK board (opened through `Options`, like every command's), its
+//! claims and presence, and waiting for the log around reads and writes.
 
 use std::collections::HashMap;
-use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use blackboard::claim::{Claim, Claims};
-use blackboard::lease::{EmbeddedLeases, JetStreamLeases, LeaseBuckets};
-use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
-use blackboard::presence::{self, Membership, Presence};
-use blackboard::replica::{Config, Position};
-use blackboard::schemas::{subject, AgentId, DocumentId, SpaceId};
-use blackboard::Replica;
+use blackboard_client::{
+    AgentId, Claim, Claims, DocumentSummary, Membership, Position, Presence, Replica, SpaceId,
+};
 use tokio::sync::Mutex;
 
 use super::tools::ToolError;
 use super::Args;
-
-/// The log, the lease buckets, the replicas' database, the embedded log's database (with
-/// --store) and the temporary directory of the replicas (without --data).
-type Connections = (
-    Arc<dyn EventLog>,
-    Arc<dyn LeaseBuckets>,
-    sled::Db,
-    Option<sled::Db>,
-    Option<tempfile::TempDir>,
-);
+use crate::connect::{self, Connected, Missing};
 
 /// Everything one server (one agent in one space) shares between its sessions.
 #[derive(Debug)]
 pub struct Board {
+    /// The agent the server acts as.
     pub agent: AgentId,
+    /// The space it serves.
     pub space: SpaceId,
-    pub log: Arc<dyn EventLog>,
+    /// The agent's claims in the space.
     pub claims: Claims,
+    /// Presence in the space.
     pub presence: Presence,
     /// How long a read waits for the log.
     pub timeout: Duration,
-    db: sled::Db,
-    /// The embedded log's database (with --store), flushed on close.
-    log_db: Option<sled::Db>,
-    docs: Mutex<HashMap<DocumentId, Replica>>,
+    /// The SDK board, opened through `Options` (it keeps one replica per document, opened
+    /// on first use and following the log).
+    connected: Connected,
     /// The claims this agent holds, by resource, for renew and release.
     pub held: Mutex<HashMap<String, Claim>>,
     membership: Mutex<Option<Membership>>,
-    /// The temporary replica store, removed when the board goes (fields drop in order).
-    _temp: Option<tempfile::TempDir>,
 }
 
 impl Board {
-    /// Connects to the log named by `args`, joins the space's presence as the agent.
+    /// Opens the board `args` name through the SDK and joins the space's presence as the
+    /// agent.
     pub async fn open(args: &Args) -> anyhow::Result<Arc<Board>> {
-        let (log, leases, db, log_db, temp): Connections = match (&args.nats, &args.store) {
-            (Some(url), _) => {
-                let client = crate::cli::open::connect_nats(
-                    url,
-                    args.creds.as_deref(),
-                    &format!("blackboard-mcp:{}", args.agent),
-                )
-                .await?;
-                let (db, temp) = match &args.data {
-                    Some(dir) => (open_db(dir)?, None),
-                    None => {
-                        let temp = tempfile::Builder::new()
-                            .prefix("blackboard-mcp-")
-                            .tempdir()
-                            .context("creating a temporary replica store")?;
-                        (open_db(temp.path())?, Some(temp))
-                    }
-                };
-                let leases = Arc::new(JetStreamLeases::new(client.clone(), 1));
-                let log = Arc::new(JetStreamLog::new(client, JetStreamConfig::default()));
-                (log, leases, db, None, temp)
-            }
-            (None, Some(dir)) => {
-                // The same layout and errors as the CLI's `--store`.
-                let db = crate::cli::open::open_store(dir, true)?;
-                let log = Arc::new(EmbeddedLog::open(db.clone())?);
-                let leases = Arc::new(EmbeddedLeases::new(db.clone()));
-                (log, leases, db.clone(), Some(db), None)
-            }
-            (None, None) => anyhow::bail!("give --nats URL or --store DIR"),
-        };
-        let claims_bucket = leases
-            .open(&subject::claims_bucket(&args.space))
+        let log = args.board.required_log()?;
+        let connected = connect::open(
+            &args.board,
+            log,
+            &args.agent,
+            Missing::Create,
+            "mcp",
+            |o| o,
+        )
+        .await?;
+        let sdk = &connected.board;
+        let claims = sdk
+            .claims(args.space.as_str())
             .await
             .context("opening the space's claims")?;
-        let presence_bucket = leases
-            .open(&subject::presence_bucket(&args.space))
+        let presence = sdk
+            .presence(args.space.as_str(), None)
             .await
             .context("opening the space's presence")?;
-        let presence = Presence::new(
-            presence_bucket,
-            args.agent.clone(),
-            None,
-            presence::Config::default(),
-        )?;
         let membership = presence
             .join(Some("connected over MCP"))
             .await
@@ -105,34 +66,36 @@ impl Board {
         Ok(Arc::new(Board {
             agent: args.agent.clone(),
             space: args.space.clone(),
-            claims: Claims::new(claims_bucket, args.agent.clone()),
+            claims,
             presence,
-            log,
             timeout: Duration::from_secs(args.timeout),
-            db,
-            log_db,
-            docs: Mutex::default(),
+            connected,
             held: Mutex::default(),
             membership: Mutex::new(Some(membership)),
-            _temp: temp,
         }))
     }
 
-    /// The replica of `name`, opened (and kept, following the log) on first use. Opening
-    /// creates nothing on the log.
+    /// The documents of the space that have events, with their event counts.
+    pub async fn list(&self) -> Result<Vec<DocumentSummary>, blackboard_client::Error> {
+        self.connected
+            .board
+            .list_documents(self.space.as_str())
+            .await
+    }
+
+    /// The replica of `name`, opened (and kept, following the log) on first use.
     pub async fn replica(&self, name: &str) -> Result<Replica, ToolError> {
-        let id: DocumentId = name
-            .parse()
-            .map_err(|e| ToolError::new(format!("bad document name {name:?}: {e}")))?;
-        let mut docs = self.docs.lock().await;
-        if let Some(r) = docs.get(&id) {
-            return Ok(r.clone());
-        }
-        let config = Config::new(self.space.clone(), id.clone(), self.agent.clone());
-        let replica = Replica::open(self.log.clone(), &self.db, config)
-            .map_err(|e| ToolError::new(format!("opening document {name}: {e}")))?;
-        docs.insert(id, replica.clone());
-        Ok(replica)
+        let doc = self
+            .connected
+            .board
+            .doc(self.space.as_str(), name)
+            .map_err(|e| match e {
+                blackboard_client::Error::Id(e) => {
+                    ToolError::new(format!("bad document name {name:?}: {e}"))
+                }
+                e => ToolError::new(format!("opening document {name}: {e}")),
+            })?;
+        Ok(doc.replica().clone())
     }
 
     /// Waits until `replica` has applied every event the log holds for it now, so a read
@@ -198,26 +161,10 @@ impl Board {
                 Err(_) => tracing::info!("leaving presence timed out"),
             }
         }
-        let docs: Vec<Replica> = self.docs.lock().await.drain().map(|(_, r)| r).collect();
-        for r in docs {
-            if let Err(e) = r.close().await {
-                tracing::warn!(error = %e, "closing a replica");
-            }
-        }
-        if let Some(db) = &self.log_db {
-            if let Err(e) = blackboard::store::flush_db(db).await {
-                tracing::warn!(error = %e, "flushing the store");
-            }
+        // The SDK closes the replicas and flushes the store; the board stays usable by
+        // sessions still finishing, which then find their replicas closed.
+        if let Err(e) = self.connected.board.clone().close().await {
+            tracing::warn!(error = %e, "closing the board");
         }
     }
-}
-
-fn open_db(dir: &FsPath) -> anyhow::Result<sled::Db> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    sled::open(dir).with_context(|| {
-        format!(
-            "opening {} (only one process can open a store at a time)",
-            dir.display()
-        )
-    })
 }

@@ -1,67 +1,41 @@
 //! The streamable HTTP transport (`--http ADDR`, endpoint `/mcp`), built with the `http`
 //! cargo feature. Each HTTP session gets its own [`Server`] over the shared board.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 
-use super::board::Board;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-#[cfg(feature = "http")]
-pub async fn serve(board: Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-    use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService,
-    };
+use super::{Board, Server};
 
-    use super::Server;
-
+/// Serves MCP's streamable HTTP transport at `/mcp` on `listener` (already bound, so the
+/// caller picks the address and learns a port chosen by the OS) until `shutdown` resolves,
+/// then lets the open requests finish. Each HTTP session is a [`Server`] over `board`. The
+/// caller closes the board afterwards.
+///
+/// ```no_run
+/// # async fn f(board: std::sync::Arc<blackboard_cli::mcp::Board>) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// blackboard_cli::mcp::serve(board.clone(), listener, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// board.close().await;
+/// # Ok(()) }
+/// ```
+pub async fn serve(
+    board: Arc<Board>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let service: StreamableHttpService<Server, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(Server::new(board.clone())),
         Arc::default(),
         StreamableHttpServerConfig::default(),
     );
     let router = axum::Router::new().nest_service("/mcp", service);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let local = listener.local_addr()?;
-    // On stderr, so a script can learn the port of `--http 127.0.0.1:0`.
-    eprintln!("blackboard mcp: serving MCP over HTTP at http://{local}/mcp");
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")
-}
-
-/// Resolves on Ctrl-C or SIGTERM (how service managers stop a server), so `run` closes the
-/// board and flushes an embedded store before the process exits.
-#[cfg(feature = "http")]
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-#[cfg(not(feature = "http"))]
-pub async fn serve(_board: Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "--http {addr}: this blackboard was built without the HTTP transport; rebuild with \
-         `cargo install --path blackboard --features http` (or use stdio)"
-    )
 }

@@ -5,12 +5,16 @@
 //! speaks MCP over stdio by default (stdout is the protocol; logs go to stderr), or the
 //! streamable HTTP transport with `--http ADDR`.
 //!
-//! - [`board`]: the connection to the log and leases, the replicas it keeps per document;
+//! - [`Board`]: the SDK board (opened through `Options`), its claims and presence, and
+//!   waiting for the log around reads and writes;
 //! - [`tools`]: the tools (read, write, wait, history, claims, presence);
 //! - [`stale`]: the stale-read check of writes that pass `read_at`;
-//! - [`resources`]: documents as `blackboard://SPACE/DOC` resources, with subscriptions.
+//! - [`resources`]: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
+//! - [`serve`]: the streamable HTTP transport, over a bound listener until a shutdown
+//!   future resolves (the `http` feature).
 
 mod board;
+#[cfg(feature = "http")]
 mod http;
 mod resources;
 mod server;
@@ -18,17 +22,21 @@ mod stale;
 mod tools;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::Context as _;
-use blackboard::schemas::{AgentId, SpaceId};
+use blackboard_client::{AgentId, SpaceId};
 use rmcp::ServiceExt as _;
 
+pub use board::Board;
+#[cfg(feature = "http")]
+pub use http::serve;
 pub use server::Server;
+pub use tools::ToolError;
+
+use crate::connect::BoardArgs;
 
 /// `blackboard mcp`: serve the board to an MCP client as one agent.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("log").required(true).args(["nats", "store"])))]
 pub struct Args {
     /// The agent this server acts as: every change it makes is written by this agent.
     #[arg(long, value_name = "NAME")]
@@ -36,20 +44,11 @@ pub struct Args {
     /// The space whose documents the server serves.
     #[arg(long, default_value = "default")]
     pub space: SpaceId,
-    /// Use the NATS JetStream server at this URL (for example nats://127.0.0.1:4222).
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
-    /// NATS credentials file, with --nats.
-    #[arg(long, value_name = "FILE", requires = "nats")]
-    pub creds: Option<PathBuf>,
-    /// Use the embedded log in this store directory (created if missing). Only one process
-    /// can open a store at a time, so only one agent: use --nats to share a board.
-    #[arg(long, value_name = "DIR", conflicts_with = "nats")]
-    pub store: Option<PathBuf>,
-    /// Keep this agent's replicas in DIR (with --nats), so a restart resumes instead of
-    /// reading the documents again; a temporary directory by default.
-    #[arg(long, value_name = "DIR", conflicts_with = "store")]
-    pub data: Option<PathBuf>,
+    /// Where the board is: --nats URL (or $NATS_URL) to share it with other agents, with
+    /// --store DIR to keep this agent's replicas across restarts; --store DIR alone for a
+    /// single agent on the embedded log in DIR (created if missing).
+    #[command(flatten)]
+    pub board: BoardArgs,
     /// Serve the streamable HTTP transport on this address (for example 127.0.0.1:8080,
     /// endpoint /mcp) instead of stdio.
     #[arg(long, value_name = "ADDR")]
@@ -62,10 +61,10 @@ pub struct Args {
 
 /// Runs the server until the client goes away (stdio) or the process is interrupted (HTTP).
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let board = board::Board::open(&args).await?;
+    let board = Board::open(&args).await?;
     tracing::info!(agent = %args.agent, space = %args.space, "MCP server ready");
     let result = match args.http {
-        Some(addr) => http::serve(board.clone(), addr).await,
+        Some(addr) => serve_http(board.clone(), addr).await,
         None => {
             let service = Server::new(board.clone())
                 .serve(rmcp::transport::stdio())
@@ -77,4 +76,50 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     board.close().await;
     result
+}
+
+/// Listens on `addr` and serves HTTP until Ctrl-C or SIGTERM.
+#[cfg(feature = "http")]
+async fn serve_http(board: std::sync::Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    // On stderr, so a script can learn the port of `--http 127.0.0.1:0`.
+    eprintln!("blackboard mcp: serving MCP over HTTP at http://{local}/mcp");
+    serve(board, listener, terminated())
+        .await
+        .context("serving HTTP")
+}
+
+#[cfg(not(feature = "http"))]
+async fn serve_http(_board: std::sync::Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "--http {addr}: this blackboard was built without the HTTP transport; rebuild with \
+         `cargo install --path cli --features http` (or use stdio)"
+    )
+}
+
+/// Resolves on Ctrl-C or SIGTERM (how service managers stop a server), so `run` closes the
+/// board and flushes an embedded store before the process exits.
+#[cfg(feature = "http")]
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

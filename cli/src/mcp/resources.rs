@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use blackboard::watch::{Options, Pattern, Start};
+use blackboard_client::{Pattern, Start, WatchOptions as Options};
 use futures::StreamExt as _;
 use rmcp::model::{
     ListResourcesResult, ReadResourceResult, Resource, ResourceContents,
@@ -80,7 +80,7 @@ impl Server {
     pub(crate) async fn list_documents_as_resources(
         &self,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let docs = self.board.log.list(&self.board.space).await.map_err(|e| {
+        let docs = self.board.list().await.map_err(|e| {
             ErrorData::internal_error(format!("could not list the documents: {e}"), None)
         })?;
         let resources = docs

@@ -8,10 +8,7 @@
 //! change of `/tasks/3/status/note`). The write still merges (automerge merges it); the
 //! answer names who changed what, so the model can re-read and reconsider.
 
-use blackboard::doc::Path;
-use blackboard::history::{At, Filter};
-use blackboard::schemas::AgentId;
-use blackboard::Replica;
+use blackboard_client::{AgentId, At, HistoryFilter as Filter, Path, Replica};
 use serde::Serialize;
 
 /// A change by another agent, after the caller's read, to a path the write touches.
@@ -42,7 +39,7 @@ pub fn check(
     read_at: u64,
     written: &[Path],
     me: &AgentId,
-) -> Result<Vec<StaleChange>, blackboard::Error> {
+) -> Result<Vec<StaleChange>, blackboard_client::EngineError> {
     if read_at >= replica.position().seq {
         // Nothing after the read (or a position from the future): nothing to warn about.
         return Ok(Vec::new());

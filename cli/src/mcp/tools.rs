@@ -4,13 +4,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use automerge::transaction::{Transactable, Transaction};
-use automerge::{ObjType, ReadDoc, ScalarValue, Value};
-use blackboard::claim::ClaimError;
-use blackboard::doc::{json, DocError, Path};
-use blackboard::history::{At, Filter, HistoryEvent};
-use blackboard::replica::Position;
-use blackboard::watch::{Options, Pattern, Start};
+use blackboard_client::automerge::transaction::{Transactable, Transaction};
+use blackboard_client::automerge::{ObjType, ReadDoc, ScalarValue, Value};
+use blackboard_client::{
+    json, At, ClaimError, DocError, EngineError, HistoryEvent, HistoryFilter as Filter, Path,
+    Pattern, Position, Start, WatchOptions as Options,
+};
 use futures::StreamExt as _;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -23,18 +22,36 @@ use super::server::Server;
 use super::stale;
 
 /// A failure the model should read: becomes a tool result with `isError: true`.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct ToolError(pub String);
 
 impl ToolError {
+    /// A tool error saying `msg`.
     pub fn new(msg: impl Into<String>) -> Self {
         Self(msg.into())
     }
 }
 
-impl From<blackboard::Error> for ToolError {
-    fn from(e: blackboard::Error) -> Self {
-        Self(e.to_string())
+impl From<EngineError> for ToolError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            // A tool's own error, carried out of a transaction: itself again.
+            EngineError::Aborted(inner) => match inner.downcast::<ToolError>() {
+                Ok(tool) => *tool,
+                Err(other) => Self(other.to_string()),
+            },
+            e => Self(e.to_string()),
+        }
+    }
+}
+
+/// A tool error inside a transaction aborts it: the engine carries it out unchanged as
+/// [`EngineError::Aborted`], and [`From<EngineError>`](ToolError#impl-From<Error>-for-ToolError)
+/// takes it back.
+impl From<ToolError> for EngineError {
+    fn from(e: ToolError) -> Self {
+        EngineError::Aborted(Box::new(e))
     }
 }
 
@@ -105,7 +122,7 @@ fn history_json(events: &[HistoryEvent]) -> Json {
                     "seq": e.record.seq,
                     "agent": e.record.agent.to_string(),
                     "reason": e.record.message,
-                    "time": blackboard::history::format_time(e.record.time_ms),
+                    "time": blackboard_client::format_time(e.record.time_ms),
                     "paths": e.paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "change": e.record.hash.to_string(),
                 })
@@ -337,7 +354,7 @@ fn increment(tx: &mut Transaction<'_>, path: &Path, by: i64) -> Result<(), ToolE
         json::put(tx, &parent, &json!({}))?;
     }
     let obj = if parent.is_root() {
-        automerge::ROOT
+        blackboard_client::automerge::ROOT
     } else {
         match json::resolve(tx, &parent)? {
             Some((Value::Object(ObjType::Map | ObjType::Table), id)) => id,
@@ -391,22 +408,9 @@ impl Server {
         // seen yet would create a second map of the same name, and of two concurrently
         // created maps one hides the other's keys.
         board.catch_up(&replica).await?;
-        // The error of `f` is carried out of the transaction by hand: the replica wants its own
-        // error type, and a tool error is a message for the model.
-        let mut failure = None;
-        let result = replica
-            .change_with_message(Some(reason), |tx| match f(tx) {
-                Ok(o) => Ok(o),
-                Err(e) => {
-                    failure = Some(e);
-                    Err(blackboard::Error::Closed)
-                }
-            })
-            .await;
-        let hash = match result {
-            Ok((_, hash)) => hash,
-            Err(e) => return Err(failure.unwrap_or_else(|| ToolError::from(e))),
-        };
+        // A tool error from `f` aborts the change and comes back out as itself (see
+        // `From<EngineError> for ToolError`).
+        let (_, hash) = replica.change_with_message(Some(reason), f).await?;
         let position = board.settle(&replica).await?;
         let mut out = json!({
             "document": document,
@@ -435,7 +439,7 @@ impl Server {
         let mut live = replica.watch(pattern.clone(), Options::start(Start::Now))?;
         let now = board.catch_up(&replica).await?;
         let since = a.since.unwrap_or(now.seq);
-        let matching = |replica: &blackboard::Replica| -> Result<Vec<HistoryEvent>, ToolError> {
+        let matching = |replica: &blackboard_client::Replica| -> Result<Vec<HistoryEvent>, ToolError> {
             let events = replica.history(&Filter {
                 path: Some(pattern.clone()),
                 ..Filter::default()
@@ -485,7 +489,7 @@ impl Server {
         answer(
             async {
                 let docs =
-                    self.board.log.list(&self.board.space).await.map_err(|e| {
+                    self.board.list().await.map_err(|e| {
                         ToolError::new(format!("could not list the documents: {e}"))
                     })?;
                 Ok(json!({
@@ -862,7 +866,7 @@ fn claim_error(e: ClaimError) -> ToolError {
     }
 }
 
-fn claim_json(c: &blackboard::claim::Claim) -> Json {
+fn claim_json(c: &blackboard_client::Claim) -> Json {
     json!({
         "resource": c.resource,
         "holder": c.holder.to_string(),

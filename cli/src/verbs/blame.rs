@@ -3,18 +3,22 @@
 use std::io::Write as _;
 
 use anyhow::bail;
-use blackboard::automerge::ChangeHash;
-use blackboard::doc::Path;
-use blackboard::history::{format_time, Record};
+use blackboard_client::automerge::ChangeHash;
+use blackboard_client::Path;
+use blackboard_client::{format_time, Record};
 
-use super::open::{self, Source};
+use blackboard_client::DocumentId;
+use super::open::{self, LogArgs, Mode};
 use super::table::Table;
 
 /// Options of `blackboard blame`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    source: Source,
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
     /// The path (/tasks/7/status; / for the whole document).
     path: Path,
     /// The answer as one JSON object.
@@ -23,13 +27,13 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = open::open(&args.source).await?;
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
     let Some(blame) = opened.replica.blame(&args.path.to_string())? else {
         bail!(
             "nothing at {} in {}/{}",
             args.path,
-            args.source.log.space,
-            args.source.doc
+            args.log.space,
+            args.doc
         );
     };
     let mut out = super::stdout();

@@ -2,9 +2,10 @@
 
 use std::io::Write as _;
 
-use blackboard::history::At;
+use blackboard_client::At;
 
-use super::open::{self, Source};
+use blackboard_client::DocumentId;
+use super::open::{self, LogArgs, Mode};
 use super::patches;
 use super::table::Table;
 
@@ -12,7 +13,10 @@ use super::table::Table;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    source: Source,
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
     /// From this position: a stream sequence (42), a time (2026-11-24T10:00:00Z) or heads
     /// (hex hashes, comma-separated).
     #[arg(value_name = "FROM")]
@@ -26,7 +30,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = open::open(&args.source).await?;
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
     let from = open::resolve(&opened, "FROM", &args.from)?;
     let to = open::resolve(&opened, "TO", &args.to)?;
     let diff = opened

@@ -1,8 +1,8 @@
 //! `blackboard get`: a document, or the value at a path, as JSON.
 
-use blackboard::doc::Path;
-use blackboard::history::At;
-use blackboard::schemas::DocumentId;
+use blackboard_client::Path;
+use blackboard_client::At;
+use blackboard_client::DocumentId;
 
 use super::open::{self, LogArgs, Mode};
 

@@ -2,18 +2,22 @@
 
 use std::io::Write as _;
 
-use blackboard::history::{format_time, At, Filter, HistoryEvent};
-use blackboard::schemas::AgentId;
-use blackboard::watch::Pattern;
+use blackboard_client::{format_time, At, HistoryEvent, HistoryFilter as Filter};
+use blackboard_client::AgentId;
+use blackboard_client::Pattern;
 
-use super::open::{self, Source};
+use blackboard_client::DocumentId;
+use super::open::{self, LogArgs, Mode};
 use super::table::Table;
 
 /// Options of `blackboard history`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    source: Source,
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
     /// Only events after this position: a stream sequence (42), a time
     /// (2026-11-24T10:00:00Z) or heads (hex hashes, comma-separated).
     #[arg(long, value_name = "POS")]
@@ -45,7 +49,7 @@ struct Line<'a> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = open::open(&args.source).await?;
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
     // Resolve the bounds here, so a bad one names its flag.
     if let Some(at) = &args.after {
         open::resolve(&opened, "--after", at)?;

@@ -3,9 +3,9 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use blackboard::schemas::{DocumentId, SpaceId};
+use blackboard_client::{DocumentId, SpaceId};
 
-use super::open::{Log, LogArgs, Mode};
+use super::open::{LogArgs, Mode};
 use super::table::Table;
 
 /// Options of `blackboard ls`.
@@ -27,20 +27,22 @@ struct Line<'a> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let log = Log::open(&args.log, Mode::Listing).await?;
+    let board = args.log.connect(Mode::Listing).await?;
     let space = &args.log.space;
+    let place = board.place();
     let documents = args
         .log
-        .within(format_args!("{} to list space {space}", log.place), async {
-            log.log
-                .list(space)
+        .within(format_args!("{place} to list space {space}"), async {
+            board
+                .board
+                .list_documents(space.as_str())
                 .await
-                .with_context(|| format!("listing space {space} on {}", log.place))
+                .with_context(|| format!("listing space {space} on {place}"))
         })
         .await?;
     let mut out = super::stdout();
     if documents.is_empty() {
-        eprintln!("no documents in space {space} on {}", log.place);
+        eprintln!("no documents in space {space} on {place}");
     } else if args.json {
         for d in &documents {
             let line = Line {
@@ -58,5 +60,5 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         table.write(&mut out)?;
     }
     out.flush()?;
-    log.close().await
+    board.close().await
 }

@@ -3,9 +3,11 @@
 //!   document or one value, write a value, follow changes as they happen;
 //! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`.
 //!
-//! Each opens one document ([`open`]) on a throwaway replica, brings it up to date with the
-//! log, answers, and leaves nothing behind but what the verb itself writes to the log (a
-//! `put`, a snapshot, a trim).
+//! Each opens the board through the SDK ([`crate::connect`]) and one document on it
+//! ([`open`]), brings the document up to date with the log, and answers. Over NATS the
+//! replica lives in a temporary store unless `--store` names one, so a verb leaves nothing
+//! behind but what it writes to the log (a `put`, a snapshot, a trim); on an embedded store
+//! the verb's replica (agent `cli`, or `--as`) is kept in that store, like any agent's.
 //!
 //! Output: readable text on stdout by default, `--json` for machines; progress and
 //! position lines go to stderr. Exit codes: 0 done, 1 failed (including an unknown
@@ -27,7 +29,7 @@ pub mod watch;
 
 use std::io::{self, BufWriter, StdoutLock, Write};
 
-use blackboard::automerge::ChangeHash;
+use blackboard_client::automerge::ChangeHash;
 
 /// Buffered, locked stdout. A closed pipe (`blackboard history | head`) is not an error;
 /// see [`is_broken_pipe`].

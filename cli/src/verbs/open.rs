@@ -1,35 +1,24 @@
 //! Where a verb's document comes from: the options every verb shares, and opening the
-//! document on a throwaway replica that has caught up with the log.
+//! document on a replica that has caught up with the log.
 
-use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use blackboard::history::At;
-use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
-use blackboard::replica::{Config, Position, SnapshotPolicy};
-use blackboard::schemas::{subject, AgentId, DocumentId, SpaceId};
-use blackboard::Replica;
+use blackboard_client::{
+    schemas::subject, AgentId, At, DocumentId, Position, Replica, SnapshotPolicy, SpaceId,
+};
+
+use crate::connect::{self, BoardArgs, Connected, Missing};
 
 /// The log a verb reads or writes, and the space in it: the options every verb shares.
 /// The default space is the one `blackboard demo` writes.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("log").required(true).args(["nats", "store"])))]
 pub struct LogArgs {
     /// Space of the documents.
     #[arg(long, default_value = "demo")]
     pub space: SpaceId,
-    /// Use the NATS JetStream server at this URL (for example nats://127.0.0.1:4222).
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
-    /// NATS credentials file, with --nats.
-    #[arg(long, value_name = "FILE", requires = "nats")]
-    pub creds: Option<PathBuf>,
-    /// Use the embedded log in this store directory (the one `blackboard demo --store DIR`
-    /// wrote; `put` creates it). Only one process can open a store at a time.
-    #[arg(long, value_name = "DIR", conflicts_with = "nats")]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub board: BoardArgs,
     /// The agent id this command acts as: the writer `put` records (the reading verbs
     /// write nothing, besides `snapshot`).
     #[arg(long = "as", value_name = "AGENT", default_value = "cli")]
@@ -60,17 +49,39 @@ impl LogArgs {
             )
         })?
     }
-}
 
-/// The document a history verb reads (`--doc`), and its log. The defaults name the
-/// document `blackboard demo` writes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Source {
-    #[command(flatten)]
-    pub log: LogArgs,
-    /// The document.
-    #[arg(long, default_value = "board")]
-    pub doc: DocumentId,
+    /// Opens the board these flags name, as `--as`. Unless `mode` is [`Mode::Create`], an
+    /// unknown space (no stream on the server) or a missing store directory is an error and
+    /// nothing is created.
+    pub async fn connect(&self, mode: Mode) -> anyhow::Result<Connected> {
+        let log = self.board.required_log()?;
+        let place = log.place();
+        let missing = match mode {
+            Mode::Create => Missing::Create,
+            _ => Missing::Refuse,
+        };
+        // A verb's replica writes no snapshots of its own: only `snapshot` does, on demand.
+        let open = connect::open(&self.board, log, &self.as_agent, missing, "cli", |o| {
+            o.snapshots(SnapshotPolicy::manual())
+        });
+        // The errors name the URL or the store already.
+        let connected = self.within(format_args!("{place}"), open).await?;
+        if matches!(mode, Mode::Existing | Mode::MayBeEmpty) {
+            let space = &self.space;
+            let exists = self
+                .within(format_args!("{place} to look up space {space}"), async {
+                    Ok(connected.board.space_exists(space.as_str()).await?)
+                })
+                .await?;
+            if !exists {
+                bail!(
+                    "unknown space {space}: {place} has no stream {}",
+                    subject::stream_name(space)
+                );
+            }
+        }
+        Ok(connected)
+    }
 }
 
 /// What opening a document may find, and may create.
@@ -89,71 +100,14 @@ pub enum Mode {
     Listing,
 }
 
-/// An event log opened from the command line's flags.
-#[derive(Debug)]
-pub struct Log {
-    /// The log.
-    pub log: Arc<dyn EventLog>,
-    /// The embedded log's database, flushed on [`close`](Self::close).
-    db: Option<sled::Db>,
-    /// Where the log is, for messages: the URL or "the store DIR".
-    pub place: String,
-}
-
-impl Log {
-    /// Opens the log `args` name. Unless `mode` is [`Mode::Create`], an unknown space
-    /// (no stream on the server) or a missing store directory is an error and nothing is
-    /// created.
-    pub async fn open(args: &LogArgs, mode: Mode) -> anyhow::Result<Log> {
-        match (&args.nats, &args.store) {
-            (Some(url), _) => {
-                let check = matches!(mode, Mode::Existing | Mode::MayBeEmpty);
-                let log = args
-                    .within(
-                        format_args!("NATS at {url}"),
-                        connect(url, args.creds.as_deref(), &args.space, check),
-                    )
-                    .await?;
-                Ok(Log {
-                    log,
-                    db: None,
-                    place: url.clone(),
-                })
-            }
-            (None, Some(dir)) => {
-                let db = open_store(dir, mode == Mode::Create)?;
-                let log = Arc::new(EmbeddedLog::open(db.clone())?);
-                Ok(Log {
-                    log,
-                    db: Some(db),
-                    place: format!("the store {}", dir.display()),
-                })
-            }
-            (None, None) => bail!("give --nats URL or --store DIR"),
-        }
-    }
-
-    /// Makes what this command wrote to an embedded log durable.
-    pub async fn close(&self) -> anyhow::Result<()> {
-        if let Some(db) = &self.db {
-            blackboard::store::flush_db(db)
-                .await
-                .context("flushing the store")?;
-        }
-        Ok(())
-    }
-}
-
-/// A document opened for a verb: a replica in a temporary store (removed on drop) that
-/// has applied every event the log held when it was opened.
+/// A document opened for a verb: a replica (in the `--store` directory, or a temporary one
+/// removed on close) that has applied every event the log held when it was opened.
 #[derive(Debug)]
 pub struct Opened {
     /// The replica.
     pub replica: Replica,
-    /// The log the replica follows.
-    pub log: Log,
-    /// Keeps the temporary store until the replica is gone (fields drop in order).
-    _temp: tempfile::TempDir,
+    /// The board it was opened on.
+    pub board: Connected,
 }
 
 impl Opened {
@@ -175,60 +129,41 @@ impl Opened {
         format!("{}/{}", config.space, config.document)
     }
 
-    /// Makes what this command wrote to an embedded log durable.
-    pub async fn close(self) -> anyhow::Result<()> {
-        self.log.close().await
+    /// Where the log is, for messages.
+    pub fn place(&self) -> String {
+        self.board.place()
     }
-}
 
-/// Opens a history verb's document and waits until it has applied every event the log
-/// holds now. An unknown space or a document without events is an error.
-pub async fn open(src: &Source) -> anyhow::Result<Opened> {
-    open_doc(&src.log, &src.doc, Mode::Existing).await
+    /// Closes the board, making what this command wrote to a store durable.
+    pub async fn close(self) -> anyhow::Result<()> {
+        drop(self.replica);
+        self.board.close().await
+    }
 }
 
 /// Opens `doc` on the log `args` name and waits until it has applied every event the log
 /// holds now. What may be missing depends on `mode`.
 pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::Result<Opened> {
-    let temp = tempfile::Builder::new()
-        .prefix("blackboard-cli-")
-        .tempdir()
-        .context("creating a temporary store directory")?;
-    let replica_db = sled::open(temp.path()).context("opening the temporary store")?;
-    let log = Log::open(args, mode).await?;
-    let mut config = Config::new(args.space.clone(), doc.clone(), args.as_agent.clone());
-    config.snapshots = SnapshotPolicy::manual();
-    let replica = Replica::open(log.log.clone(), &replica_db, config)?;
-    let caught_up = async {
-        let last = replica.sync().await?;
-        // After a trim the log may hold no event of the document at all: the snapshot's
-        // position is then the one to reach.
-        let snapshot = log.log.snapshot_info(&args.space, doc).await?;
-        let target = last.max(snapshot.map_or(0, |s| s.seq));
-        replica.wait_for_position(target).await?;
-        anyhow::Ok(target)
-    };
-    let place = &log.place;
-    args.within(
-        format_args!("{place} to deliver {}/{doc}", args.space),
-        async {
-            caught_up
-                .await
-                .with_context(|| format!("reading {}/{doc} from {place}", args.space))
-        },
-    )
+    let board = args.connect(mode).await?;
+    let space = &args.space;
+    let replica = board
+        .board
+        .doc(space.as_str(), doc.as_str())?
+        .replica()
+        .clone();
+    let place = board.place();
+    // `sync` reaches the newer of the log's last event and the snapshot's position: after a
+    // trim the log may hold no event of the document at all.
+    args.within(format_args!("{place} to deliver {space}/{doc}"), async {
+        replica
+            .sync()
+            .await
+            .with_context(|| format!("reading {space}/{doc} from {place}"))
+    })
     .await?;
-    let opened = Opened {
-        replica,
-        log,
-        _temp: temp,
-    };
+    let opened = Opened { replica, board };
     if mode == Mode::Existing && opened.is_empty() {
-        bail!(
-            "unknown document {}/{doc}: {} holds no events for it",
-            args.space,
-            opened.log.place
-        );
+        bail!("unknown document {space}/{doc}: {place} holds no events for it");
     }
     Ok(opened)
 }
@@ -248,87 +183,48 @@ pub fn resolve(opened: &Opened, flag: &str, at: &At) -> anyhow::Result<Position>
         .with_context(|| format!("{flag} {at}"))
 }
 
-/// Opens the sled database of the store directory `dir`, as `blackboard demo --store`
-/// laid it out; with `create`, makes it if missing.
-pub(crate) fn open_store(dir: &FsPath, create: bool) -> anyhow::Result<sled::Db> {
-    let path = dir.join("replicas");
-    if !create && !path.is_dir() {
-        bail!(
-            "no blackboard store in {}: {} does not exist (`blackboard demo --store DIR` \
-             and `blackboard put --store DIR` write one there)",
-            dir.display(),
-            path.display()
-        );
-    }
-    sled::open(&path).map_err(|e| {
-        let locked = matches!(&e, sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"));
-        if locked {
-            anyhow::anyhow!(
-                "the store {} is in use by another process: only one process can open a \
-                 store at a time; stop it, or read the log over --nats",
-                dir.display()
-            )
-        } else {
-            anyhow::Error::new(e).context(format!("opening the store {}", dir.display()))
+/// A position to start from: `beginning` (or 0), or any [`At`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromArg {
+    /// The beginning of the document's history.
+    Beginning,
+    /// After this position.
+    After(At),
+}
+
+impl std::str::FromStr for FromArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "beginning" => Ok(FromArg::Beginning),
+            _ => match s.parse::<At>().map_err(|e| e.to_string())? {
+                At::Seq(0) => Ok(FromArg::Beginning),
+                at => Ok(FromArg::After(at)),
+            },
         }
-    })
+    }
 }
 
-/// Connects to NATS as `name`, with a credentials file if given; errors say which step
-/// failed.
-pub(crate) async fn connect_nats(
-    url: &str,
-    creds: Option<&FsPath>,
-    name: &str,
-) -> anyhow::Result<async_nats::Client> {
-    let mut opts = async_nats::ConnectOptions::new().name(name);
-    if let Some(path) = creds {
-        opts = opts
-            .credentials_file(path)
-            .await
-            .with_context(|| format!("reading credentials file {}", path.display()))?;
+impl FromArg {
+    /// The position as an [`At`]: the beginning is sequence 0.
+    pub fn at(&self) -> At {
+        match self {
+            FromArg::Beginning => At::Seq(0),
+            FromArg::After(at) => at.clone(),
+        }
     }
-    opts.connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))
 }
 
-/// Connects to NATS and, with `check`, checks that the space's stream exists, so that
-/// reading an unknown space does not create one.
-async fn connect(
-    url: &str,
-    creds: Option<&FsPath>,
-    space: &SpaceId,
-    check: bool,
-) -> anyhow::Result<Arc<dyn EventLog>> {
-    use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    let client = connect_nats(url, creds, "blackboard-cli").await?;
-    if !check {
-        return Ok(Arc::new(JetStreamLog::new(
-            client,
-            JetStreamConfig::default(),
-        )));
+    #[test]
+    fn a_start_is_the_beginning_or_a_position() {
+        assert_eq!("beginning".parse::<FromArg>(), Ok(FromArg::Beginning));
+        assert_eq!("0".parse::<FromArg>(), Ok(FromArg::Beginning));
+        assert_eq!("7".parse::<FromArg>(), Ok(FromArg::After(At::Seq(7))));
+        assert!("yesterday".parse::<FromArg>().unwrap_err().contains("yesterday"));
     }
-    let stream = subject::stream_name(space);
-    match async_nats::jetstream::new(client.clone())
-        .get_stream(&stream)
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => match e.kind() {
-            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                bail!("unknown space {space}: {url} has no stream {stream}")
-            }
-            _ => {
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("looking up stream {stream} at {url}"))
-            }
-        },
-    }
-    Ok(Arc::new(JetStreamLog::new(
-        client,
-        JetStreamConfig::default(),
-    )))
 }

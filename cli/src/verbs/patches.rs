@@ -1,6 +1,6 @@
 //! How patches read in a table: their kind, and their value in a few words.
 
-use blackboard::doc::PatchOp;
+use blackboard_client::PatchOp;
 use serde_json::Value as Json;
 
 /// The kind of a patch, as `--json` spells it.

@@ -3,8 +3,8 @@
 use std::io::{Read as _, Write as _};
 
 use anyhow::Context as _;
-use blackboard::doc::{json, Path};
-use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+use blackboard_client::{json, Path};
+use blackboard_client::{AgentId, DocumentId, SpaceId};
 use serde_json::Value as Json;
 
 use super::open::{self, LogArgs, Mode};
@@ -116,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let seq = match &hash {
         None => None,
         Some(hash) => {
-            let place = opened.log.place.clone();
+            let place = opened.place();
             args.log
                 .within(
                     format_args!("{place} to acknowledge the write to {name}"),

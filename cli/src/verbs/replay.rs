@@ -7,23 +7,27 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal as _, Write};
 
-use blackboard::doc::Patch;
-use blackboard::history::{format_time, At, Record};
-use blackboard::replica::{ReplayError, ReplayStep};
+use blackboard_client::Patch;
+use blackboard_client::{format_time, At, Record};
+use blackboard_client::{ReplayError, ReplayStep};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::open::{self, Source};
+use blackboard_client::DocumentId;
+use super::open::{self, FromArg, LogArgs, Mode};
 use super::patches;
 
 /// Options of `blackboard replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    source: Source,
-    /// Start after this position: a stream sequence (42), a time (2026-11-24T10:00:00Z) or
-    /// heads (hex hashes, comma-separated). Default: from the beginning.
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
+    /// Start after this position: `beginning` (the default), a stream sequence (42), a time
+    /// (2026-11-24T10:00:00Z) or heads (hex hashes, comma-separated).
     #[arg(long, value_name = "POS")]
-    from: Option<At>,
+    from: Option<FromArg>,
     /// One JSON object per event and line (JSON Lines), with the full patches.
     #[arg(long)]
     json: bool,
@@ -39,8 +43,8 @@ struct Line<'a> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = open::open(&args.source).await?;
-    let from = args.from.unwrap_or(At::Seq(0));
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
+    let from = args.from.map_or(At::Seq(0), |f| f.at());
     let start = open::resolve(&opened, "--from", &from)?;
     let end = opened.position();
     let total = opened.replica.records(start.seq, end.seq)?.len() as u64;

@@ -3,16 +3,20 @@
 use std::io::Write as _;
 
 use anyhow::{bail, Context as _};
-use blackboard::doc::Path;
-use blackboard::history::{format_time, At};
+use blackboard_client::Path;
+use blackboard_client::{format_time, At};
 
-use super::open::{self, Opened, Source};
+use blackboard_client::DocumentId;
+use super::open::{self, LogArgs, Mode, Opened};
 
 /// Options of `blackboard show`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    source: Source,
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
     /// The position: a stream sequence (42), a time (2026-11-24T10:00:00Z) or heads (hex
     /// hashes, comma-separated). Default: the latest.
     #[arg(long, value_name = "POS")]
@@ -25,7 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = open::open(&args.source).await?;
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
     print_value(&opened, args.at, args.path.as_ref(), args.json, true)?;
     opened.close().await
 }

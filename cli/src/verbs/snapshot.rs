@@ -2,13 +2,17 @@
 
 use std::io::Write as _;
 
-use super::open::{self, Source};
+use blackboard_client::DocumentId;
+use super::open::{self, LogArgs, Mode};
 
 /// Options of `blackboard snapshot`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    source: Source,
+    log: LogArgs,
+    /// The document.
+    #[arg(value_name = "DOC")]
+    doc: DocumentId,
     /// Also remove the document's events below the snapshot from the log. History, show,
     /// diff and blame keep working: the snapshot carries the whole history.
     #[arg(long)]
@@ -29,7 +33,7 @@ struct Report {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = open::open(&args.source).await?;
+    let opened = open::open_doc(&args.log, &args.doc, Mode::Existing).await?;
     let (info, removed) = if args.trim {
         let t = opened.replica.trim().await?;
         (t.snapshot, Some(t.removed))

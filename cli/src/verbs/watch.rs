@@ -3,22 +3,24 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use blackboard::automerge::ChangeHash;
-use blackboard::history::{format_time, At};
-use blackboard::replica::Position;
-use blackboard::schemas::AgentId;
-use blackboard::schemas::DocumentId;
-use blackboard::watch::{ChangeEvent, Options, Patch, PatchOp, Pattern, Start, WatchError};
+use blackboard_client::automerge::ChangeHash;
+use blackboard_client::format_time;
+use blackboard_client::Position;
+use blackboard_client::AgentId;
+use blackboard_client::DocumentId;
+use blackboard_client::{
+    ChangeEvent, Patch, PatchOp, Pattern, Start, WatchError, WatchOptions as Options,
+};
 use futures::StreamExt as _;
 
-use super::open::{self, LogArgs, Mode};
+use super::open::{self, FromArg, LogArgs, Mode};
 use super::patches;
 
 /// Options of `blackboard watch`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     blackboard watch --nats nats://127.0.0.1:4222 plan '/tasks/*/status'\n  \
-    blackboard watch --nats nats://127.0.0.1:4222 plan --from 0 --count 10 --json | jq .agent")]
+    blackboard watch --nats nats://127.0.0.1:4222 plan --from beginning --count 10 --json | jq .agent")]
 pub struct Args {
     #[command(flatten)]
     log: LogArgs,
@@ -30,11 +32,11 @@ pub struct Args {
     /// (deleting /tasks/7 changes /tasks/7/status).
     #[arg(value_name = "PATTERN", default_value = "/**")]
     pattern: Pattern,
-    /// Start after this position instead of now: a stream sequence (0 is the beginning,
-    /// so the whole history comes first), a time (2026-11-24T10:00:00Z) or heads (hex
-    /// hashes, comma-separated).
+    /// Start after this position instead of now: `beginning` (or 0: the whole history
+    /// first, then live), a stream sequence (42), a time (2026-11-24T10:00:00Z) or heads
+    /// (hex hashes, comma-separated).
     #[arg(long, value_name = "POS")]
-    from: Option<At>,
+    from: Option<FromArg>,
     /// Exit after this many changes.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
@@ -73,8 +75,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Start::Now,
             format!("after sequence {}", opened.position().seq),
         ),
-        Some(At::Seq(0)) => (Start::Beginning, "from the beginning".to_owned()),
-        Some(at) => {
+        Some(FromArg::Beginning) => (Start::Beginning, "from the beginning".to_owned()),
+        Some(FromArg::After(at)) => {
             let position = open::resolve(&opened, "--from", at)?;
             let since = format!("after sequence {}", position.seq);
             (Start::After(position), since)

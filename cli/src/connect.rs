@@ -1,0 +1,283 @@
+//! Where the board is: the flags every command shares (`--nats`, `--creds`, `--store`,
+//! `--replicas`), read together with `NATS_URL` and `NATS_CREDS`, and opening the board
+//! they name through the SDK's [`Options`], the one way a board is opened.
+//!
+//! `--store DIR` means what [`Options::store`] means: the agent's store directory. Alone, the
+//! board is the embedded log in it (so the CLI reads an SDK application's embedded store);
+//! with a NATS server, it keeps the replicas there instead of in a temporary directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use blackboard_client::{AgentId, Board, Options};
+
+use crate::verbs::Usage;
+
+/// The environment variable a NATS URL is read from when `--nats` is not given (the `nats`
+/// tool's own).
+pub const NATS_URL: &str = "NATS_URL";
+/// The environment variable a NATS credentials file is read from when `--creds` is not given.
+pub const NATS_CREDS: &str = "NATS_CREDS";
+
+/// The flags that say where the board is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BoardArgs {
+    /// The NATS JetStream server (for example nats://127.0.0.1:4222). Default: $NATS_URL,
+    /// unless --store is given without --nats.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// NATS credentials file. Default: $NATS_CREDS.
+    #[arg(long, value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// The store directory, as the SDK's `Options::store`. Without a NATS server: the board
+    /// is the embedded log in it (an SDK application's `.embedded()` store; only one process
+    /// can open it at a time). With --nats: the replicas are kept there (a temporary
+    /// directory otherwise).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// How many servers keep each stream and lease bucket this command creates: 1 on a
+    /// single server, 3 or 5 on a cluster. Existing ones keep theirs.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+}
+
+/// The log the flags name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Log {
+    /// A NATS JetStream server; replicas in `store`, or in a temporary directory.
+    Nats {
+        /// The server's URL.
+        url: String,
+        /// The credentials file, if any.
+        creds: Option<PathBuf>,
+        /// Where the replicas are kept.
+        store: Option<PathBuf>,
+    },
+    /// The embedded log in the store directory `store`.
+    Embedded {
+        /// The store directory.
+        store: PathBuf,
+    },
+}
+
+impl Log {
+    /// Where the log is, for messages: the URL, or "the store DIR".
+    pub fn place(&self) -> String {
+        match self {
+            Log::Nats { url, .. } => url.clone(),
+            Log::Embedded { store } => format!("the store {}", store.display()),
+        }
+    }
+}
+
+/// A variable of the environment, unless unset or empty.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl BoardArgs {
+    /// The log these flags name, with `NATS_URL` and `NATS_CREDS` filling in absent flags;
+    /// `None` when nothing names one. An explicit `--store` alone means the embedded log even
+    /// when `NATS_URL` is set: the `nats` tool's users often have it exported.
+    pub fn log(&self) -> Result<Option<Log>, Usage> {
+        let creds = || self.creds.clone().or_else(|| var(NATS_CREDS).map(PathBuf::from));
+        let log = match (&self.nats, &self.store) {
+            (Some(url), store) => Some(Log::Nats {
+                url: url.clone(),
+                creds: creds(),
+                store: store.clone(),
+            }),
+            (None, Some(store)) => Some(Log::Embedded {
+                store: store.clone(),
+            }),
+            (None, None) => var(NATS_URL).map(|url| Log::Nats {
+                url,
+                creds: creds(),
+                store: None,
+            }),
+        };
+        if self.creds.is_some() && !matches!(log, Some(Log::Nats { .. })) {
+            return Err(Usage(format!(
+                "--creds is for a NATS server: give --nats URL too (or set {NATS_URL}); \
+                 --store alone is the embedded log"
+            )));
+        }
+        Ok(log)
+    }
+
+    /// The log these flags name; naming none is a usage error.
+    pub fn required_log(&self) -> Result<Log, Usage> {
+        self.log()?.ok_or_else(|| {
+            Usage(format!(
+                "give --nats URL (or set {NATS_URL}) or --store DIR: where is the board?"
+            ))
+        })
+    }
+
+    /// The SDK options of `agent` with these flags' credentials and replicas, its store in
+    /// `store`.
+    pub fn options(
+        &self,
+        log: &Log,
+        agent: &AgentId,
+        store: &Path,
+    ) -> Result<Options, blackboard_client::Error> {
+        let mut options = Options::new(agent.as_str())?
+            .store(store)
+            .replicas(usize::from(self.replicas));
+        if let Log::Nats {
+            creds: Some(creds), ..
+        } = log
+        {
+            options = options.credentials_file(creds);
+        }
+        Ok(options)
+    }
+}
+
+/// A board opened from the flags, and the temporary directory of its replicas (with NATS and
+/// no `--store`), removed when this goes.
+#[derive(Debug)]
+pub struct Connected {
+    /// The board.
+    pub board: Board,
+    /// The log it is on.
+    pub log: Log,
+    /// Removed after the board is gone (fields drop in order).
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Connected {
+    /// Where the log is, for messages.
+    pub fn place(&self) -> String {
+        self.log.place()
+    }
+
+    /// Closes the board: replicas closed, local state flushed.
+    pub async fn close(self) -> anyhow::Result<()> {
+        let place = self.place();
+        self.board
+            .close()
+            .await
+            .with_context(|| format!("closing the board on {place}"))
+    }
+}
+
+/// What opening may find missing, and create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// A missing embedded store is an error; nothing is created.
+    Refuse,
+    /// A missing embedded store is created.
+    Create,
+}
+
+/// Opens the board of `log` as `agent`, through the SDK's [`Options`] (`tune` adjusts them:
+/// snapshots, watch capacity). The replicas of a NATS board live in the `--store` directory
+/// or a temporary one named after `purpose`.
+pub async fn open(
+    args: &BoardArgs,
+    log: Log,
+    agent: &AgentId,
+    missing: Missing,
+    purpose: &str,
+    tune: impl FnOnce(Options) -> Options,
+) -> anyhow::Result<Connected> {
+    match &log {
+        Log::Nats { url, store, .. } => {
+            let (dir, temp) = match store {
+                Some(dir) => (dir.clone(), None),
+                None => {
+                    let temp = tempfile::Builder::new()
+                        .prefix(&format!("blackboard-{purpose}-"))
+                        .tempdir()
+                        .context("creating a temporary replica store")?;
+                    (temp.path().to_owned(), Some(temp))
+                }
+            };
+            let board = tune(args.options(&log, agent, &dir)?)
+                .connect(url)
+                .await
+                .map_err(|e| store_error(e, &dir))?;
+            Ok(Connected {
+                board,
+                log,
+                _temp: temp,
+            })
+        }
+        Log::Embedded { store } => {
+            if missing == Missing::Refuse && !is_store(store) {
+                anyhow::bail!(
+                    "no blackboard store in {}: there is no store database there (an SDK \
+                     application's `.store(DIR).embedded()`, `blackboard demo --store DIR` and \
+                     `blackboard put --store DIR` write one)",
+                    store.display()
+                );
+            }
+            let board = tune(args.options(&log, agent, store)?)
+                .embedded()
+                .await
+                .map_err(|e| store_error(e, store))?;
+            Ok(Connected {
+                board,
+                log,
+                _temp: None,
+            })
+        }
+    }
+}
+
+/// Whether `dir` holds a store (a sled database), so a reader does not create one by
+/// looking.
+pub fn is_store(dir: &Path) -> bool {
+    dir.join("conf").is_file() && dir.join("db").is_file()
+}
+
+/// The SDK's error, with a lock on the store said plainly: that is the usual way opening a
+/// store fails.
+fn store_error(e: blackboard_client::Error, dir: &Path) -> anyhow::Error {
+    if let blackboard_client::Error::Store { source, .. } = &e {
+        let locked = matches!(source, sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"));
+        if locked {
+            return anyhow::anyhow!(
+                "the store {} is in use by another process: only one process can open a \
+                 store at a time; stop it, or share the board over --nats",
+                dir.display()
+            );
+        }
+    }
+    anyhow::Error::new(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(nats: Option<&str>, creds: Option<&str>, store: Option<&str>) -> BoardArgs {
+        BoardArgs {
+            nats: nats.map(str::to_owned),
+            creds: creds.map(PathBuf::from),
+            store: store.map(PathBuf::from),
+            replicas: 1,
+        }
+    }
+
+    #[test]
+    fn flags_name_the_log_and_a_store_alone_is_the_embedded_log() {
+        let nats = args(Some("nats://h:4222"), Some("a.creds"), Some("d")).log();
+        assert_eq!(
+            nats.unwrap(),
+            Some(Log::Nats {
+                url: "nats://h:4222".into(),
+                creds: Some("a.creds".into()),
+                store: Some("d".into()),
+            })
+        );
+        let embedded = args(None, None, Some("d")).log().unwrap();
+        assert_eq!(embedded, Some(Log::Embedded { store: "d".into() }));
+        let e = args(None, Some("a.creds"), Some("d")).log().unwrap_err();
+        assert!(e.0.contains("--creds") && e.0.contains("--nats"), "{}", e.0);
+    }
+}

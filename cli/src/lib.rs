@@ -1,0 +1,22 @@
+//! The `blackboard` command, built on the SDK (`blackboard-client`): the `demo`, the
+//! document and history verbs, and `blackboard mcp`, the Model Context Protocol server.
+//!
+//! The binary (`main.rs`) is a thin clap and tracing shell over this library:
+//! - [`connect`]: the flags every command shares (`--nats`, `--creds`, `--store`,
+//!   `--replicas`, with `NATS_URL` and `NATS_CREDS`) and opening the board they name
+//!   through the SDK's `Options`;
+//! - [`verbs`]: `ls`, `get`, `put`, `watch`, `history`, `show`, `diff`, `blame`,
+//!   `snapshot`, `replay`;
+//! - [`demo`]: several agents editing one document at once;
+//! - [`mcp`]: the MCP server, with [`mcp::serve`], the streamable HTTP transport as a
+//!   function of a bound listener and a shutdown future.
+//!
+//! The commands return `anyhow` errors, as binaries do: this library is the binary's body,
+//! not an API for other crates (use `blackboard-client`). The MCP server's pieces
+//! ([`mcp::Board`], [`mcp::Server`], [`mcp::serve`]) are the exception, so a program can host
+//! the server itself.
+
+pub mod connect;
+pub mod demo;
+pub mod mcp;
+pub mod verbs;
