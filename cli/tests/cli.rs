@@ -2,8 +2,16 @@
 
 use std::process::{Command, Output};
 
+/// The `blackboard` command, with no `NATS_URL` or `NATS_CREDS` from the test's own
+/// environment: each test says where the board is.
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    command.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    command
+}
+
 fn blackboard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_blackboard"))
+    command()
         .args(args)
         .output()
         .expect("the blackboard binary runs")
@@ -78,7 +86,7 @@ fn an_unreachable_nats_server_is_a_clear_error() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("connecting to NATS at nats://127.0.0.1:1"),
+        stderr.contains("cannot connect to NATS at nats://127.0.0.1:1"),
         "{stderr}"
     );
 }
@@ -86,12 +94,9 @@ fn an_unreachable_nats_server_is_a_clear_error() {
 // ---- History verbs --------------------------------------------------------------------
 
 mod history {
-    use std::sync::Arc;
-
-    use blackboard::automerge::transaction::Transactable;
-    use blackboard::automerge::{ObjType, ROOT};
-    use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
-    use blackboard::replica::{Config, Replica};
+    use blackboard_client::automerge::transaction::Transactable;
+    use blackboard_client::automerge::{ObjType, ROOT};
+    use blackboard_client::Options;
     use serde_json::{json, Value};
 
     use super::{blackboard, text};
@@ -106,10 +111,18 @@ mod history {
         .unwrap()
     }
 
-    /// Runs a verb against the server at `url`, expects success, returns stdout.
+    /// The command line of `verb` on document `doc` of `space` on the server at `url`:
+    /// the verb, the document, then the rest.
+    fn on(url: &str, space: &str, doc: &str, verb: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = vec![verb[0].to_owned(), doc.to_owned()];
+        all.extend(verb[1..].iter().map(|a| a.to_string()));
+        all.extend(["--nats", url, "--space", space].map(String::from));
+        all
+    }
+
+    /// Runs a verb on team/plan on the server at `url`, expects success, returns stdout.
     async fn ok(url: &str, args: &[&str]) -> String {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.extend(["--nats", url, "--space", "team", "--doc", "plan"].map(String::from));
+        let all = on(url, "team", "plan", args);
         let out = run(all).await;
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
@@ -127,16 +140,15 @@ mod history {
     /// alice opens the task and makes the notes, bob finishes it, alice writes "hello",
     /// bob appends " (bob)".
     async fn write_history(url: &str) -> anyhow::Result<()> {
-        let client = async_nats::connect(url).await?;
-        let log: Arc<dyn EventLog> =
-            Arc::new(JetStreamLog::new(client, JetStreamConfig::default()));
         let dir = tempfile::tempdir()?;
-        let db = sled::open(dir.path())?;
         let open = |agent: &str| {
-            let config = Config::new("team".parse()?, "plan".parse()?, agent.parse()?);
-            anyhow::Ok(Replica::open(log.clone(), &db, config)?)
+            let options = Options::new(agent).map(|o| o.store(dir.path().join(agent)));
+            async move {
+                let board = options?.connect(url).await?;
+                anyhow::Ok(board.doc("team", "plan")?.replica().clone())
+            }
         };
-        let (alice, bob) = (open("alice")?, open("bob")?);
+        let (alice, bob) = (open("alice").await?, open("bob").await?);
         alice
             .change_with_message(Some("open the task"), |tx| {
                 tx.put(ROOT, "status", "open")?;
@@ -262,11 +274,7 @@ mod history {
         let server = blackboard_tests::NatsServer::start().await.unwrap();
         let url = server.url();
         write_history(&url).await.unwrap();
-        let nats = |args: &[&str], space: &str, doc: &str| {
-            let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            all.extend(["--nats", &url, "--space", space, "--doc", doc].map(String::from));
-            all
-        };
+        let nats = |args: &[&str], space: &str, doc: &str| on(&url, space, doc, args);
         for (args, says) in [
             (nats(&["history"], "nobody", "plan"), "unknown space nobody"),
             (
@@ -308,7 +316,7 @@ fn history_verbs_read_the_embedded_log_of_a_demo_store_and_say_when_it_is_locked
     let out = blackboard(&["demo", "--store", store, "--agents", "2", "--rounds", "1"]);
     assert!(out.status.success(), "{:?}", text(&out));
 
-    let out = blackboard(&["history", "--store", store, "--limit", "1"]);
+    let out = blackboard(&["history", "board", "--store", store, "--limit", "1"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -317,14 +325,14 @@ fn history_verbs_read_the_embedded_log_of_a_demo_store_and_say_when_it_is_locked
     );
 
     // Another process holding the store: the command says so.
-    let held = sled::open(dir.path().join("replicas")).unwrap();
-    let out = blackboard(&["show", "--store", store]);
+    let held = sled::open(dir.path()).unwrap();
+    let out = blackboard(&["show", "board", "--store", store]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("in use by another process"), "{stderr}");
     drop(held);
 
-    let out = blackboard(&["history", "--store", "/nonexistent/blackboard"]);
+    let out = blackboard(&["history", "board", "--store", "/nonexistent/blackboard"]);
     assert!(
         text(&out).1.contains("no blackboard store"),
         "{:?}",
@@ -336,24 +344,25 @@ fn history_verbs_read_the_embedded_log_of_a_demo_store_and_say_when_it_is_locked
 fn bad_history_arguments_are_refused_with_a_message_naming_them() {
     for (args, says) in [
         (
-            &["show", "--store", "x", "--at", "yesterday"][..],
+            &["show", "board", "--store", "x", "--at", "yesterday"][..],
             "\"yesterday\" is not a position",
         ),
         (
-            &["history", "--store", "x", "--frobnicate"][..],
+            &["history", "board", "--store", "x", "--frobnicate"][..],
             "--frobnicate",
         ),
-        (&["blame", "--store", "x"][..], "<PATH>"),
-        (&["blame", "--store", "x", "no-slash"][..], "<PATH>"),
-        (&["diff", "--store", "x", "1"][..], "<TO>"),
+        (&["history", "--store", "x"][..], "<DOC>"),
+        (&["blame", "board", "--store", "x"][..], "<PATH>"),
+        (&["blame", "board", "--store", "x", "no-slash"][..], "<PATH>"),
+        (&["diff", "board", "--store", "x", "1"][..], "<TO>"),
         (
-            &["history", "--store", "x", "--path", "/a/b*"][..],
+            &["history", "board", "--store", "x", "--path", "/a/b*"][..],
             "--path",
         ),
-        (&["history"][..], "--nats <URL>|--store <DIR>"),
+        (&["history", "board"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
         (
-            &["history", "--store", "x", "--nats", "nats://h"][..],
-            "cannot be used with",
+            &["history", "board", "--store", "x", "--creds", "a.creds"][..],
+            "--creds is for a NATS server",
         ),
     ] {
         let out = blackboard(args);
@@ -374,8 +383,7 @@ mod documents {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
-    use blackboard::replica::{Config, Replica};
+    use blackboard_client::{Options, Replica};
     use serde_json::{json, Value};
 
     use super::text;
@@ -391,7 +399,7 @@ mod documents {
     async fn run_with_input(args: Vec<String>, stdin: Option<&str>) -> Output {
         let stdin = stdin.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_blackboard"))
+            let mut child = super::command()
                 .args(&args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -442,18 +450,15 @@ mod documents {
         stdout.lines().map(json).collect()
     }
 
-    /// A replica of team/`doc` writing as `agent` through the SDK's engine, not the CLI.
+    /// A replica of team/`doc` writing as `agent` through the SDK, not the CLI.
     async fn sdk_writer(url: &str, dir: &std::path::Path, doc: &str, agent: &str) -> Replica {
-        let client = async_nats::connect(url).await.unwrap();
-        let log: Arc<dyn EventLog> =
-            Arc::new(JetStreamLog::new(client, JetStreamConfig::default()));
-        let db = sled::open(dir.join(agent)).unwrap();
-        let config = Config::new(
-            "team".parse().unwrap(),
-            doc.parse().unwrap(),
-            agent.parse().unwrap(),
-        );
-        Replica::open(log, &db, config).unwrap()
+        let board = Options::new(agent)
+            .unwrap()
+            .store(dir.join(agent))
+            .connect(url)
+            .await
+            .unwrap();
+        board.doc("team", doc).unwrap().replica().clone()
     }
 
     #[tokio::test]
@@ -522,7 +527,7 @@ mod documents {
         assert_eq!(json(&then), "open");
 
         // The writer and message are on the log.
-        let mut history = on(&url, &["history", "--json", "--doc", "plan"]);
+        let mut history = on(&url, &["history", "plan", "--json"]);
         history.extend(["--agent", "alice"].map(String::from));
         let alice = json_lines(&ok(history).await);
         assert_eq!(alice.len(), 1);
@@ -575,7 +580,7 @@ mod documents {
         let stderr = fails(nobody(&["get", "plan"]), 1).await;
         assert!(stderr.contains("unknown space nobody"), "{stderr}");
         let client = async_nats::connect(&url).await.unwrap();
-        let stream = blackboard::schemas::subject::stream_name(&"nobody".parse().unwrap());
+        let stream = blackboard_client::schemas::subject::stream_name(&"nobody".parse().unwrap());
         let looked_up = async_nats::jetstream::new(client).get_stream(&stream).await;
         assert!(looked_up.is_err(), "ls or get created {stream}");
     }
@@ -628,7 +633,7 @@ mod documents {
             cmd(&["ls", "--json"]),
             "{\"space\":\"team\",\"document\":\"plan\",\"events\":2}\n"
         );
-        let history = cmd(&["history", "--doc", "plan", "--json"]);
+        let history = cmd(&["history", "plan", "--json"]);
         let agents: Vec<Value> = json_lines(&history)
             .iter()
             .map(|e| e["agent"].clone())
@@ -647,7 +652,7 @@ mod documents {
         /// Starts `blackboard watch` and waits until it says (on stderr) that it is
         /// listening: every change made after this returns reaches it.
         fn start(args: Vec<String>) -> Watcher {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_blackboard"))
+            let mut child = super::command()
                 .args(&args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -981,13 +986,13 @@ mod documents {
         let store = dir.path().join("never-created");
         let store = store.to_str().unwrap();
         for (args, says) in [
-            (&["ls"][..], "--nats <URL>|--store <DIR>"),
-            (&["get", "plan"][..], "--nats <URL>|--store <DIR>"),
+            (&["ls"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
+            (&["get", "plan"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
             (
                 &["put", "plan", "/a", "1"][..],
-                "--nats <URL>|--store <DIR>",
+                "give --nats URL (or set NATS_URL) or --store DIR",
             ),
-            (&["watch", "plan"][..], "--nats <URL>|--store <DIR>"),
+            (&["watch", "plan"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
             (
                 &["ls", "--store", store, "--space", "a.b"][..],
                 "contains '.'",
@@ -1036,5 +1041,133 @@ mod documents {
             text(&out)
         );
         assert!(!std::path::Path::new(store).exists());
+    }
+
+    #[tokio::test]
+    async fn the_cli_reads_the_embedded_store_an_sdk_application_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        // An application on the SDK: its embedded board in DIR, written and closed.
+        let board = Options::new("app")
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap();
+        let plan = board.doc("team", "plan").unwrap();
+        plan.put_with_message("/greeting", json!("hello from the app"), "say hello")
+            .await
+            .unwrap();
+        plan.flush().await.unwrap();
+        drop(plan);
+        board.close().await.unwrap();
+
+        let store = dir.path().to_str().unwrap().to_owned();
+        let on_store = |args: &[&str]| {
+            let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            all.extend(["--store", &store, "--space", "team"].map(String::from));
+            all
+        };
+        let greeting = ok(on_store(&["get", "plan", "/greeting", "--json"])).await;
+        assert_eq!(greeting, "\"hello from the app\"\n");
+        let listed = ok(on_store(&["ls", "--json"])).await;
+        assert_eq!(
+            json(&listed),
+            json!({"space": "team", "document": "plan", "events": 1})
+        );
+        let history = json_lines(&ok(on_store(&["history", "plan", "--json"])).await);
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            (&history[0]["agent"], &history[0]["message"]),
+            (&json!("app"), &json!("say hello"))
+        );
+
+        // And the application reopens its store afterwards, with a CLI write in it.
+        ok(on_store(&["put", "plan", "/reply", r#""hello from the cli""#])).await;
+        let board = Options::new("app")
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap();
+        let plan = board.doc("team", "plan").unwrap();
+        plan.sync().await.unwrap();
+        assert_eq!(
+            plan.get("/reply").unwrap(),
+            Some(json!("hello from the cli"))
+        );
+    }
+
+    /// Runs the command with `NATS_URL` set to `url`.
+    async fn run_with_nats_url(args: &[&str], url: &str) -> Output {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            super::command()
+                .args(&args)
+                .env("NATS_URL", url)
+                .output()
+                .expect("the blackboard binary runs")
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn nats_url_names_the_server_when_no_flag_does_and_a_store_alone_stays_embedded() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        let put = run_with_nats_url(&["put", "plan", "/x", "1", "--space", "team"], &url).await;
+        assert!(put.status.success(), "{:?}", text(&put));
+        // The write is on the server: --nats reads it back.
+        let x = ok(on(&url, &["get", "plan", "/x", "--json"])).await;
+        assert_eq!(x, "1\n");
+        let get = run_with_nats_url(&["get", "plan", "/x", "--space", "team"], &url).await;
+        assert_eq!(text(&get).0.trim(), "1", "{:?}", text(&get));
+
+        // An explicit --store without --nats is the embedded log, whatever NATS_URL says.
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("local");
+        let store = store.to_str().unwrap();
+        let put = ["put", "plan", "/y", "2", "--space", "team", "--store", store];
+        let out = run_with_nats_url(&put, &url).await;
+        assert!(out.status.success(), "{:?}", text(&out));
+        let local = ["get", "plan", "--json", "--space", "team", "--store", store];
+        let out = run_with_nats_url(&local, &url).await;
+        assert_eq!(json(&text(&out).0), json!({"y": 2}), "{:?}", text(&out));
+        let on_server = ok(on(&url, &["get", "plan", "--json"])).await;
+        assert_eq!(json(&on_server), json!({"x": 1}));
+    }
+
+    #[tokio::test]
+    async fn watch_from_beginning_prints_the_whole_history_then_follows_live_changes() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        ok(on(&url, &["put", "plan", "/status", r#""open""#])).await;
+        ok(on(&url, &["put", "plan", "/status", r#""doing""#])).await;
+
+        let args = on(
+            &url,
+            &["watch", "plan", "--from", "beginning", "--count", "3", "--json"],
+        );
+        let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
+            .await
+            .unwrap();
+        // Written after the watch listens: reported live, after the two from the history.
+        ok(on(&url, &["put", "plan", "/status", r#""done""#, "--as", "alice"])).await;
+        let (status, stdout, stderr) = watcher.finish().await;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        assert!(stderr.contains("from the beginning"), "{stderr}");
+        let seen: Vec<(u64, Value)> = json_lines(&stdout)
+            .iter()
+            .map(|e| (e["seq"].as_u64().unwrap(), e["patches"][0]["value"].clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, json!("open")),
+                (2, json!("doing")),
+                (3, json!("done"))
+            ]
+        );
     }
 }

@@ -38,6 +38,7 @@ const GUARD: Duration = Duration::from_secs(30);
 
 async fn agent(url: &str, name: &str) -> Agent {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
     cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
     let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
     let (tx, updates) = mpsc::unbounded_channel();
@@ -639,6 +640,7 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
     let store = tempfile::tempdir().unwrap();
     let dir = store.path().to_str().unwrap().to_owned();
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
+        .env_remove("NATS_URL")
         .args(["mcp", "--agent", "web", "--space", SPACE, "--store", &dir])
         .args(["--http", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
@@ -706,6 +708,7 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
         .unwrap();
     assert!(status.success(), "{status}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
+        .env_remove("NATS_URL")
         .args([
             "get",
             "notes",
