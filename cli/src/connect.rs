@@ -81,7 +81,11 @@ impl BoardArgs {
     /// `None` when nothing names one. An explicit `--store` alone means the embedded log even
     /// when `NATS_URL` is set: the `nats` tool's users often have it exported.
     pub fn log(&self) -> Result<Option<Log>, Usage> {
-        let creds = || self.creds.clone().or_else(|| var(NATS_CREDS).map(PathBuf::from));
+        let creds = || {
+            self.creds
+                .clone()
+                .or_else(|| var(NATS_CREDS).map(PathBuf::from))
+        };
         let log = match (&self.nats, &self.store) {
             (Some(url), store) => Some(Log::Nats {
                 url: url.clone(),

@@ -63,8 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     _ => log.clone(),
                 };
                 let connected =
-                    connect::open(&args.board, log, name, Missing::Create, "demo", |o| o)
-                        .await?;
+                    connect::open(&args.board, log, name, Missing::Create, "demo", |o| o).await?;
                 let doc = connected
                     .board
                     .doc(args.space.as_str(), args.doc.as_str())?;
@@ -73,12 +72,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Log::Embedded { .. } => {
-            let connected =
-                connect::open(&args.board, log.clone(), &names[0], Missing::Create, "demo", |o| o)
-                    .await?;
+            let connected = connect::open(
+                &args.board,
+                log.clone(),
+                &names[0],
+                Missing::Create,
+                "demo",
+                |o| o,
+            )
+            .await?;
             for name in &names {
                 let board = connected.board.as_agent(name.as_str())?;
-                agents.push((name.clone(), board.doc(args.space.as_str(), args.doc.as_str())?));
+                agents.push((
+                    name.clone(),
+                    board.doc(args.space.as_str(), args.doc.as_str())?,
+                ));
             }
             boards.push(connected);
         }

@@ -353,13 +353,19 @@ fn bad_history_arguments_are_refused_with_a_message_naming_them() {
         ),
         (&["history", "--store", "x"][..], "<DOC>"),
         (&["blame", "board", "--store", "x"][..], "<PATH>"),
-        (&["blame", "board", "--store", "x", "no-slash"][..], "<PATH>"),
+        (
+            &["blame", "board", "--store", "x", "no-slash"][..],
+            "<PATH>",
+        ),
         (&["diff", "board", "--store", "x", "1"][..], "<TO>"),
         (
             &["history", "board", "--store", "x", "--path", "/a/b*"][..],
             "--path",
         ),
-        (&["history", "board"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
+        (
+            &["history", "board"][..],
+            "give --nats URL (or set NATS_URL) or --store DIR",
+        ),
         (
             &["history", "board", "--store", "x", "--creds", "a.creds"][..],
             "--creds is for a NATS server",
@@ -986,13 +992,22 @@ mod documents {
         let store = dir.path().join("never-created");
         let store = store.to_str().unwrap();
         for (args, says) in [
-            (&["ls"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
-            (&["get", "plan"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
+            (
+                &["ls"][..],
+                "give --nats URL (or set NATS_URL) or --store DIR",
+            ),
+            (
+                &["get", "plan"][..],
+                "give --nats URL (or set NATS_URL) or --store DIR",
+            ),
             (
                 &["put", "plan", "/a", "1"][..],
                 "give --nats URL (or set NATS_URL) or --store DIR",
             ),
-            (&["watch", "plan"][..], "give --nats URL (or set NATS_URL) or --store DIR"),
+            (
+                &["watch", "plan"][..],
+                "give --nats URL (or set NATS_URL) or --store DIR",
+            ),
             (
                 &["ls", "--store", store, "--space", "a.b"][..],
                 "contains '.'",
@@ -1082,7 +1097,13 @@ mod documents {
         );
 
         // And the application reopens its store afterwards, with a CLI write in it.
-        ok(on_store(&["put", "plan", "/reply", r#""hello from the cli""#])).await;
+        ok(on_store(&[
+            "put",
+            "plan",
+            "/reply",
+            r#""hello from the cli""#,
+        ]))
+        .await;
         let board = Options::new("app")
             .unwrap()
             .store(dir.path())
@@ -1128,7 +1149,9 @@ mod documents {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("local");
         let store = store.to_str().unwrap();
-        let put = ["put", "plan", "/y", "2", "--space", "team", "--store", store];
+        let put = [
+            "put", "plan", "/y", "2", "--space", "team", "--store", store,
+        ];
         let out = run_with_nats_url(&put, &url).await;
         assert!(out.status.success(), "{:?}", text(&out));
         let local = ["get", "plan", "--json", "--space", "team", "--store", store];
@@ -1147,13 +1170,25 @@ mod documents {
 
         let args = on(
             &url,
-            &["watch", "plan", "--from", "beginning", "--count", "3", "--json"],
+            &[
+                "watch",
+                "plan",
+                "--from",
+                "beginning",
+                "--count",
+                "3",
+                "--json",
+            ],
         );
         let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
             .await
             .unwrap();
         // Written after the watch listens: reported live, after the two from the history.
-        ok(on(&url, &["put", "plan", "/status", r#""done""#, "--as", "alice"])).await;
+        ok(on(
+            &url,
+            &["put", "plan", "/status", r#""done""#, "--as", "alice"],
+        ))
+        .await;
         let (status, stdout, stderr) = watcher.finish().await;
         assert!(status.success(), "{stdout}\n{stderr}");
         assert!(stderr.contains("from the beginning"), "{stderr}");
@@ -1163,11 +1198,7 @@ mod documents {
             .collect();
         assert_eq!(
             seen,
-            [
-                (1, json!("open")),
-                (2, json!("doing")),
-                (3, json!("done"))
-            ]
+            [(1, json!("open")), (2, json!("doing")), (3, json!("done"))]
         );
     }
 }

@@ -36,18 +36,11 @@ mod options;
 mod space_watch;
 
 pub use blackboard::automerge;
-/// The wire contract: ids, the event envelope, subject and stream names.
-pub use blackboard::schemas;
+pub use blackboard::claim::{Claim, ClaimError, ClaimEvent, ClaimEventKind, ClaimWatch, Claims};
 /// JSON values in automerge transactions: `json::put(tx, &path, &value)` writes a JSON value
 /// at a path inside a [`Doc::change`] closure, as [`Doc::put`] does.
 pub use blackboard::doc::json;
 pub use blackboard::doc::{DocError, Path};
-/// The engine's error, which [`Error::Engine`] wraps. A [`Doc::change`] closure may return it;
-/// [`EngineError::Aborted`] carries the closure's own error out of the transaction.
-pub use blackboard::Error as EngineError;
-/// The engine's replica behind a [`Doc`] ([`Doc::replica`]).
-pub use blackboard::Replica;
-pub use blackboard::claim::{Claim, ClaimError, ClaimEvent, ClaimEventKind, ClaimWatch, Claims};
 pub use blackboard::history::{
     format_time, At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
 };
@@ -60,10 +53,17 @@ pub use blackboard::presence::{
 pub use blackboard::replica::{
     Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
 };
+/// The wire contract: ids, the event envelope, subject and stream names.
+pub use blackboard::schemas;
 pub use blackboard::schemas::{AgentId, DocumentId, SpaceId};
 pub use blackboard::watch::{
     ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,
 };
+/// The engine's error, which [`Error::Engine`] wraps. A [`Doc::change`] closure may return it;
+/// [`EngineError::Aborted`] carries the closure's own error out of the transaction.
+pub use blackboard::Error as EngineError;
+/// The engine's replica behind a [`Doc`] ([`Doc::replica`]).
+pub use blackboard::Replica;
 pub use board::Board;
 pub use doc::Doc;
 pub use error::Error;

@@ -41,15 +41,8 @@ impl Board {
     /// agent.
     pub async fn open(args: &Args) -> anyhow::Result<Arc<Board>> {
         let log = args.board.required_log()?;
-        let connected = connect::open(
-            &args.board,
-            log,
-            &args.agent,
-            Missing::Create,
-            "mcp",
-            |o| o,
-        )
-        .await?;
+        let connected =
+            connect::open(&args.board, log, &args.agent, Missing::Create, "mcp", |o| o).await?;
         let sdk = &connected.board;
         let claims = sdk
             .claims(args.space.as_str())

@@ -439,16 +439,17 @@ impl Server {
         let mut live = replica.watch(pattern.clone(), Options::start(Start::Now))?;
         let now = board.catch_up(&replica).await?;
         let since = a.since.unwrap_or(now.seq);
-        let matching = |replica: &blackboard_client::Replica| -> Result<Vec<HistoryEvent>, ToolError> {
-            let events = replica.history(&Filter {
-                path: Some(pattern.clone()),
-                ..Filter::default()
-            })?;
-            Ok(events
-                .into_iter()
-                .filter(|e| e.record.seq > since)
-                .collect())
-        };
+        let matching =
+            |replica: &blackboard_client::Replica| -> Result<Vec<HistoryEvent>, ToolError> {
+                let events = replica.history(&Filter {
+                    path: Some(pattern.clone()),
+                    ..Filter::default()
+                })?;
+                Ok(events
+                    .into_iter()
+                    .filter(|e| e.record.seq > since)
+                    .collect())
+            };
         let mut events = matching(&replica)?;
         if events.is_empty() {
             match tokio::time::timeout(timeout, live.next()).await {

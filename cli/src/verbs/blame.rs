@@ -7,9 +7,9 @@ use blackboard_client::automerge::ChangeHash;
 use blackboard_client::Path;
 use blackboard_client::{format_time, Record};
 
-use blackboard_client::DocumentId;
 use super::open::{self, LogArgs, Mode};
 use super::table::Table;
+use blackboard_client::DocumentId;
 
 /// Options of `blackboard blame`.
 #[derive(Debug, clap::Args)]

@@ -225,6 +225,9 @@ mod tests {
         assert_eq!("beginning".parse::<FromArg>(), Ok(FromArg::Beginning));
         assert_eq!("0".parse::<FromArg>(), Ok(FromArg::Beginning));
         assert_eq!("7".parse::<FromArg>(), Ok(FromArg::After(At::Seq(7))));
-        assert!("yesterday".parse::<FromArg>().unwrap_err().contains("yesterday"));
+        assert!("yesterday"
+            .parse::<FromArg>()
+            .unwrap_err()
+            .contains("yesterday"));
     }
 }

@@ -12,9 +12,9 @@ use blackboard_client::{format_time, At, Record};
 use blackboard_client::{ReplayError, ReplayStep};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use blackboard_client::DocumentId;
 use super::open::{self, FromArg, LogArgs, Mode};
 use super::patches;
+use blackboard_client::DocumentId;
 
 /// Options of `blackboard replay`.
 #[derive(Debug, clap::Args)]

@@ -6,8 +6,8 @@ use anyhow::{bail, Context as _};
 use blackboard_client::Path;
 use blackboard_client::{format_time, At};
 
-use blackboard_client::DocumentId;
 use super::open::{self, LogArgs, Mode, Opened};
+use blackboard_client::DocumentId;
 
 /// Options of `blackboard show`.
 #[derive(Debug, clap::Args)]

@@ -2,8 +2,8 @@
 
 use std::io::Write as _;
 
-use blackboard_client::DocumentId;
 use super::open::{self, LogArgs, Mode};
+use blackboard_client::DocumentId;
 
 /// Options of `blackboard snapshot`.
 #[derive(Debug, clap::Args)]
