@@ -4,12 +4,10 @@ use std::io::Write as _;
 
 use anyhow::bail;
 use blackboard_client::automerge::ChangeHash;
-use blackboard_client::Path;
-use blackboard_client::{format_time, Record};
+use blackboard_client::{format_time, DocumentId, Path, Record};
 
 use super::open::{self, LogArgs, Mode};
 use super::table::Table;
-use blackboard_client::DocumentId;
 
 /// Options of `blackboard blame`.
 #[derive(Debug, clap::Args)]

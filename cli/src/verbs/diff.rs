@@ -2,12 +2,11 @@
 
 use std::io::Write as _;
 
-use blackboard_client::At;
+use blackboard_client::{At, DocumentId};
 
 use super::open::{self, LogArgs, Mode};
 use super::patches;
 use super::table::Table;
-use blackboard_client::DocumentId;
 
 /// Options of `blackboard diff`.
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,6 @@
 //! `blackboard get`: a document, or the value at a path, as JSON.
 
-use blackboard_client::At;
-use blackboard_client::DocumentId;
-use blackboard_client::Path;
+use blackboard_client::{At, DocumentId, Path};
 
 use super::open::{self, LogArgs, Mode};
 

@@ -2,13 +2,12 @@
 
 use std::io::Write as _;
 
-use blackboard_client::AgentId;
-use blackboard_client::Pattern;
-use blackboard_client::{format_time, At, HistoryEvent, HistoryFilter as Filter};
+use blackboard_client::{
+    format_time, AgentId, At, DocumentId, HistoryEvent, HistoryFilter as Filter, Pattern,
+};
 
 use super::open::{self, LogArgs, Mode};
 use super::table::Table;
-use blackboard_client::DocumentId;
 
 /// Options of `blackboard history`.
 #[derive(Debug, clap::Args)]

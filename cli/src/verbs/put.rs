@@ -3,8 +3,7 @@
 use std::io::{Read as _, Write as _};
 
 use anyhow::Context as _;
-use blackboard_client::{json, Path};
-use blackboard_client::{AgentId, DocumentId, SpaceId};
+use blackboard_client::{json, AgentId, DocumentId, Path, SpaceId};
 use serde_json::Value as Json;
 
 use super::open::{self, LogArgs, Mode};

@@ -7,14 +7,11 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal as _, Write};
 
-use blackboard_client::Patch;
-use blackboard_client::{format_time, At, Record};
-use blackboard_client::{ReplayError, ReplayStep};
+use blackboard_client::{format_time, At, DocumentId, Patch, Record, ReplayError, ReplayStep};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::open::{self, FromArg, LogArgs, Mode};
 use super::patches;
-use blackboard_client::DocumentId;
 
 /// Options of `blackboard replay`.
 #[derive(Debug, clap::Args)]

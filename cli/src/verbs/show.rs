@@ -3,11 +3,9 @@
 use std::io::Write as _;
 
 use anyhow::{bail, Context as _};
-use blackboard_client::Path;
-use blackboard_client::{format_time, At};
+use blackboard_client::{format_time, At, DocumentId, Path};
 
 use super::open::{self, LogArgs, Mode, Opened};
-use blackboard_client::DocumentId;
 
 /// Options of `blackboard show`.
 #[derive(Debug, clap::Args)]

@@ -2,8 +2,9 @@
 
 use std::io::Write as _;
 
-use super::open::{self, LogArgs, Mode};
 use blackboard_client::DocumentId;
+
+use super::open::{self, LogArgs, Mode};
 
 /// Options of `blackboard snapshot`.
 #[derive(Debug, clap::Args)]

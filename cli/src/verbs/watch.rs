@@ -4,12 +4,9 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use blackboard_client::automerge::ChangeHash;
-use blackboard_client::format_time;
-use blackboard_client::AgentId;
-use blackboard_client::DocumentId;
-use blackboard_client::Position;
 use blackboard_client::{
-    ChangeEvent, Patch, PatchOp, Pattern, Start, WatchError, WatchOptions as Options,
+    format_time, AgentId, ChangeEvent, DocumentId, Patch, PatchOp, Pattern, Position, Start,
+    WatchError, WatchOptions as Options,
 };
 use futures::StreamExt as _;
 
