@@ -603,6 +603,7 @@ async fn bad_input_is_a_tool_error_and_the_server_keeps_answering() {
     assert_eq!(history["events"].as_array().unwrap().len(), 1);
 }
 
+#[cfg(feature = "http")]
 /// One HTTP/1.1 POST of a JSON-RPC message to the streamable HTTP endpoint; returns the
 /// response head and body (the server ends a POST's event stream after its answer).
 async fn post(addr: &str, session: Option<&str>, body: &Json) -> (String, String) {
@@ -634,6 +635,47 @@ async fn post(addr: &str, session: Option<&str>, body: &Json) -> (String, String
     (head.to_owned(), body.to_owned())
 }
 
+#[cfg(feature = "http")]
+/// Opens an MCP session over HTTP at `addr` (initialize, initialized) and calls `put` to
+/// write "hello over HTTP" at /greeting of document notes.
+async fn put_over_http(addr: &str) {
+    let (head, body) = post(
+        addr,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw-http", "version": "1"}}}),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("\"serverInfo\""), "{body}");
+    let session = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("a session id");
+    let (head, _) = post(
+        addr,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    let (_, body) = post(
+        addr,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "put", "arguments": {"document": "notes", "path": "/greeting",
+            "value": "hello over HTTP", "reason": "trying the HTTP transport"}}}),
+    )
+    .await;
+    assert!(body.contains("\"isError\":false"), "{body}");
+}
+
+#[cfg(feature = "http")]
 #[tokio::test]
 async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kept() {
     use tokio::io::AsyncBufReadExt as _;
@@ -660,40 +702,7 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
     .await
     .expect("the server listens in time");
 
-    let (head, body) = post(
-        &addr,
-        None,
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw-http", "version": "1"}}}),
-    )
-    .await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(body.contains("\"serverInfo\""), "{body}");
-    let session = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("mcp-session-id")
-                .then(|| value.trim().to_owned())
-        })
-        .expect("a session id");
-    let (head, _) = post(
-        &addr,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await;
-    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
-    let (_, body) = post(
-        &addr,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "put", "arguments": {"document": "notes", "path": "/greeting",
-            "value": "hello over HTTP", "reason": "trying the HTTP transport"}}}),
-    )
-    .await;
-    assert!(body.contains("\"isError\":false"), "{body}");
+    put_over_http(&addr).await;
 
     // SIGTERM is a clean stop: the process exits 0 and the embedded store holds the write.
     let pid = server.id().unwrap().to_string();
@@ -729,5 +738,53 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "\"hello over HTTP\""
+    );
+}
+
+#[cfg(feature = "http")]
+#[tokio::test]
+async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolves() {
+    use blackboard_cli::connect::BoardArgs;
+    use blackboard_cli::mcp::{serve, Args, Board};
+
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let args = Args {
+        agent: "host".parse().unwrap(),
+        space: SPACE.parse().unwrap(),
+        board: BoardArgs {
+            nats: Some(nats.url()),
+            creds: None,
+            store: None,
+            replicas: 1,
+        },
+        http: None,
+        timeout: 30,
+    };
+    let board = Board::open(&args).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(board.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+
+    put_over_http(&addr).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(GUARD, server)
+        .await
+        .expect("serve returns once its shutdown future resolves")
+        .unwrap()
+        .unwrap();
+    // The write went through the board the caller handed in.
+    let documents = board.list().await.unwrap();
+    assert_eq!(documents.len(), 1, "{documents:?}");
+    assert_eq!(
+        (documents[0].document.as_str(), documents[0].events),
+        ("notes", 1)
+    );
+    board.close().await;
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "the listener is closed"
     );
 }
