@@ -7,9 +7,9 @@
 //!
 //! - [`Board`]: the SDK board (opened through `Options`), its claims and presence, and
 //!   waiting for the log around reads and writes;
-//! - [`tools`]: the tools (read, write, wait, history, claims, presence);
-//! - [`stale`]: the stale-read check of writes that pass `read_at`;
-//! - [`resources`]: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
+//! - `tools`: the tools (read, write, wait, history, claims, presence);
+//! - `stale`: the stale-read check of writes that pass `read_at`;
+//! - `resources`: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
 //! - [`serve`]: the streamable HTTP transport, over a bound listener until a shutdown
 //!   future resolves (the `http` feature).
 

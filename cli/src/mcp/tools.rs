@@ -47,8 +47,7 @@ impl From<EngineError> for ToolError {
 }
 
 /// A tool error inside a transaction aborts it: the engine carries it out unchanged as
-/// [`EngineError::Aborted`], and [`From<EngineError>`](ToolError#impl-From<Error>-for-ToolError)
-/// takes it back.
+/// [`EngineError::Aborted`], and `ToolError::from` takes it back.
 impl From<ToolError> for EngineError {
     fn from(e: ToolError) -> Self {
         EngineError::Aborted(Box::new(e))
