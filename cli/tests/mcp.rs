@@ -37,9 +37,15 @@ const SPACE: &str = "team";
 const GUARD: Duration = Duration::from_secs(30);
 
 async fn agent(url: &str, name: &str) -> Agent {
+    agent_with(url, name, &[]).await
+}
+
+/// Like [`agent`], with more arguments for `blackboard mcp`.
+async fn agent_with(url: &str, name: &str, more: &[&str]) -> Agent {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
     cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
     cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
+    cmd.args(more);
     let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
     let (tx, updates) = mpsc::unbounded_channel();
     let client = tokio::time::timeout(GUARD, Listener(tx).serve(transport))
@@ -787,4 +793,39 @@ async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolve
         tokio::net::TcpStream::connect(&addr).await.is_err(),
         "the listener is closed"
     );
+}
+
+#[tokio::test]
+async fn replicas_apply_to_the_stream_and_the_lease_buckets_the_server_creates() {
+    let cluster = blackboard_tests::NatsCluster::start(3).await.unwrap();
+    let url = cluster.url(0);
+    let planner = agent_with(&url, "planner", &["--replicas", "3"]).await;
+    // A new R3 stream has no leader for a moment, and the engine reports that as the log
+    // being unavailable: the tool says so and the model tries again, as this does.
+    let mut attempts = 0;
+    loop {
+        let put = json!({"document": "tasks", "path": "/t1", "value": "open", "reason": "a task"});
+        let r = planner.call("put", put).await;
+        if r.is_error != Some(true) {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 50, "put keeps failing: {}", text(&r));
+        assert!(text(&r).contains("unavailable"), "{}", text(&r));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    planner.ok("claim", json!({"resource": "t1"})).await;
+
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    for stream in ["BB_team", "KV_BB_CLAIMS_team", "KV_BB_PRESENCE_team"] {
+        let info = js
+            .get_stream(stream)
+            .await
+            .unwrap_or_else(|e| panic!("{stream}: {e}"))
+            .info()
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+    }
 }
