@@ -75,7 +75,7 @@ impl Options {
     }
 
     /// The store directory: the one given to [`store`](Self::store), or the default.
-    pub fn store_dir(&self) -> PathBuf {
+    fn store_dir(&self) -> PathBuf {
         self.store
             .clone()
             .unwrap_or_else(|| Path::new(".blackboard").join(self.agent.as_str()))
