@@ -8,8 +8,10 @@
 //! The layers, from the inside out:
 //! - [`doc`]: the document core, pure (no I/O): automerge, JSON views, paths;
 //! - [`codec`]: the one decoder for events from the network;
+//! - [`apply`]: the causal apply step, pure: decode, hold back, apply, attribute, patches;
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
 //! - [`store`]: a replica's sled tree (document, position index, outbox);
+//! - [`watch`]: path-scoped, resumable streams of change events;
 //! - [`history`]: the position index, history queries and snapshots;
 //! - [`replica`]: the replica that ties them together;
 //! - [`lease`], [`claim`], [`presence`]: coordination without a manager: leases on named
@@ -42,6 +44,8 @@
 
 #![warn(missing_docs)]
 
+pub mod apply;
+mod backoff;
 pub mod claim;
 pub mod codec;
 pub mod doc;
@@ -51,6 +55,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod lease;
 pub mod log;
+mod position;
 pub mod presence;
 pub mod replica;
 pub mod store;

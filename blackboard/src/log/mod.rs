@@ -136,6 +136,22 @@ impl Error {
     }
 }
 
+/// Makes everything written to `db` durable, waiting on tokio's blocking pool.
+///
+/// Every flush in the project goes through here, never through sled's `flush_async`: in sled
+/// 0.34 concurrent `flush_async` calls can wait forever (spacejam/sled#1308, fixed only on
+/// sled's unreleased main branch). Two integration tests hung in CI that way; a stress run of
+/// 50 tasks flushing one database hangs within a second with `flush_async` and never with
+/// the blocking `flush`.
+pub async fn flush_db(db: &sled::Db) -> sled::Result<()> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.flush().map(drop))
+        .await
+        .map_err(|e| {
+            sled::Error::Io(std::io::Error::other(format!("the flush task failed: {e}")))
+        })?
+}
+
 /// An append-only, per-space log of document events. See the module docs for the contract.
 #[async_trait]
 pub trait EventLog: Send + Sync + fmt::Debug + 'static {
