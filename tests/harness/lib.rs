@@ -14,7 +14,7 @@ mod cluster;
 mod nats;
 
 pub use cluster::NatsCluster;
-pub use nats::{find_nats_server, find_nats_server_in, NatsServer, INSTALL_HINT};
+pub use nats::{find_nats_server, find_nats_server_in, NatsServer, Options, INSTALL_HINT};
 
 /// Installs a `tracing` fmt subscriber that writes through the test harness'
 /// captured output.
