@@ -265,8 +265,8 @@ impl JetStreamLog {
         }
     }
 
-    /// Creates the space's stream, or verifies the existing one. Called on first use of a
-    /// space; callable ahead of time to surface configuration errors early.
+    /// Creates the space's stream, or verifies the existing one. Called on the first publish
+    /// to a space; callable ahead of time to surface configuration errors early.
     pub async fn ensure_stream(&self, space: &SpaceId) -> Result<stream::Stream, Error> {
         let name = subject::stream_name(space);
         let wanted = subject::space_wildcard(space);

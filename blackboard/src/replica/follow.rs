@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use automerge::ChangeHash;
 use futures::StreamExt;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::{load_core, snapshots, Shared, State};
 use crate::apply::Origin;
@@ -70,6 +70,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     }
                 }
             }
+            // A refusal (permissions, configuration) will not go away by itself, but the
+            // replica has no caller to hand it to: it says so loudly and keeps trying with
+            // backoff (up to 2 s apart), so a fixed permission takes effect without a restart.
+            Err(e) if !e.is_transient() => error!(
+                %space, %document, error = %e,
+                "the log refuses this replica's subscription; retrying"
+            ),
             Err(e) => warn!(%space, %document, error = %e, "cannot subscribe to the log; retrying"),
         }
         backoff.wait().await;
