@@ -10,13 +10,17 @@
 //!   watcher's bounded channel. Handing over never waits, so a slow watcher cannot slow the
 //!   replica, the writers or other watchers.
 //! - **Replaying**, a watch reads the durable log itself, applying events to its own copy of
-//!   the document to compute patches. A replaying watcher reads at its own pace: nothing is
-//!   buffered on its behalf.
-//! - **The switch** from replay to live happens under the replica's lock, at a moment the
-//!   watch has read at least as far as the replica has applied: it starts listening, and
-//!   hands over the replica's changes its copy lacks (local changes not yet back from the
-//!   log). Live events at positions it already read are skipped. So every change is
-//!   delivered once, with no gap.
+//!   the document through the causal apply step ([`crate::apply`]) to compute patches. A
+//!   replaying watcher reads at its own pace: nothing is buffered on its behalf.
+//! - **The switch** from replay to live is one step of the replica (under its lock, see
+//!   `Source::listen_if_caught_up`), at a moment the watch has read at least as far as the
+//!   replica has applied: it starts listening, and hands over the replica's changes the
+//!   watch's copy lacks (local changes not yet back from the log). Live events at positions
+//!   it already read are skipped. So every change is delivered once, with no gap.
+//!
+//! The watch never touches the replica's state: it asks through `Source`, which the
+//! replica implements, and saves durable cursors through `Cursors`. So this module depends
+//! on nothing above it (not on the replica, not on the store).
 //! - **Lagging**: a live watcher that falls more than its channel's capacity behind is cut
 //!   off; it delivers what it holds, then a final [`WatchError::Lagged`] naming the position
 //!   to resume after. Events are never dropped silently.
