@@ -19,7 +19,8 @@
 //!   `documents` answer with streams that stay empty until the first event is published
 //!   (then go live), `last_seq` and `list` answer 0 and nothing, `snapshot_info` and
 //!   `get_snapshot` answer `None`, and `trim` removes nothing. Only publishing (and
-//!   `put_snapshot`) creates a space's stream and snapshot bucket.
+//!   `put_snapshot`) creates a space's stream and snapshot bucket. (The embedded log opens
+//!   an empty sled tree for a space on first access, which no reader can tell from none.)
 
 mod embedded;
 mod jetstream;
