@@ -8,8 +8,10 @@
 //! The layers, from the inside out:
 //! - [`doc`]: the document core, pure (no I/O): automerge, JSON views, paths;
 //! - [`codec`]: the one decoder for events from the network;
+//! - [`apply`]: the causal apply step, pure: decode, hold back, apply, attribute, patches;
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
 //! - [`store`]: a replica's sled tree (document, position index, outbox);
+//! - [`watch`]: path-scoped, resumable streams of change events;
 //! - [`history`]: the position index, history queries and snapshots;
 //! - [`replica`]: the replica that ties them together;
 //! - [`lease`], [`claim`], [`presence`]: coordination without a manager: leases on named
@@ -42,6 +44,8 @@
 
 #![warn(missing_docs)]
 
+pub mod apply;
+mod backoff;
 pub mod claim;
 pub mod codec;
 pub mod doc;
@@ -51,6 +55,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod lease;
 pub mod log;
+mod position;
 pub mod presence;
 pub mod replica;
 pub mod store;
@@ -60,3 +65,69 @@ pub use automerge;
 pub use blackboard_schemas as schemas;
 pub use error::Error;
 pub use replica::Replica;
+
+/// The engine's module graph has no cycle: each module uses only modules below it.
+#[cfg(test)]
+mod layers {
+    use std::path::Path;
+
+    /// The engine's modules, lowest first. A module may use only those before it.
+    const LAYERS: &[&str] = &[
+        "position", "backoff", "doc", "codec", "log", "apply", "watch", "history", "store",
+        "error", "replica",
+    ];
+
+    /// The modules named by `crate::...` paths in the code of `path` (a file, or a folder
+    /// taken whole), comments left out. `crate::Error` and `crate::Replica` are re-exports
+    /// of `error` and `replica`.
+    fn uses(path: &Path, out: &mut Vec<(String, String)>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                uses(&entry.unwrap().path(), out);
+            }
+            return;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let module = match name.as_str() {
+                    "Error" => "error".to_owned(),
+                    "Replica" => "replica".to_owned(),
+                    _ => name,
+                };
+                out.push((module, format!("{}: {}", path.display(), line.trim())));
+            }
+        }
+    }
+
+    #[test]
+    fn no_engine_module_uses_a_module_above_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut upward = Vec::new();
+        for (level, module) in LAYERS.iter().enumerate() {
+            let dir = src.join(module);
+            let path = if dir.is_dir() {
+                dir
+            } else {
+                src.join(format!("{module}.rs"))
+            };
+            let mut found = Vec::new();
+            uses(&path, &mut found);
+            for (used, line) in found {
+                let above = LAYERS
+                    .iter()
+                    .position(|m| *m == used)
+                    .is_some_and(|l| l >= level && used != *module);
+                if above {
+                    upward.push(format!("{module} uses {used}: {line}"));
+                }
+            }
+        }
+        assert!(upward.is_empty(), "upward uses:\n{}", upward.join("\n"));
+    }
+}

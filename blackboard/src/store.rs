@@ -26,6 +26,7 @@ use blackboard_schemas::{AgentId, DocumentId, SpaceId};
 use bytes::Bytes;
 
 use crate::history::Record;
+use crate::position::Position;
 
 /// Errors of the replica store.
 #[derive(Debug, thiserror::Error)]
@@ -507,11 +508,7 @@ impl ReplicaStore {
     }
 
     /// Saves the position of the durable watch `name`.
-    pub fn put_cursor(
-        &self,
-        name: &str,
-        position: &crate::replica::Position,
-    ) -> Result<(), StoreError> {
+    pub fn put_cursor(&self, name: &str, position: &Position) -> Result<(), StoreError> {
         let mut v = Vec::with_capacity(8 + 32 * position.heads.len());
         v.extend_from_slice(&position.seq.to_be_bytes());
         for h in &position.heads {
@@ -522,7 +519,7 @@ impl ReplicaStore {
     }
 
     /// The saved position of the durable watch `name`, if any.
-    pub fn get_cursor(&self, name: &str) -> Result<Option<crate::replica::Position>, StoreError> {
+    pub fn get_cursor(&self, name: &str) -> Result<Option<Position>, StoreError> {
         let Some(v) = self.tree.get(cursor_key(name))? else {
             return Ok(None);
         };
@@ -538,7 +535,7 @@ impl ReplicaStore {
                 automerge::ChangeHash(h)
             })
             .collect();
-        Ok(Some(crate::replica::Position { seq, heads }))
+        Ok(Some(Position { seq, heads }))
     }
 
     /// Makes every write so far durable (fsync). Concurrent calls share fsyncs (group
@@ -558,21 +555,7 @@ impl ReplicaStore {
     }
 }
 
-/// Makes everything written to `db` durable, waiting on tokio's blocking pool.
-///
-/// Every flush in the project goes through here, never through sled's `flush_async`: in sled
-/// 0.34 concurrent `flush_async` calls can wait forever (spacejam/sled#1308, fixed only on
-/// sled's unreleased main branch). Two integration tests hung in CI that way; a stress run of
-/// 50 tasks flushing one database hangs within a second with `flush_async` and never with
-/// the blocking `flush`.
-pub async fn flush_db(db: &sled::Db) -> sled::Result<()> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || db.flush().map(drop))
-        .await
-        .map_err(|e| {
-            sled::Error::Io(std::io::Error::other(format!("the flush task failed: {e}")))
-        })?
-}
+pub use crate::log::flush_db;
 
 #[cfg(test)]
 mod tests {

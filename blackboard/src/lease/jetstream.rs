@@ -6,11 +6,16 @@
 //! KV entry's stream sequence, so it grows with every write to the bucket; `create` and
 //! `update` use the server's expected-last-subject-sequence check, so the server decides
 //! every race.
+//!
+//! A bucket is created only when the server says it does not exist: a timeout is
+//! [`StoreError::Unavailable`] (transient) and a JetStream refusal [`StoreError::Bucket`]
+//! (permanent), never a reason to try creating it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::{self, kv};
 
 /// Versions kept per key, so that a lagging watch does not miss quick successive writes.
@@ -78,29 +83,47 @@ impl LeaseBuckets for JetStreamLeases {
             return Ok(b.clone());
         }
         let js = &self.inner.js;
-        let store = match js.get_key_value(name).await {
-            Ok(store) => store,
-            Err(_) => {
-                let config = kv::Config {
-                    bucket: name.to_owned(),
-                    description: "Blackboard leases".to_owned(),
-                    history: HISTORY,
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: self.inner.replicas,
-                    ..Default::default()
-                };
-                match js.create_key_value(config).await {
-                    Ok(store) => store,
-                    // Another agent may have created it in between.
-                    Err(create) => {
-                        js.get_key_value(name)
-                            .await
-                            .map_err(|_| StoreError::Bucket {
-                                bucket: name.to_owned(),
-                                reason: create.to_string(),
-                            })?
-                    }
+        // The bucket is the stream KV_<name>. Asking for the stream tells "not there yet"
+        // (create it) apart from a timeout (transient) or a refusal (permanent): only the
+        // first may create anything.
+        let exists = match js.get_stream(format!("KV_{name}")).await {
+            Ok(_) => true,
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    false
                 }
+                GetStreamErrorKind::JetStream(js) if js.code() != 503 => {
+                    return Err(StoreError::Bucket {
+                        bucket: name.to_owned(),
+                        reason: js.to_string(),
+                    })
+                }
+                _ => return Err(unavailable(e)),
+            },
+        };
+        let store = if exists {
+            js.get_key_value(name).await.map_err(unavailable)?
+        } else {
+            let config = kv::Config {
+                bucket: name.to_owned(),
+                description: "Blackboard leases".to_owned(),
+                history: HISTORY,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: self.inner.replicas,
+                ..Default::default()
+            };
+            match js.create_key_value(config).await {
+                Ok(store) => store,
+                // Another agent may have created it in between.
+                Err(create) => js
+                    .get_key_value(name)
+                    .await
+                    .map_err(|_| StoreError::Bucket {
+                        bucket: name.to_owned(),
+                        reason: create.to_string(),
+                    })?,
             }
         };
         let bucket = Arc::new(KvBucket { store });

@@ -199,7 +199,7 @@ impl EmbeddedLog {
             doc_key.extend_from_slice(document.as_str().as_bytes());
             batch.insert(doc_key, &last.to_be_bytes());
             s.tree.apply_batch(batch)?;
-            crate::store::flush_db(&self.inner.db).await?;
+            super::flush_db(&self.inner.db).await?;
             s.last_time
                 .store(time_ms, std::sync::atomic::Ordering::Relaxed);
         }
@@ -289,7 +289,7 @@ impl EventLog for EmbeddedLog {
         value.extend_from_slice(&info.trimmed_through.to_be_bytes());
         value.extend_from_slice(&bytes);
         s.tree.insert(snapshot_key(document), value)?;
-        crate::store::flush_db(&self.inner.db).await?;
+        super::flush_db(&self.inner.db).await?;
         Ok(())
     }
 
@@ -342,7 +342,7 @@ impl EventLog for EmbeddedLog {
             n += 1;
         }
         s.tree.apply_batch(batch)?;
-        crate::store::flush_db(&self.inner.db).await?;
+        super::flush_db(&self.inner.db).await?;
         Ok(n)
     }
 

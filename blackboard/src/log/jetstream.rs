@@ -4,8 +4,22 @@
 //! `blackboard_schemas::subject`). The stream is created on first use with file storage, the
 //! configured replicas and duplicate window; an existing stream is verified instead, and a
 //! configuration that would break the log's promises is an error, never silently changed.
+//! Only publishing creates the stream (and `put_snapshot` the snapshot bucket): reads of a
+//! space that has none answer "nothing yet" (see the contract in [`super`]). A subscription
+//! to such a space waits for the stream-created advisory (`$JS.EVENT.ADVISORY.STREAM.
+//! CREATED.<stream>`), checking again every few seconds in case advisories are not
+//! delivered, then goes live from the start.
+//!
+//! Errors are classified as async-nats does (each call has its own error kind): timeouts,
+//! a lost connection and "no responders" are [`Error::Unavailable`] (transient: the callers
+//! that retry do); JetStream API errors are [`Error::Refused`] unless the server says it is
+//! temporarily unavailable (503, cluster or raft trouble); and a permissions violation the
+//! server reports on the connection (a log opened with [`JetStreamLog::connect`] hears
+//! them) fails the call at once as [`Error::Denied`], where it would otherwise wait out the
+//! acknowledgement timeout and be retried forever.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +27,8 @@ use async_nats::jetstream::{self, consumer, object_store, stream};
 use async_trait::async_trait;
 use blackboard_schemas::{subject, DocumentId, SpaceId};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::broadcast;
 
 use super::{
     DocumentStream, DocumentSummary, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo,
@@ -53,15 +68,95 @@ struct Inner {
     config: Config,
     /// Spaces whose stream has been created or verified by this process.
     ready: Mutex<HashSet<SpaceId>>,
+    /// The permissions violations the server reports on the connection (only for a log
+    /// opened with [`JetStreamLog::connect`]; nothing is ever sent otherwise).
+    violations: broadcast::Sender<String>,
 }
+
+/// How often a subscription to a space without a stream checks again, in case the
+/// stream-created advisory is not delivered (no permission to subscribe to it, say).
+const STREAM_RECHECK: Duration = Duration::from_secs(2);
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Unavailable(e.to_string())
 }
 
+/// Classifies an error answer of the JetStream API: the server being temporarily unable
+/// (503, no cluster leader, raft trouble, a stream not there yet) is transient; anything
+/// else (bad configuration, limits, names) is the server refusing, for good.
+fn api(e: &jetstream::Error) -> Error {
+    use jetstream::ErrorCode as C;
+    let transient = e.code() == 503
+        || e.code() == 408
+        || [
+            C::CLUSTER_NOT_AVAILABLE,
+            C::CLUSTER_INCOMPLETE,
+            C::CLUSTER_NO_PEERS,
+            C::RAFT_GENERAL,
+            C::STREAM_NOT_FOUND,
+        ]
+        .contains(&e.error_code());
+    if transient {
+        unavailable(e)
+    } else {
+        Error::Refused(e.to_string())
+    }
+}
+
+fn create_stream_error(e: jetstream::context::CreateStreamError) -> Error {
+    use jetstream::context::CreateStreamErrorKind as K;
+    match e.kind() {
+        K::JetStream(js) => api(&js),
+        K::TimedOut | K::Response | K::JetStreamUnavailable | K::NotFound => unavailable(e),
+        K::EmptyStreamName | K::InvalidStreamName | K::DomainAndExternalSet | K::ResponseParse => {
+            Error::Refused(e.to_string())
+        }
+    }
+}
+
+fn get_stream_error(e: jetstream::context::GetStreamError) -> Error {
+    use jetstream::context::GetStreamErrorKind as K;
+    match e.kind() {
+        K::JetStream(js) => api(&js),
+        K::Request => unavailable(e),
+        K::EmptyName | K::InvalidStreamName => Error::Refused(e.to_string()),
+    }
+}
+
+fn consumer_error(e: stream::ConsumerError) -> Error {
+    use stream::ConsumerErrorKind as K;
+    match e.kind() {
+        K::JetStream(js) => api(&js),
+        K::TimedOut | K::Request | K::Other => unavailable(e),
+        K::InvalidConsumerType | K::InvalidName => Error::Refused(e.to_string()),
+    }
+}
+
+/// Whether the server's error message is a permissions violation concerning `subject`
+/// (`Permissions Violation for Publish to "bb.team.doc.plan.ch"`).
+fn violates(message: &str, subject: &str) -> bool {
+    message
+        .to_ascii_lowercase()
+        .contains("permissions violation")
+        && message.contains(subject)
+}
+
 impl JetStreamLog {
     /// A log over an existing NATS connection.
+    ///
+    /// A permissions violation on this connection is reported by the server out of band;
+    /// a log made here cannot hear it, so a refused publish fails only when its
+    /// acknowledgement times out (as [`Error::Unavailable`]). [`connect`](Self::connect)
+    /// hears them.
     pub fn new(client: async_nats::Client, config: Config) -> Self {
+        Self::with_violations(client, config, broadcast::channel(16).0)
+    }
+
+    fn with_violations(
+        client: async_nats::Client,
+        config: Config,
+        violations: broadcast::Sender<String>,
+    ) -> Self {
         let mut js = jetstream::new(client);
         js.set_timeout(config.ack_timeout);
         Self {
@@ -69,12 +164,109 @@ impl JetStreamLog {
                 js,
                 config,
                 ready: Mutex::new(HashSet::new()),
+                violations,
             }),
         }
     }
 
-    /// Creates the space's stream, or verifies the existing one. Called on first use of a
-    /// space; callable ahead of time to surface configuration errors early.
+    /// Connects to `url` with `options` and opens the log on that connection. The log
+    /// listens to the connection's events (replacing any event callback in `options`; the
+    /// events are logged with `tracing`), so a permissions violation fails the call it
+    /// concerns at once as [`Error::Denied`]. A refused connection (bad credentials) is
+    /// `Denied` too; an unreachable server is `Unavailable`.
+    pub async fn connect(
+        url: &str,
+        options: async_nats::ConnectOptions,
+        config: Config,
+    ) -> Result<Self, Error> {
+        let violations = broadcast::channel(16).0;
+        let tx = violations.clone();
+        let options = options.event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                match event {
+                    async_nats::Event::ServerError(async_nats::ServerError::Other(message))
+                        if message.to_ascii_lowercase().contains("violation") =>
+                    {
+                        tracing::warn!(%message, "the NATS server refused an operation");
+                        let _ = tx.send(message);
+                    }
+                    event => tracing::debug!(%event, "NATS connection event"),
+                }
+            }
+        });
+        let client = options.connect(url).await.map_err(|e| {
+            use async_nats::ConnectErrorKind as K;
+            match e.kind() {
+                K::AuthorizationViolation | K::Authentication => {
+                    Error::Denied(format!("connecting to {url}: {e}"))
+                }
+                _ => unavailable(format!("connecting to {url}: {e}")),
+            }
+        })?;
+        Ok(Self::with_violations(client, config, violations))
+    }
+
+    /// Runs `call`, failing it with [`Error::Denied`] as soon as the server reports a
+    /// permissions violation about `subject` while it runs.
+    async fn guarded<T>(
+        &self,
+        subject: &str,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let mut violations = self.inner.violations.subscribe();
+        let denied = async {
+            loop {
+                match violations.recv().await {
+                    Ok(message) if violates(&message, subject) => return message,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // `new` logs never report violations.
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
+        tokio::select! {
+            result = call => result,
+            message = denied => Err(Error::Denied(message)),
+        }
+    }
+
+    /// The space's stream if it exists; `None` when nobody has published to the space.
+    /// Creates nothing.
+    async fn existing_stream(&self, space: &SpaceId) -> Result<Option<stream::Stream>, Error> {
+        match self.inner.js.get_stream(subject::stream_name(space)).await {
+            Ok(stream) => Ok(Some(stream)),
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(None)
+                }
+                _ => Err(get_stream_error(e)),
+            },
+        }
+    }
+
+    /// The space's stream, waiting until it exists: for the stream-created advisory, and
+    /// checking again every [`STREAM_RECHECK`] in case the advisory does not come.
+    async fn stream_when_created(&self, space: &SpaceId) -> Result<stream::Stream, Error> {
+        let name = subject::stream_name(space);
+        let client = self.inner.js.client();
+        // Subscribed before checking, so a stream created in between is not missed.
+        let mut created = client
+            .subscribe(format!("$JS.EVENT.ADVISORY.STREAM.CREATED.{name}"))
+            .await
+            .map_err(unavailable)?;
+        loop {
+            if let Some(stream) = self.existing_stream(space).await? {
+                return Ok(stream);
+            }
+            let _ = tokio::time::timeout(STREAM_RECHECK, created.next()).await;
+        }
+    }
+
+    /// Creates the space's stream, or verifies the existing one. Called on the first publish
+    /// to a space; callable ahead of time to surface configuration errors early.
     pub async fn ensure_stream(&self, space: &SpaceId) -> Result<stream::Stream, Error> {
         let name = subject::stream_name(space);
         let wanted = subject::space_wildcard(space);
@@ -88,11 +280,14 @@ impl JetStreamLog {
             ..Default::default()
         };
         let mut stream = self
-            .inner
-            .js
-            .get_or_create_stream(config)
-            .await
-            .map_err(unavailable)?;
+            .guarded("$JS.API", async {
+                self.inner
+                    .js
+                    .get_or_create_stream(config)
+                    .await
+                    .map_err(create_stream_error)
+            })
+            .await?;
         let info = stream.info().await.map_err(unavailable)?;
         let have = &info.config;
         let covers = have.subjects.iter().any(|s| s == &wanted);
@@ -184,18 +379,8 @@ impl EventLog for JetStreamLog {
     }
 
     async fn list(&self, space: &SpaceId) -> Result<Vec<DocumentSummary>, Error> {
-        let stream = match self.inner.js.get_stream(subject::stream_name(space)).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                return match e.kind() {
-                    jetstream::context::GetStreamErrorKind::JetStream(e)
-                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                    {
-                        Ok(Vec::new())
-                    }
-                    _ => Err(unavailable(e)),
-                }
-            }
+        let Some(stream) = self.existing_stream(space).await? else {
+            return Ok(Vec::new());
         };
         // The server counts the messages of each subject; one subject per document.
         let mut subjects = stream
@@ -217,7 +402,9 @@ impl EventLog for JetStreamLog {
     }
 
     async fn last_seq(&self, space: &SpaceId, document: &DocumentId) -> Result<u64, Error> {
-        let stream = self.ensure_stream(space).await?;
+        let Some(stream) = self.existing_stream(space).await? else {
+            return Ok(0);
+        };
         match stream
             .get_last_raw_message_by_subject(&subject::changes(space, document))
             .await
@@ -264,7 +451,9 @@ impl EventLog for JetStreamLog {
         space: &SpaceId,
         document: &DocumentId,
     ) -> Result<Option<SnapshotInfo>, Error> {
-        let store = self.snapshots(space).await?;
+        let Some(store) = self.existing_snapshots(space).await? else {
+            return Ok(None);
+        };
         match store.info(document.as_str()).await {
             Ok(info) => snapshot_info(&info).map(Some),
             Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
@@ -278,7 +467,9 @@ impl EventLog for JetStreamLog {
         document: &DocumentId,
     ) -> Result<Option<(SnapshotInfo, Bytes)>, Error> {
         use tokio::io::AsyncReadExt;
-        let store = self.snapshots(space).await?;
+        let Some(store) = self.existing_snapshots(space).await? else {
+            return Ok(None);
+        };
         let mut object = match store.get(document.as_str()).await {
             Ok(o) => o,
             Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
@@ -299,7 +490,9 @@ impl EventLog for JetStreamLog {
         document: &DocumentId,
         through: u64,
     ) -> Result<u64, Error> {
-        let stream = self.ensure_stream(space).await?;
+        let Some(stream) = self.existing_stream(space).await? else {
+            return Ok(0);
+        };
         // Purging with a sequence removes the subject's messages *below* it.
         let purged = stream
             .purge()
@@ -332,6 +525,36 @@ fn snapshot_info(info: &object_store::ObjectInfo) -> Result<SnapshotInfo, Error>
 }
 
 impl JetStreamLog {
+    /// The space's snapshot bucket if it exists; `None` when no snapshot was ever stored in
+    /// the space. Creates nothing.
+    async fn existing_snapshots(
+        &self,
+        space: &SpaceId,
+    ) -> Result<Option<object_store::ObjectStore>, Error> {
+        let bucket = subject::snapshot_bucket(space);
+        // The bucket is the stream OBJ_<bucket>: ask for it, which tells "not there" apart
+        // from other failures (`get_object_store` does not).
+        match self.inner.js.get_stream(format!("OBJ_{bucket}")).await {
+            Ok(_) => {}
+            Err(e) => {
+                return match e.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(js)
+                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(get_stream_error(e)),
+                }
+            }
+        }
+        self.inner
+            .js
+            .get_object_store(&bucket)
+            .await
+            .map(Some)
+            .map_err(unavailable)
+    }
+
     /// The space's snapshot bucket, created on first use with the stream's storage and
     /// replicas.
     async fn snapshots(&self, space: &SpaceId) -> Result<object_store::ObjectStore, Error> {
@@ -367,6 +590,21 @@ impl JetStreamLog {
             return super::failed_batch(e, n);
         }
         let subject = subject::changes(space, document);
+        let sent = self.guarded(&subject, self.send_batch(&subject, batch));
+        match sent.await {
+            Ok(results) => results,
+            Err(e) => super::failed_batch(e, n),
+        }
+    }
+
+    /// Sends the publishes of a batch and awaits their acknowledgements. Fails as a whole
+    /// only when the server reports a permissions violation (see [`guarded`](Self::guarded)).
+    async fn send_batch(
+        &self,
+        subject: &str,
+        batch: Vec<(String, Bytes)>,
+    ) -> Result<Vec<Result<Published, Error>>, Error> {
+        let n = batch.len();
         let mut pending = Vec::with_capacity(n);
         let mut failed: Option<String> = None;
         for (msg_id, payload) in batch {
@@ -385,7 +623,12 @@ impl JetStreamLog {
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload)
                 .message_id(msg_id);
-            match self.inner.js.send_publish(subject.clone(), publish).await {
+            match self
+                .inner
+                .js
+                .send_publish(subject.to_owned(), publish)
+                .await
+            {
                 Ok(ack) => pending.push(Ok(ack)),
                 Err(e) => {
                     failed = Some(e.to_string());
@@ -408,19 +651,38 @@ impl JetStreamLog {
                 duplicate: ack.duplicate,
             })
         }));
-        acks.await
+        Ok(acks.await)
     }
 
     async fn documents_once(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {
-        let mut stream = self.ensure_stream(space).await?;
+        let Some(mut stream) = self.existing_stream(space).await? else {
+            // Nobody has published to the space: nothing yet, and every document once the
+            // stream is created.
+            let log = self.clone();
+            let space = space.clone();
+            let later = futures::stream::once(async move {
+                let stream = log.stream_when_created(&space).await?;
+                log.document_names(&space, stream).await
+            })
+            .try_flatten();
+            return Ok((0, later.boxed()));
+        };
         let last = stream
             .info()
             .await
             .map_err(unavailable)?
             .state
             .last_sequence;
-        // The last message of every document's subject, then every new one; headers only,
-        // since only the subject matters here.
+        Ok((last, self.document_names(space, stream).await?))
+    }
+
+    /// The last message of every document's subject, then every new one; headers only,
+    /// since only the subject matters here.
+    async fn document_names(
+        &self,
+        space: &SpaceId,
+        stream: stream::Stream,
+    ) -> Result<DocumentStream, Error> {
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: subject::space_changes(space),
@@ -429,7 +691,7 @@ impl JetStreamLog {
                 ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(consumer_error)?;
         let messages = consumer.messages().await.map_err(unavailable)?;
         let docs = messages.filter_map(|m| async move {
             match m {
@@ -437,7 +699,7 @@ impl JetStreamLog {
                 Err(e) => Some(Err(unavailable(e))),
             }
         });
-        Ok((last, docs.boxed()))
+        Ok(docs.boxed())
     }
 
     async fn subscribe_once(
@@ -446,15 +708,29 @@ impl JetStreamLog {
         document: &DocumentId,
         from: u64,
     ) -> Result<EntryStream, Error> {
-        let stream = match self.stream(space).await? {
-            Some(s) => s,
-            None => self
-                .inner
-                .js
-                .get_stream(subject::stream_name(space))
-                .await
-                .map_err(unavailable)?,
+        let Some(stream) = self.existing_stream(space).await? else {
+            // Nobody has published to the space: nothing yet, then live from the start
+            // once the stream is created.
+            let log = self.clone();
+            let (space, document) = (space.clone(), document.clone());
+            let later = futures::stream::once(async move {
+                let stream = log.stream_when_created(&space).await?;
+                log.entries(&space, &document, stream, from).await
+            })
+            .try_flatten();
+            return Ok(later.boxed());
         };
+        self.entries(space, document, stream, from).await
+    }
+
+    /// `document`'s entries from position `from` on.
+    async fn entries(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        stream: stream::Stream,
+        from: u64,
+    ) -> Result<EntryStream, Error> {
         // An ordered consumer: ephemeral, flow-controlled, and recreated by the client from
         // the last delivered sequence if it is lost, so delivery has no gaps or repeats.
         let consumer = stream
@@ -470,7 +746,7 @@ impl JetStreamLog {
                 ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(consumer_error)?;
         let messages = consumer.messages().await.map_err(unavailable)?;
         Ok(messages
             .map(|m| {

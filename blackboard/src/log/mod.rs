@@ -14,7 +14,13 @@
 //! - each event carries the log's own time of the append, which never goes backwards within
 //!   a space (the wall-clock axis of history);
 //! - a document's newest snapshot is stored beside its events, for any replica to fetch; a
-//!   document may be trimmed below a snapshot, and the snapshot records how far.
+//!   document may be trimmed below a snapshot, and the snapshot records how far;
+//! - reading never creates anything: on a space nobody has published to, `subscribe` and
+//!   `documents` answer with streams that stay empty until the first event is published
+//!   (then go live), `last_seq` and `list` answer 0 and nothing, `snapshot_info` and
+//!   `get_snapshot` answer `None`, and `trim` removes nothing. Only publishing (and
+//!   `put_snapshot`) creates a space's stream and snapshot bucket. (The embedded log opens
+//!   an empty sled tree for a space on first access, which no reader can tell from none.)
 
 mod embedded;
 mod jetstream;
@@ -86,6 +92,14 @@ pub enum Error {
     /// publishes are deduplicated by message id.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
+    /// The server refused access: a permissions or authorization violation. Retrying cannot
+    /// fix it; the user or account needs the permission named in the message.
+    #[error("event log refused access: {0}")]
+    Denied(String),
+    /// The log refused the request for a reason retrying cannot fix (a JetStream API error
+    /// about configuration, names or limits).
+    #[error("event log refused the request: {0}")]
+    Refused(String),
     /// A stream exists under the expected name but is configured in a way that would break
     /// the log's guarantees.
     #[error("stream {stream} exists but {reason}")]
@@ -130,10 +144,29 @@ pub(crate) fn not_sent(reason: &str) -> Error {
 }
 
 impl Error {
-    /// Whether retrying the same call later can succeed.
+    /// Whether retrying the same call later can succeed: true for `Unavailable` (timeouts,
+    /// a lost connection, no responders while a server restarts or a cluster elects a
+    /// leader); false for everything else (`Denied`, `Refused`, `StreamMismatch`, ...),
+    /// which the callers that retry report instead of retrying forever.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }
+}
+
+/// Makes everything written to `db` durable, waiting on tokio's blocking pool.
+///
+/// Every flush in the project goes through here, never through sled's `flush_async`: in sled
+/// 0.34 concurrent `flush_async` calls can wait forever (spacejam/sled#1308, fixed only on
+/// sled's unreleased main branch). Two integration tests hung in CI that way; a stress run of
+/// 50 tasks flushing one database hangs within a second with `flush_async` and never with
+/// the blocking `flush`.
+pub async fn flush_db(db: &sled::Db) -> sled::Result<()> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.flush().map(drop))
+        .await
+        .map_err(|e| {
+            sled::Error::Io(std::io::Error::other(format!("the flush task failed: {e}")))
+        })?
 }
 
 /// An append-only, per-space log of document events. See the module docs for the contract.

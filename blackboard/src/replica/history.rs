@@ -6,6 +6,7 @@ use automerge::{Change, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
 use super::{Position, Replica};
+use crate::apply::Causal;
 use crate::doc::{DocCore, Patch, Path};
 use crate::history::{self, At, Blame, Filter, HeadTracker, HistoryError, HistoryEvent, Record};
 use crate::Error;
@@ -213,14 +214,15 @@ impl Replica {
                 .collect();
             (doc, changes)
         };
-        let by_hash: std::collections::HashMap<ChangeHash, &Record> =
-            records.iter().map(|r| (r.hash, r)).collect();
+        // The causal step attributes a held-back change to its own record when it takes
+        // effect.
+        let mut causal = Causal::new();
         for (record, change) in records.iter().zip(changes) {
             let Some(change) = change else { continue };
-            let (_, applied) = doc
-                .apply_with_patches(change)
+            let accepted = causal
+                .change(&mut doc, change, record, true)
                 .map_err(|e| ReplayError::Replica(e.into()))?;
-            if applied.is_empty() {
+            if accepted.effects.is_empty() {
                 step(ReplayStep {
                     record,
                     patches: &[],
@@ -228,11 +230,10 @@ impl Replica {
                 })
                 .map_err(ReplayError::Step)?;
             }
-            for a in &applied {
-                // A held-back change taking effect is reported with its own record.
+            for effect in &accepted.effects {
                 step(ReplayStep {
-                    record: by_hash.get(&a.hash).copied().unwrap_or(record),
-                    patches: &a.patches,
+                    record: effect.origin.unwrap_or(record),
+                    patches: &effect.patches,
                     doc: &doc,
                 })
                 .map_err(ReplayError::Step)?;

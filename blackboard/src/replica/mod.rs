@@ -5,34 +5,41 @@
 //! crash even when the log is unreachable. A background task drains the outbox into the log;
 //! re-publishing after a lost acknowledgement is safe because the message id is the change
 //! hash. Another task follows the log from the last applied position, decoding every event
-//! with [`codec::decode_event`] and applying it; bad events are
-//! logged and skipped, never fatal.
+//! with [`codec::decode_event`](crate::codec::decode_event) and applying it through the
+//! causal apply step ([`crate::apply`]); bad events are logged and skipped, never fatal.
+//!
+//! The replica is the one owner of its state (`Shared` and the `State` behind its lock).
+//! The files here split its jobs: `mod.rs` the handle, opening and closing, and reads;
+//! `write.rs` local changes; `follow.rs` following the log; `outbox.rs` publishing local
+//! changes; `wait.rs` waiting for the log and for the document; `watching.rs` what watches
+//! get from the replica; `history.rs` history queries; `snapshots.rs` snapshots.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use automerge::transaction::Transaction;
 use automerge::ChangeHash;
-use blackboard_schemas::{AgentId, DocumentId, SpaceId, MAX_ENVELOPE_BYTES};
-use futures::StreamExt;
+use blackboard_schemas::{AgentId, DocumentId, SpaceId};
 use serde_json::Value as Json;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use crate::codec;
-use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
-use crate::history::Record;
-use crate::log::{Entry, EventLog};
-use crate::store::{RemoteBatch, ReplicaStore};
+use crate::apply::{Causal, Origin};
+use crate::doc::{DocCore, Patch, Path};
+use crate::log::EventLog;
+use crate::store::ReplicaStore;
 use crate::watch::listeners::Listeners;
-use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
+use crate::watch::ChangeEvent;
 use crate::Error;
 
+mod follow;
 mod history;
+mod outbox;
 mod snapshots;
+mod wait;
+mod watching;
+mod write;
 
+pub use crate::position::Position;
 pub use history::{ReplayError, ReplayStep, View};
 pub use snapshots::{SnapshotPolicy, Trimmed};
 
@@ -68,16 +75,6 @@ impl Config {
             snapshots: SnapshotPolicy::default(),
         }
     }
-}
-
-/// Where a replica (or a watcher) stands: the last log position it applied and its
-/// automerge heads.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Position {
-    /// The last applied log position (stream sequence); 0 before any.
-    pub seq: u64,
-    /// The document's heads, sorted.
-    pub heads: Vec<ChangeHash>,
 }
 
 /// Counters describing what a replica has done since it was opened.
@@ -175,31 +172,9 @@ pub(crate) struct State {
     publish_error: Option<crate::log::Error>,
     /// Live watchers: every change made or applied is handed to them, never waited on.
     pub(crate) listeners: Listeners,
-    /// Who made the changes held back for missing dependencies, to report them when they
-    /// take effect.
-    pending_meta: HashMap<ChangeHash, Meta>,
-}
-
-/// What an event says about a change besides its patches.
-#[derive(Debug, Clone)]
-struct Meta {
-    seq: Option<u64>,
-    agent: AgentId,
-    time_ms: i64,
-    message: Option<String>,
-}
-
-impl Meta {
-    /// For a held-back change whose envelope was read before a restart: the log position
-    /// and writer are no longer known here.
-    fn unknown(fallback: &AgentId) -> Self {
-        Self {
-            seq: None,
-            agent: AgentId::new("unknown").unwrap_or_else(|_| fallback.clone()),
-            time_ms: 0,
-            message: None,
-        }
-    }
+    /// The causal apply step's memory: who made the changes the document holds back for
+    /// missing dependencies, to report them when they take effect.
+    causal: Causal<Origin>,
 }
 
 impl State {
@@ -209,13 +184,6 @@ impl State {
             heads: self.core.heads(),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Replica {
@@ -242,7 +210,7 @@ impl Replica {
                 },
                 publish_error: None,
                 listeners: Listeners::new(config.watch_capacity),
-                pending_meta: HashMap::new(),
+                causal: Causal::new(),
             }),
             version: watch::channel(0).0,
             outbox_wake: Notify::new(),
@@ -254,8 +222,8 @@ impl Replica {
             shared.outbox_wake.notify_one();
         }
         let tasks = vec![
-            tokio::spawn(follow(shared.clone())),
-            tokio::spawn(drain_outbox(shared.clone())),
+            tokio::spawn(follow::run(shared.clone())),
+            tokio::spawn(outbox::drain(shared.clone())),
             tokio::spawn(snapshots::run_policy(shared.clone())),
         ];
         Ok(Self {
@@ -273,201 +241,6 @@ impl Replica {
     /// The replica's configuration.
     pub fn config(&self) -> &Config {
         &self.shared().config
-    }
-
-    /// Changes the document in one automerge transaction. Returns the closure's output and the
-    /// hash of the change (`None` if the closure changed nothing). When this returns, the
-    /// change is on local disk and queued for the log; [`flush`](Self::flush) waits for the
-    /// log's acknowledgement. If the closure fails, nothing is changed.
-    pub async fn change<O, E>(
-        &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
-    ) -> Result<(O, Option<ChangeHash>), Error>
-    where
-        E: Into<Error>,
-    {
-        self.change_with_message(None, f).await
-    }
-
-    /// Like [`change`](Self::change), with a message saying why, carried in the event.
-    pub async fn change_with_message<O, E>(
-        &self,
-        message: Option<&str>,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
-    ) -> Result<(O, Option<ChangeHash>), Error>
-    where
-        E: Into<Error>,
-    {
-        let s = self.shared();
-        let (out, hash) = {
-            let mut st = s.lock();
-            let time = now_ms();
-            let watched = st.listeners.any();
-            let (out, local, patches) = if watched {
-                st.core
-                    .transact_with_patches(time, message.map(str::to_owned), f)
-                    .map_err(Into::into)?
-            } else {
-                let (out, local) = st
-                    .core
-                    .transact(time, message.map(str::to_owned), f)
-                    .map_err(Into::into)?;
-                (out, local, Vec::new())
-            };
-            let Some(local) = local else {
-                return Ok((out, None));
-            };
-            let envelope = codec::encode_event(
-                &s.config.space,
-                &s.config.document,
-                &s.config.agent,
-                &local,
-                time,
-                message.map(str::to_owned),
-            )
-            .encode();
-            let id = st.next_outbox;
-            let stored = if envelope.len() > MAX_ENVELOPE_BYTES {
-                Err(Error::TooLarge {
-                    len: envelope.len(),
-                    max: MAX_ENVELOPE_BYTES,
-                })
-            } else {
-                s.store
-                    .add_local(
-                        &local.hash.0,
-                        &local.bytes,
-                        id,
-                        &local.hash.to_string(),
-                        &envelope,
-                    )
-                    .map_err(Error::from)
-            };
-            if let Err(e) = stored {
-                // The change exists only in memory: take it back by reloading from disk, so
-                // the document never holds a change that will not reach the log.
-                st.core = load_core(&s.store)?;
-                return Err(e);
-            }
-            st.next_outbox += 1;
-            st.stored_since_compaction += 1;
-            s.maybe_compact(&mut st);
-            // Sent under the lock, so a watch switching to live sees each change exactly once.
-            let meta = Meta {
-                seq: None,
-                agent: s.config.agent.clone(),
-                time_ms: time,
-                message: message.map(str::to_owned),
-            };
-            s.announce(&mut st, &local.hash, &meta, patches);
-            (out, local.hash)
-        };
-        s.version.send_modify(|v| *v += 1);
-        // Publishing and the local fsync overlap: the outbox reads the entry from sled
-        // before it is durable. A crash in between can leave the change on the log but not
-        // on disk; the replica then reads it back from the log like any other event (and a
-        // re-published outbox entry is dropped by the log's duplicate window).
-        s.outbox_wake.notify_one();
-        s.store.flush().await?;
-        Ok((out, Some(hash)))
-    }
-
-    /// Adds changes made elsewhere (a fork's copies) as if written here, keeping each one's
-    /// writer, time and message: applied, saved with outbox entries in one batch, flushed.
-    /// Their message ids name this document too, since the same change may already be on
-    /// the log under another document of the space.
-    pub(crate) async fn import(
-        &self,
-        changes: Vec<(automerge::Change, Option<Record>)>,
-    ) -> Result<(), Error> {
-        use crate::store::LocalEntry;
-        let s = self.shared();
-        {
-            let mut st = s.lock();
-            let mut entries = Vec::with_capacity(changes.len());
-            for (change, record) in &changes {
-                let hash = change.hash();
-                let (agent, time_ms, message) = match record {
-                    Some(r) => (r.agent.clone(), r.time_ms, r.message.clone()),
-                    None => (s.config.agent.clone(), change.timestamp() * 1000, None),
-                };
-                let local = crate::doc::LocalChange {
-                    hash,
-                    bytes: change.raw_bytes().to_vec(),
-                };
-                let envelope = codec::encode_event(
-                    &s.config.space,
-                    &s.config.document,
-                    &agent,
-                    &local,
-                    time_ms,
-                    message,
-                )
-                .encode();
-                let id = st.next_outbox;
-                st.next_outbox += 1;
-                entries.push((
-                    hash,
-                    local.bytes,
-                    id,
-                    format!("{hash}:{}", s.config.document),
-                    envelope,
-                ));
-            }
-            s.store
-                .add_locals(entries.iter().map(|(h, c, id, m, e)| LocalEntry {
-                    hash: &h.0,
-                    change: c,
-                    outbox_id: *id,
-                    msg_id: m,
-                    payload: e,
-                }))?;
-            for (change, _) in changes {
-                st.core.apply(change)?;
-            }
-            st.stored_since_compaction += entries.len();
-            s.maybe_compact(&mut st);
-        }
-        s.version.send_modify(|v| *v += 1);
-        s.outbox_wake.notify_one();
-        s.store.flush().await?;
-        Ok(())
-    }
-
-    /// Writes a JSON value at `path` (see [`Path`]), creating missing maps on the way.
-    /// Returns the change's hash (`None` if nothing changed).
-    pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
-        let path: Path = path.parse()?;
-        Ok(self.change(|tx| json::put(tx, &path, &value)).await?.1)
-    }
-
-    /// Deletes what is at `path`; nothing there is not an error.
-    pub async fn delete(&self, path: &str) -> Result<Option<ChangeHash>, Error> {
-        let path: Path = path.parse()?;
-        Ok(self.change(|tx| json::delete(tx, &path)).await?.1)
-    }
-
-    /// Splices `insert` into the text at `path` at character `pos`, deleting `delete` characters
-    /// first; creates the text when nothing is at `path`. Concurrent splices from several
-    /// agents all survive, merged by automerge.
-    pub async fn splice_text(
-        &self,
-        path: &str,
-        pos: usize,
-        delete: isize,
-        insert: &str,
-    ) -> Result<Option<ChangeHash>, Error> {
-        use automerge::{transaction::Transactable, ReadDoc};
-        let path: Path = path.parse()?;
-        let (_, hash) = self
-            .change(|tx| {
-                let text = json::ensure_text(tx, &path)?;
-                let pos = pos.min(tx.length(&text));
-                tx.splice_text(&text, pos, delete, insert)
-                    .map_err(DocError::from)
-            })
-            .await?;
-        Ok(hash)
     }
 
     /// The whole document as JSON.
@@ -510,104 +283,6 @@ impl Replica {
         self.shared().store.outbox_len()
     }
 
-    /// Waits until every local change made before this call is acknowledged by the log.
-    /// While the log is unreachable this keeps waiting (the changes are safe on disk
-    /// meanwhile); wrap it in `tokio::time::timeout` to bound the wait. If the log refuses
-    /// the changes for a reason retrying cannot fix (say, a misconfigured stream), this
-    /// returns that error; the outbox keeps the changes and keeps retrying.
-    pub async fn flush(&self) -> Result<(), Error> {
-        let s = self.shared();
-        let target = s.lock().next_outbox - 1;
-        let mut rounds = s.outbox_rounds.subscribe();
-        loop {
-            match s.store.outbox_first()? {
-                Some(first) if first <= target => {}
-                _ => return Ok(()),
-            }
-            rounds.changed().await.map_err(|_| Error::Closed)?;
-            if let Some(e) = &s.lock().publish_error {
-                if !e.is_transient() {
-                    return Err(Error::Publish(e.to_string()));
-                }
-            }
-        }
-    }
-
-    /// Waits until the document contains every change in `heads` (for example another
-    /// agent's heads after its flush).
-    pub async fn wait_for(&self, heads: &[ChangeHash]) -> Result<(), Error> {
-        let s = self.shared();
-        let mut version = s.version.subscribe();
-        loop {
-            if s.lock().core.contains(heads) {
-                return Ok(());
-            }
-            version.changed().await.map_err(|_| Error::Closed)?;
-        }
-    }
-
-    /// Watches the changes that touch `pattern` (see [`Pattern`] for the syntax), from
-    /// `options.start`. See [`crate::watch`] for the guarantees.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// # use std::sync::Arc;
-    /// # use blackboard::{log::EmbeddedLog, replica::{Config, Replica}};
-    /// use blackboard::watch::{Options, PatchOp};
-    /// use futures::StreamExt;
-    /// # let dir = tempfile::tempdir()?;
-    /// # let db = sled::open(dir.path())?;
-    /// # let log = Arc::new(EmbeddedLog::open(db.clone())?);
-    /// # let doc = Replica::open(log, &db, Config::new("team".parse()?, "plan".parse()?, "me".parse()?))?;
-    /// let mut statuses = doc.watch("/tasks/*/status".parse()?, Options::default())?;
-    /// doc.put("/tasks/7", serde_json::json!({"title": "docs", "status": "open"})).await?;
-    /// let event = statuses.next().await.unwrap()?;
-    /// let paths: Vec<String> = event.patches.iter().map(|p| p.path.to_string()).collect();
-    /// // /tasks and /tasks/7 were created (above the pattern), and the status set; the
-    /// // title is not watched.
-    /// assert_eq!(paths, ["/tasks", "/tasks/7", "/tasks/7/status"]);
-    /// assert_eq!(event.patches[2].op, PatchOp::Put { value: "open".into() });
-    /// assert!(event.local);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn watch(&self, pattern: Pattern, options: watches::Options) -> Result<Watch, Error> {
-        let s = &self.handle.shared;
-        let mut start = options.start;
-        let cursor = match options.durable {
-            Some(name) => {
-                if let Some(position) = s.store.get_cursor(&name)? {
-                    start = watches::Start::After(position);
-                }
-                Some((s.store.clone(), name))
-            }
-            None => None,
-        };
-        Ok(watches::spawn(s, pattern, start, options.buffer, cursor))
-    }
-
-    /// Waits until the replica has applied the log up to position `seq`.
-    pub async fn wait_for_position(&self, seq: u64) -> Result<(), Error> {
-        let s = self.shared();
-        let mut version = s.version.subscribe();
-        while s.lock().position < seq {
-            version.changed().await.map_err(|_| Error::Closed)?;
-        }
-        Ok(())
-    }
-
-    /// Waits until `f` holds for the document, re-checking after every change.
-    pub async fn wait_until(&self, mut f: impl FnMut(&DocCore) -> bool) -> Result<(), Error> {
-        let s = self.shared();
-        let mut version = s.version.subscribe();
-        loop {
-            if f(&s.lock().core) {
-                return Ok(());
-            }
-            version.changed().await.map_err(|_| Error::Closed)?;
-        }
-    }
-
     /// Stops following the log and publishing, and makes local state durable. Unpublished
     /// changes stay in the outbox for the next opening. Other clones of this handle stop
     /// syncing too.
@@ -641,7 +316,7 @@ fn load_core(store: &ReplicaStore) -> Result<DocCore, Error> {
 
 impl Shared {
     /// Tells live watchers about a change (if any are listening and it did something).
-    fn announce(&self, st: &mut State, hash: &ChangeHash, meta: &Meta, patches: Vec<Patch>) {
+    fn announce(&self, st: &mut State, hash: &ChangeHash, meta: &Origin, patches: Vec<Patch>) {
         if patches.is_empty() || !st.listeners.any() {
             return;
         }
@@ -663,149 +338,6 @@ impl Shared {
         // A panic while holding the lock cannot leave the document half-changed (automerge
         // panics are caught in the core), so a poisoned lock is safe to keep using.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Applies a run of entries from the log under one lock: decode, apply, remember the
-    /// position. Their store writes go in one sled batch, committed before anyone is told
-    /// (waiters, compaction).
-    fn apply_entries(&self, entries: Vec<Entry>) {
-        let mut st = self.lock();
-        let mut batch = RemoteBatch::default();
-        // Changes indexed by this batch, not yet visible to `seq_of`.
-        let mut indexed_here = HashSet::new();
-        for entry in entries {
-            self.apply_entry(&mut st, entry, &mut batch, &mut indexed_here);
-        }
-        if let Err(e) = self.store.commit_remote(batch) {
-            warn!(error = %e, seq = st.position, "could not record applied events");
-        }
-        self.maybe_compact(&mut st);
-        drop(st);
-        self.version.send_modify(|v| *v += 1);
-    }
-
-    /// Applies one entry from the log into `batch`.
-    fn apply_entry(
-        &self,
-        st: &mut State,
-        entry: Entry,
-        batch: &mut RemoteBatch,
-        indexed_here: &mut HashSet<ChangeHash>,
-    ) {
-        if entry.seq <= st.position {
-            return;
-        }
-        st.stats.events_read += 1;
-        let (space, document) = (&self.config.space, &self.config.document);
-        let outcome = codec::decode_event(space, document, &entry.payload)
-            .map_err(|e| e.to_string())
-            .and_then(|event| {
-                let hash = event.change.hash();
-                let applied = if st.listeners.any() {
-                    st.core.apply_with_patches(event.change)
-                } else {
-                    st.core.apply(event.change).map(|a| (a, Vec::new()))
-                };
-                match applied {
-                    Ok((applied, took_effect)) => Ok((hash, event.envelope, applied, took_effect)),
-                    Err(e @ DocError::Panicked(_)) => {
-                        // The in-memory document may be damaged: rebuild it from disk, with
-                        // this batch's changes written first.
-                        if let Err(e) = self.store.commit_remote(std::mem::take(batch)) {
-                            warn!(error = %e, "could not record applied events");
-                        }
-                        match load_core(&self.store) {
-                            Ok(core) => st.core = core,
-                            Err(reload) => warn!(error = %reload, "reloading the replica failed"),
-                        }
-                        Err(e.to_string())
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            });
-        match outcome {
-            Ok((hash, envelope, applied, took_effect)) => {
-                // The first event carrying a change is where the index puts it; our own
-                // changes are indexed here too, when they come back from the log. A change
-                // new to the document cannot be indexed yet, so only a duplicate costs a
-                // lookup.
-                let indexed = match applied {
-                    Applied::Duplicate if indexed_here.contains(&hash) => Ok(true),
-                    Applied::Duplicate => self.store.seq_of(&hash.0).map(|s| s.is_some()),
-                    _ => Ok(false),
-                };
-                let record = match indexed {
-                    Ok(true) => None,
-                    Ok(false) => Some(Record {
-                        seq: entry.seq,
-                        hash,
-                        logged_ms: entry.time_ms,
-                        time_ms: envelope.time_ms,
-                        agent: envelope.agent.clone(),
-                        message: envelope.message.clone(),
-                    }),
-                    Err(e) => {
-                        warn!(error = %e, "cannot read the position index");
-                        None
-                    }
-                };
-                if record.is_some() {
-                    indexed_here.insert(hash);
-                    st.events_since_snapshot += 1;
-                    let every = self.config.snapshots.every_events;
-                    if every > 0 && st.events_since_snapshot >= every {
-                        self.snapshot_wake.notify_one();
-                    }
-                }
-                if applied == Applied::Duplicate {
-                    batch.add(entry.seq, None, record.as_ref());
-                } else {
-                    st.stats.events_applied += 1;
-                    st.stored_since_compaction += 1;
-                    debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
-                    batch.add(
-                        entry.seq,
-                        Some((&hash.0, &envelope.change)),
-                        record.as_ref(),
-                    );
-                    st.position = entry.seq;
-                    let meta = Meta {
-                        seq: Some(entry.seq),
-                        agent: envelope.agent,
-                        time_ms: envelope.time_ms,
-                        message: envelope.message,
-                    };
-                    if applied == Applied::Pending {
-                        // Reported when its dependencies arrive, with its own metadata.
-                        st.pending_meta.insert(hash, meta);
-                    } else {
-                        for change in took_effect {
-                            let meta = if change.hash == hash {
-                                meta.clone()
-                            } else {
-                                st.pending_meta
-                                    .remove(&change.hash)
-                                    .unwrap_or_else(|| Meta::unknown(&self.config.agent))
-                            };
-                            self.announce(st, &change.hash, &meta, change.patches);
-                        }
-                    }
-                }
-            }
-            Err(reason) => {
-                warn!(
-                    space = %space,
-                    document = %document,
-                    seq = entry.seq,
-                    reason = %reason,
-                    "rejected event; skipping it"
-                );
-                st.stats.events_rejected += 1;
-                st.stats.last_rejection = Some(format!("position {}: {reason}", entry.seq));
-                batch.add(entry.seq, None, None);
-            }
-        }
-        st.position = entry.seq;
     }
 
     /// Folds stored changes into a snapshot once there are enough of them, so reopening
@@ -838,153 +370,12 @@ impl Shared {
     }
 }
 
-/// The most log entries applied under one lock (a local write waits for at most one batch).
-const APPLY_BATCH: usize = 256;
-
-/// Follows the log from the last applied position, forever; resubscribes after errors.
-async fn follow(shared: Arc<Shared>) {
-    let mut backoff = Backoff::default();
-    loop {
-        let (space, document) = (&shared.config.space, &shared.config.document);
-        match snapshots::recover(&shared).await {
-            Ok(()) => {}
-            Err(Error::Log(e)) if e.is_transient() => {
-                warn!(%space, %document, error = %e, "cannot check the stored snapshot; retrying");
-                backoff.wait().await;
-                continue;
-            }
-            // A snapshot that cannot be read must not stop the replica from following.
-            Err(e) => warn!(
-                %space, %document, error = %e,
-                "the stored snapshot is unusable; following the log without it"
-            ),
-        }
-        let from = shared.lock().position + 1;
-        match shared.log.subscribe(space, document, from).await {
-            Ok(entries) => {
-                debug!(%space, %document, from, "following the log");
-                // Whatever has arrived is applied as one batch (one lock, one sled batch).
-                let mut arrived = entries.ready_chunks(APPLY_BATCH);
-                while let Some(items) = arrived.next().await {
-                    let mut batch = Vec::with_capacity(items.len());
-                    let mut failed = None;
-                    for item in items {
-                        match item {
-                            Ok(entry) => batch.push(entry),
-                            // What follows an error is read again after resubscribing.
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    if !batch.is_empty() {
-                        backoff.reset();
-                        shared.apply_entries(batch);
-                    }
-                    if let Some(e) = failed {
-                        warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
-                        break;
-                    }
-                }
-            }
-            Err(e) => warn!(%space, %document, error = %e, "cannot subscribe to the log; retrying"),
-        }
-        backoff.wait().await;
-    }
-}
-
-/// Publishes outbox entries, oldest first, removing each once acknowledged.
-async fn drain_outbox(shared: Arc<Shared>) {
-    let mut backoff = Backoff::default();
-    let (space, document) = (&shared.config.space, &shared.config.document);
-    loop {
-        let batch = match shared.store.outbox(shared.config.outbox_batch) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot read the outbox");
-                backoff.wait().await;
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            shared.outbox_rounds.send_modify(|r| *r += 1);
-            shared.outbox_wake.notified().await;
-            continue;
-        }
-        // Publish the batch in order (positions follow the order the changes were made),
-        // awaiting the acknowledgements together: a batch costs about one round trip.
-        let results = shared
-            .log
-            .publish_batch(
-                space,
-                document,
-                batch
-                    .iter()
-                    .map(|e| (e.msg_id.clone(), e.payload.clone()))
-                    .collect(),
-            )
-            .await;
-        let mut acked = Vec::new();
-        let mut failure = None;
-        for (entry, result) in batch.iter().zip(results) {
-            match result {
-                Ok(p) => {
-                    debug!(seq = p.seq, duplicate = p.duplicate, msg_id = %entry.msg_id, "published");
-                    acked.push(entry.id);
-                }
-                // The first failure is the cause; later ones were not sent because of it.
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        let n = acked.len() as u64;
-        if let Err(e) = shared.store.remove_outbox(acked) {
-            warn!(error = %e, "cannot update the outbox");
-        }
-        if let Some(e) = &failure {
-            warn!(%space, %document, error = %e, "publishing failed; the outbox will retry");
-        }
-        {
-            let mut st = shared.lock();
-            st.stats.published += n;
-            st.publish_error = failure;
-        }
-        shared.outbox_rounds.send_modify(|r| *r += 1);
-        if shared.lock().publish_error.is_some() {
-            backoff.wait().await;
-        } else {
-            backoff.reset();
-        }
-    }
-}
-
-/// Exponential backoff between retries, from 50 ms to 2 s.
-#[derive(Debug)]
-pub(crate) struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self(Duration::from_millis(50))
-    }
-}
-
-impl Backoff {
-    pub(crate) fn reset(&mut self) {
-        *self = Self::default();
-    }
-
-    pub(crate) async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(2));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc::json;
     use crate::log::EmbeddedLog;
+    use blackboard_schemas::MAX_ENVELOPE_BYTES;
     use serde_json::json;
 
     fn open(dir: &std::path::Path) -> (Replica, sled::Db) {

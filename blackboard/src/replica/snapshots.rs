@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::{Replica, Shared};
+use super::{Replica, Shared, State};
+use crate::apply::Origin;
 use crate::doc::DocCore;
 use crate::history::{HistoryError, Snapshot};
 use crate::log::SnapshotInfo;
@@ -224,19 +225,26 @@ impl Shared {
                 raw.iter().map(|(h, b)| (h, b.as_slice())),
                 &snapshot.records,
             )?;
+            let watched = st.listeners.any();
             for change in missing {
-                let (_, took_effect) = st.core.apply_with_patches(change)?;
-                for c in took_effect {
-                    let meta = match records.get(&c.hash) {
-                        Some(r) => super::Meta {
-                            seq: Some(r.seq),
-                            agent: r.agent.clone(),
-                            time_ms: r.time_ms,
-                            message: r.message.clone(),
-                        },
-                        None => super::Meta::unknown(&self.config.agent),
-                    };
-                    self.announce(&mut st, &c.hash, &meta, c.patches);
+                let origin = match records.get(&change.hash()) {
+                    Some(r) => Origin {
+                        seq: Some(r.seq),
+                        agent: r.agent.clone(),
+                        time_ms: r.time_ms,
+                        message: r.message.clone(),
+                    },
+                    None => Origin::unknown(&self.config.agent),
+                };
+                let accepted = {
+                    let State { core, causal, .. } = &mut *st;
+                    causal.change(core, change, origin, watched)?
+                };
+                for effect in accepted.effects {
+                    let origin = effect
+                        .origin
+                        .unwrap_or_else(|| Origin::unknown(&self.config.agent));
+                    self.announce(&mut st, &effect.hash, &origin, effect.patches);
                 }
             }
         }

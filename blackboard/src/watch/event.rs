@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Pattern;
 use crate::doc::Patch;
-use crate::replica::Position;
+use crate::position::Position;
 
 /// One change to a document, with the patches it made to the watched paths.
 #[derive(Debug, Clone, PartialEq, Serialize)]

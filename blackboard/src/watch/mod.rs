@@ -10,13 +10,17 @@
 //!   watcher's bounded channel. Handing over never waits, so a slow watcher cannot slow the
 //!   replica, the writers or other watchers.
 //! - **Replaying**, a watch reads the durable log itself, applying events to its own copy of
-//!   the document to compute patches. A replaying watcher reads at its own pace: nothing is
-//!   buffered on its behalf.
-//! - **The switch** from replay to live happens under the replica's lock, at a moment the
-//!   watch has read at least as far as the replica has applied: it starts listening, and
-//!   hands over the replica's changes its copy lacks (local changes not yet back from the
-//!   log). Live events at positions it already read are skipped. So every change is
-//!   delivered once, with no gap.
+//!   the document through the causal apply step ([`crate::apply`]) to compute patches. A
+//!   replaying watcher reads at its own pace: nothing is buffered on its behalf.
+//! - **The switch** from replay to live is one step of the replica (under its lock, see
+//!   `Source::listen_if_caught_up`), at a moment the watch has read at least as far as the
+//!   replica has applied: it starts listening, and hands over the replica's changes the
+//!   watch's copy lacks (local changes not yet back from the log). Live events at positions
+//!   it already read are skipped. So every change is delivered once, with no gap.
+//!
+//! The watch never touches the replica's state: it asks through `Source`, which the
+//! replica implements, and saves durable cursors through `Cursors`. So this module depends
+//! on nothing above it (not on the replica, not on the store).
 //! - **Lagging**: a live watcher that falls more than its channel's capacity behind is cut
 //!   off; it delivers what it holds, then a final [`WatchError::Lagged`] naming the position
 //!   to resume after. Events are never dropped silently.
@@ -30,27 +34,28 @@ mod event;
 pub(crate) mod listeners;
 mod pattern;
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use blackboard_schemas::DocumentId;
+use automerge::{Change, ChangeHash};
+use blackboard_schemas::{AgentId, DocumentId, SpaceId};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
-
-use listeners::{Live, LiveReceiver};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use listeners::{Live, LiveReceiver};
+
 pub use crate::doc::{Patch, PatchOp};
+use crate::position::Position;
 pub use event::ChangeEvent;
 pub use pattern::{Pattern, PatternError};
 
-use crate::codec;
-use crate::doc::{Applied, DocCore};
-use crate::replica::{Position, Shared};
-use crate::store::ReplicaStore;
+use crate::apply::{Causal, Origin};
+use crate::backoff::Backoff;
+use crate::doc::{DocCore, DocError};
+use crate::log::EventLog;
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,8 +137,14 @@ pub enum WatchError {
 #[derive(Debug)]
 pub struct Watch {
     rx: mpsc::Receiver<Result<ChangeEvent, WatchError>>,
-    cursor: Option<(ReplicaStore, String)>,
+    cursor: Option<(Box<dyn Cursors>, String)>,
     task: JoinHandle<()>,
+}
+
+/// Where durable watches keep their positions (the replica's store).
+pub(crate) trait Cursors: std::fmt::Debug + Send + Sync {
+    /// Saves the position of the durable watch `name`.
+    fn save(&self, name: &str, position: &Position) -> Result<(), String>;
 }
 
 impl Drop for Watch {
@@ -149,7 +160,7 @@ impl Stream for Watch {
         let item = self.rx.poll_recv(cx);
         if let (Poll::Ready(Some(Ok(event))), Some((store, name))) = (&item, &self.cursor) {
             // The event is being handed to the caller: a restart resumes after it.
-            if let Err(e) = store.put_cursor(name, &event.position) {
+            if let Err(e) = store.save(name, &event.position) {
                 tracing::warn!(watch = %name, error = %e, "could not save the watch position");
             }
         }
@@ -157,37 +168,50 @@ impl Stream for Watch {
     }
 }
 
-/// What a watch task needs from its replica.
-pub(crate) struct Source {
-    pub(crate) shared: Weak<Shared>,
+/// What a watch needs from its replica, which implements it. The watch asks; it never
+/// locks the replica's state itself, so the replica stays the one owner of that state.
+pub(crate) trait Source: Send + Sync + 'static {
+    /// Starts listening and says where the replica stands, in one step: the first live
+    /// event is the first change after this position.
+    fn listen_now(&self) -> (LiveReceiver, Position);
+
+    /// A copy of the document at `heads`; `None` when the replica lacks one of them.
+    fn fork_at(&self, heads: &[ChangeHash]) -> Option<Result<DocCore, DocError>>;
+
+    /// In one step: if the replica has applied the log no further than `read`, starts
+    /// listening and returns the changes it has that `copy` lacks (local changes not yet
+    /// back from the log), in causal order.
+    fn listen_if_caught_up(&self, read: u64, copy: &DocCore)
+        -> Option<(LiveReceiver, Vec<Change>)>;
+}
+
+/// Everything a watch task reads: its replica (weakly: a watch does not keep it alive), the
+/// log to replay from, and the names of the document and of the replica's agent.
+pub(crate) struct Feed {
+    pub(crate) source: Weak<dyn Source>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) space: SpaceId,
     pub(crate) document: DocumentId,
+    pub(crate) agent: AgentId,
 }
 
 /// Starts a watch. Called by [`Replica::watch`](crate::Replica::watch).
 pub(crate) fn spawn(
-    shared: &Arc<Shared>,
+    source: &Arc<dyn Source>,
+    feed: Feed,
     pattern: Pattern,
     start: Start,
     buffer: usize,
-    cursor: Option<(ReplicaStore, String)>,
+    cursor: Option<(Box<dyn Cursors>, String)>,
 ) -> Watch {
     let (tx, rx) = mpsc::channel(buffer.max(1));
-    let source = Source {
-        shared: Arc::downgrade(shared),
-        document: shared.config.document.clone(),
-    };
     let task = match start {
         Start::Now => {
-            // Listening and reading the position under the lock: the first live event is
-            // the first change after this position.
-            let (live, position) = {
-                let mut st = shared.lock();
-                (st.listeners.listen(), st.position_now())
-            };
+            let (live, position) = source.listen_now();
             let skip_upto = position.seq;
-            tokio::spawn(run_live(source, live, position, skip_upto, pattern, tx))
+            tokio::spawn(run_live(feed, live, position, skip_upto, pattern, tx))
         }
-        start => tokio::spawn(replay_then_live(source, start, pattern, tx)),
+        start => tokio::spawn(replay_then_live(feed, start, pattern, tx)),
     };
     Watch { rx, cursor, task }
 }
@@ -206,14 +230,14 @@ async fn deliver(tx: &Tx, pattern: &Pattern, event: &ChangeEvent) -> bool {
 /// delivered: the watch read them already (the replica had not applied them yet at the
 /// switch), or they come before the requested start.
 async fn run_live(
-    source: Source,
+    feed: Feed,
     mut live: LiveReceiver,
     mut last: Position,
     skip_upto: u64,
     pattern: Pattern,
     tx: Tx,
 ) {
-    drop(source.shared);
+    drop(feed.source);
     loop {
         match live.recv().await {
             Live::Event(event) => {
@@ -226,10 +250,10 @@ async fn run_live(
                 }
             }
             Live::Lagged => {
-                debug!(document = %source.document, "watch lagged");
+                debug!(document = %feed.document, "watch lagged");
                 let _ = tx
                     .send(Err(WatchError::Lagged {
-                        document: source.document,
+                        document: feed.document,
                         resume_after: last,
                     }))
                     .await;
@@ -240,69 +264,77 @@ async fn run_live(
     }
 }
 
-async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx) {
-    let fail = |reason: String| WatchError::Failed {
-        document: source.document.clone(),
-        reason,
-    };
-    let Some(shared) = source.shared.upgrade() else {
+async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
+    let Some(source) = feed.source.upgrade() else {
         return;
     };
-    let (space, document, agent) = (
-        shared.config.space.clone(),
-        shared.config.document.clone(),
-        shared.config.agent.clone(),
-    );
-    let log = shared.log.clone();
-    // The watch's own copy of the document, and how far into the log it has read.
     // The watch's own copy of the document, the last log position it has read, and the
     // position up to which it reads silently (history before the requested start).
     let base = match &start {
-        Start::After(pos) if !pos.heads.is_empty() => {
-            let st = shared.lock();
-            if st.core.contains(&pos.heads) {
-                st.core
-                    .fork_at(&pos.heads)
-                    .map(|copy| (copy, pos.seq, pos.seq))
-            } else {
-                // The heads are unknown here (another store's cursor?): rebuild from the log.
-                Ok((DocCore::new(), 0, pos.seq))
-            }
-        }
+        Start::After(pos) if !pos.heads.is_empty() => match source.fork_at(&pos.heads) {
+            Some(copy) => copy.map(|copy| (copy, pos.seq, pos.seq)),
+            // The heads are unknown here (another store's cursor?): rebuild from the log.
+            None => Ok((DocCore::new(), 0, pos.seq)),
+        },
         Start::After(pos) => Ok((DocCore::new(), 0, pos.seq)),
         _ => Ok((DocCore::new(), 0, 0)),
     };
+    drop(source);
     let (mut copy, mut read, silent_until) = match base {
         Ok(base) => base,
         Err(e) => {
-            let _ = tx.send(Err(fail(e.to_string()))).await;
+            let _ = tx
+                .send(Err(WatchError::Failed {
+                    document: feed.document.clone(),
+                    reason: e.to_string(),
+                }))
+                .await;
             return;
         }
     };
-    drop(shared);
-
+    let (space, document) = (feed.space.clone(), feed.document.clone());
     let mut entries = None;
-    let mut backoff = crate::replica::Backoff::default();
-    // Writers of changes held back for missing dependencies.
-    let mut held_back = HashMap::new();
+    let mut backoff = Backoff::default();
+    // The copy's causal step: it remembers the writers of held-back changes.
+    let mut causal = Causal::new();
     loop {
         // Switch to live as soon as the copy has read as far as the replica has applied.
-        let Some(shared) = source.shared.upgrade() else {
+        let Some(source) = feed.source.upgrade() else {
             return;
         };
-        if let Some((live, handover, position)) = switch(&shared, &mut copy, read) {
-            drop(shared);
-            for event in &handover {
-                if !deliver(&tx, &pattern, event).await {
-                    return;
+        let switched = source.listen_if_caught_up(read, &copy);
+        drop(source);
+        if let Some((live, missing)) = switched {
+            for change in missing {
+                let origin = Origin {
+                    seq: None,
+                    agent: feed.agent.clone(),
+                    time_ms: change.timestamp() * 1000,
+                    message: change.message().cloned(),
+                };
+                let hash = change.hash();
+                let accepted = match causal.change(&mut copy, change, origin, true) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        debug!(%hash, error = %e, "watch skipped a local change its copy cannot apply");
+                        continue;
+                    }
+                };
+                for event in events(&feed, &copy, read, silent_until, accepted.effects) {
+                    if !deliver(&tx, &pattern, &event).await {
+                        return;
+                    }
                 }
             }
+            let position = Position {
+                seq: read,
+                heads: copy.heads(),
+            };
             let skip_upto = read.max(silent_until);
-            return run_live(source, live, position, skip_upto, pattern, tx).await;
+            return run_live(feed, live, position, skip_upto, pattern, tx).await;
         }
-        drop(shared);
         if entries.is_none() {
-            match log.subscribe(&space, &document, read + 1).await {
+            match feed.log.subscribe(&space, &document, read + 1).await {
                 Ok(s) => entries = Some(s),
                 Err(e) => {
                     // Like the replica, keep trying: the log may be briefly unreachable.
@@ -338,50 +370,21 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
         }
         read = entry.seq;
         // The replica logs bad events; the watch just skips them.
-        let Ok(event) = codec::decode_event(&space, &document, &entry.payload) else {
-            continue;
-        };
-        let hash = event.change.hash();
-        let (applied, took_effect) = match copy.apply_with_patches(event.change) {
-            Ok(result) => result,
+        let applied = causal.event(
+            &mut copy,
+            (&space, &document),
+            entry.seq,
+            &entry.payload,
+            true,
+        );
+        let accepted = match applied {
+            Ok(a) => a.accepted,
             Err(e) => {
                 debug!(%document, seq = entry.seq, error = %e, "watch skipped an event its copy cannot apply");
                 continue;
             }
         };
-        let env = event.envelope;
-        let meta = (entry.seq, env.agent, env.time_ms, env.message);
-        if applied == Applied::Pending {
-            // Reported once its dependencies arrive, with its own position and writer.
-            held_back.insert(hash, meta);
-            continue;
-        }
-        for change in took_effect {
-            let meta = if change.hash == hash {
-                Some(meta.clone())
-            } else {
-                held_back.remove(&change.hash)
-            };
-            let Some((seq, writer, time_ms, message)) = meta else {
-                continue;
-            };
-            if seq <= silent_until || change.patches.is_empty() {
-                continue;
-            }
-            let event = ChangeEvent {
-                document: document.clone(),
-                change: change.hash,
-                seq: Some(seq),
-                position: Position {
-                    seq: read,
-                    heads: copy.heads(),
-                },
-                local: writer == agent,
-                agent: writer,
-                time_ms,
-                message,
-                patches: change.patches,
-            };
+        for event in events(&feed, &copy, read, silent_until, accepted.effects) {
             if !deliver(&tx, &pattern, &event).await {
                 return;
             }
@@ -389,52 +392,38 @@ async fn replay_then_live(source: Source, start: Start, pattern: Pattern, tx: Tx
     }
 }
 
-/// Under the replica's lock: if the copy has read as far as the replica applied, start
-/// listening and return the events for the replica's changes the copy lacks.
-fn switch(
-    shared: &Shared,
-    copy: &mut DocCore,
+/// The change events for what took effect on a watch's copy, read up to `read`: not those
+/// at or before `silent_until`, nor those that did nothing, nor released changes whose
+/// writer is unknown.
+fn events(
+    feed: &Feed,
+    copy: &DocCore,
     read: u64,
-) -> Option<(LiveReceiver, Vec<ChangeEvent>, Position)> {
-    let mut st = shared.lock();
-    if st.position > read {
-        return None;
-    }
-    let live = st.listeners.listen();
-    let mut handover = Vec::new();
-    for change in st.core.changes_missing_from(copy) {
-        let hash = change.hash();
-        let time_ms = change.timestamp() * 1000;
-        let message = change.message().cloned();
-        let took_effect = match copy.apply_with_patches(change) {
-            Ok((_, took_effect)) => took_effect,
-            Err(e) => {
-                debug!(%hash, error = %e, "watch skipped a local change its copy cannot apply");
-                continue;
-            }
+    silent_until: u64,
+    effects: Vec<crate::apply::Effect<Origin>>,
+) -> Vec<ChangeEvent> {
+    let mut out = Vec::new();
+    for effect in effects {
+        let Some(origin) = effect.origin else {
+            continue;
         };
-        let patches: Vec<_> = took_effect.into_iter().flat_map(|c| c.patches).collect();
-        if patches.is_empty() {
+        if origin.seq.is_some_and(|s| s <= silent_until) || effect.patches.is_empty() {
             continue;
         }
-        handover.push(ChangeEvent {
-            document: shared.config.document.clone(),
-            change: hash,
-            seq: None,
+        out.push(ChangeEvent {
+            document: feed.document.clone(),
+            change: effect.hash,
+            seq: origin.seq,
             position: Position {
                 seq: read,
                 heads: copy.heads(),
             },
-            agent: shared.config.agent.clone(),
-            time_ms,
-            message,
-            local: true,
-            patches,
+            local: origin.agent == feed.agent,
+            agent: origin.agent,
+            time_ms: origin.time_ms,
+            message: origin.message,
+            patches: effect.patches,
         });
     }
-    let position = Position {
-        seq: read,
-        heads: copy.heads(),
-    };
-    Some((live, handover, position))
+    out
 }

@@ -1,0 +1,440 @@
+//! The causal apply step, written once: decode, check, hold back until the dependencies
+//! arrive, apply, attribute, patches.
+//!
+//! Every place that feeds changes into a document goes through [`Causal`]: the replica's
+//! follow loop (events from the log), a replaying watch (its own copy of the document), the
+//! hand-over of a watch to live, a snapshot merged into a running replica, and history's
+//! replays. Each keeps one `Causal` beside its [`DocCore`]; the `Causal` remembers who made
+//! each change the core holds back, so that when the change finally takes effect it is
+//! reported with its own writer, time, message and log position, not with those of the
+//! event that released it.
+//!
+//! Pure, in the "sans-IO" style: an event (or a decoded change) and its attribution go in;
+//! the document changes, and what happened comes out as a value ([`Accepted`], or why
+//! not: [`Rejected`]). No locks, no sockets, no clocks: callers hold whatever lock they need and
+//! do the I/O (the replica writes the outcome to sled and tells its watchers).
+//!
+//! [`HeadTracker`] is the same causal rule over change hashes only, for history: the heads
+//! of a replica fed exactly a given run of events, without building that document.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use automerge::{Change, ChangeHash, ReadDoc};
+use blackboard_schemas::{AgentId, DocumentId, Envelope, SpaceId};
+
+use crate::codec;
+use crate::doc::{Applied, DocCore, DocError, Patch};
+
+/// Who a change belongs to: what its event said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The log position of the event that carried it; `None` for a change not read from the
+    /// log (a local one, or one whose event is no longer known).
+    pub seq: Option<u64>,
+    /// The agent that made it.
+    pub agent: AgentId,
+    /// The writer's clock when it was made, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// Why it was made, if the writer said.
+    pub message: Option<String>,
+}
+
+impl Origin {
+    /// The origin an event at log position `seq` names.
+    pub fn of_event(envelope: &Envelope, seq: u64) -> Self {
+        Self {
+            seq: Some(seq),
+            agent: envelope.agent.clone(),
+            time_ms: envelope.time_ms,
+            message: envelope.message.clone(),
+        }
+    }
+
+    /// For a held-back change whose event was read before a restart: its position and
+    /// writer are no longer known.
+    pub fn unknown(fallback: &AgentId) -> Self {
+        Self {
+            seq: None,
+            agent: AgentId::new("unknown").unwrap_or_else(|_| fallback.clone()),
+            time_ms: 0,
+            message: None,
+        }
+    }
+}
+
+/// One change that took effect.
+#[derive(Debug, Clone)]
+pub struct Effect<A> {
+    /// The change.
+    pub hash: ChangeHash,
+    /// Who it belongs to; `None` for a change released from hold-back whose attribution
+    /// this `Causal` never saw (held back before a restart).
+    pub origin: Option<A>,
+    /// What it did (empty when patches were not asked for).
+    pub patches: Vec<Patch>,
+}
+
+/// An event or change the document took (or already had, or holds back).
+#[derive(Debug)]
+pub struct Accepted<A> {
+    /// The change's hash.
+    pub hash: ChangeHash,
+    /// New, already there (`Duplicate`), or held back for missing dependencies (`Pending`).
+    pub applied: Applied,
+    /// The changes that took effect, in order: this one (when `New`), then the held-back
+    /// changes it released, each with its own attribution.
+    pub effects: Vec<Effect<A>>,
+}
+
+/// An accepted event: what [`Causal::event`] returns.
+#[derive(Debug)]
+pub struct AcceptedEvent<A> {
+    /// The event's envelope (its change bytes, writer, time and message).
+    pub envelope: Envelope,
+    /// What applying it did.
+    pub accepted: Accepted<A>,
+}
+
+/// Why an event was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The event did not decode (see [`codec::decode_event`]).
+    #[error(transparent)]
+    Event(#[from] codec::EventError),
+    /// The document refused its change.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+}
+
+impl Rejected {
+    /// Whether automerge panicked: the document may be damaged and must be rebuilt from
+    /// storage before it is used again.
+    pub fn damaged(&self) -> bool {
+        matches!(self, Rejected::Doc(DocError::Panicked(_)))
+    }
+}
+
+/// The causal apply step for one document; see the module docs. `A` is what a change is
+/// attributed to ([`Origin`] for the replica and watches, an index record for replays).
+#[derive(Debug, Clone)]
+pub struct Causal<A> {
+    /// The attribution of each change the document holds back.
+    held: HashMap<ChangeHash, A>,
+}
+
+impl<A> Default for Causal<A> {
+    fn default() -> Self {
+        Self {
+            held: HashMap::new(),
+        }
+    }
+}
+
+impl<A: Clone> Causal<A> {
+    /// A step with nothing held back.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many held-back changes this step is keeping an attribution for.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Applies `change`, made by `origin`, to `core`. With `patches`, every effect carries
+    /// what it did (computing them costs; ask only when someone listens).
+    pub fn change(
+        &mut self,
+        core: &mut DocCore,
+        change: Change,
+        origin: A,
+        patches: bool,
+    ) -> Result<Accepted<A>, DocError> {
+        let hash = change.hash();
+        let (applied, took_effect) = if patches {
+            core.apply_with_patches(change)?
+        } else {
+            (core.apply(change)?, Vec::new())
+        };
+        let mut effects = Vec::new();
+        match applied {
+            // Reported when its dependencies arrive, with its own attribution.
+            Applied::Pending => {
+                self.held.insert(hash, origin);
+            }
+            Applied::Duplicate => {}
+            Applied::New if patches => {
+                effects = took_effect
+                    .into_iter()
+                    .map(|c| Effect {
+                        origin: if c.hash == hash {
+                            Some(origin.clone())
+                        } else {
+                            self.held.remove(&c.hash)
+                        },
+                        hash: c.hash,
+                        patches: c.patches,
+                    })
+                    .collect();
+            }
+            Applied::New => {
+                // Without patches the core does not list what it released: forget the
+                // attributions of the changes it now has (held back is rare, so this is
+                // usually an empty map).
+                if self.held.len() > core.pending_len() {
+                    self.held.retain(|h, _| !core.has_change(h));
+                }
+                effects.push(Effect {
+                    hash,
+                    origin: Some(origin),
+                    patches: Vec::new(),
+                });
+            }
+        }
+        Ok(Accepted {
+            hash,
+            applied,
+            effects,
+        })
+    }
+}
+
+impl Causal<Origin> {
+    /// Decodes the event at log position `seq` received on `space`/`document`'s subject
+    /// (see [`codec::decode_event`]), and applies its change attributed to its envelope.
+    pub fn event(
+        &mut self,
+        core: &mut DocCore,
+        (space, document): (&SpaceId, &DocumentId),
+        seq: u64,
+        payload: &[u8],
+        patches: bool,
+    ) -> Result<AcceptedEvent<Origin>, Rejected> {
+        let event = codec::decode_event(space, document, payload)?;
+        let origin = Origin::of_event(&event.envelope, seq);
+        let accepted = self.change(core, event.change, origin, patches)?;
+        Ok(AcceptedEvent {
+            envelope: event.envelope,
+            accepted,
+        })
+    }
+}
+
+/// Follows the heads of a replica fed changes one at a time, by hash: a change whose
+/// dependencies are not all in yet is held back, and joins when they arrive, as in the
+/// document core. Changes the reference document does not have are skipped.
+#[derive(Debug, Default, Clone)]
+pub struct HeadTracker {
+    have: HashSet<ChangeHash>,
+    heads: BTreeSet<ChangeHash>,
+    /// Held-back changes, by a dependency they wait for.
+    waiting: HashMap<ChangeHash, Vec<ChangeHash>>,
+    held: HashMap<ChangeHash, Vec<ChangeHash>>,
+}
+
+impl HeadTracker {
+    /// Feeds change `hash` (looked up in `core`).
+    pub fn add(&mut self, core: &DocCore, hash: &ChangeHash) {
+        let Some(change) = core.automerge().get_change_by_hash(hash) else {
+            return;
+        };
+        if self.have.contains(hash) || self.held.contains_key(hash) {
+            return;
+        }
+        let deps = change.deps().to_vec();
+        let missing: Vec<ChangeHash> = deps
+            .iter()
+            .filter(|d| !self.have.contains(d))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            for m in missing {
+                self.waiting.entry(m).or_default().push(*hash);
+            }
+            self.held.insert(*hash, deps);
+            return;
+        }
+        let mut ready = vec![(*hash, deps)];
+        while let Some((hash, deps)) = ready.pop() {
+            for d in &deps {
+                self.heads.remove(d);
+            }
+            self.heads.insert(hash);
+            self.have.insert(hash);
+            for w in self.waiting.remove(&hash).unwrap_or_default() {
+                let complete = self
+                    .held
+                    .get(&w)
+                    .is_some_and(|ds| ds.iter().all(|d| self.have.contains(d)));
+                if complete {
+                    if let Some(ds) = self.held.remove(&w) {
+                        ready.push((w, ds));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether change `hash` is in (not held back, not unknown).
+    pub fn contains(&self, hash: &ChangeHash) -> bool {
+        self.have.contains(hash)
+    }
+
+    /// The heads so far, sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.heads.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::LocalChange;
+    use automerge::transaction::Transactable;
+
+    fn ids() -> (SpaceId, DocumentId) {
+        ("s".parse().unwrap(), "d".parse().unwrap())
+    }
+
+    /// `n` changes in a chain, each setting key `k<i>`, made by one writer.
+    fn chain(n: usize) -> Vec<LocalChange> {
+        let mut doc = DocCore::new();
+        (0..n)
+            .map(|i| {
+                doc.transact(i as i64, Some(format!("step {i}")), |tx| {
+                    tx.put(automerge::ROOT, format!("k{i}"), i as i64)
+                })
+                .unwrap()
+                .1
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn event(change: &LocalChange, agent: &str, time: i64) -> Vec<u8> {
+        let (s, d) = ids();
+        codec::encode_event(
+            &s,
+            &d,
+            &agent.parse().unwrap(),
+            change,
+            time,
+            Some(format!("by {agent}")),
+        )
+        .encode()
+    }
+
+    #[test]
+    fn a_change_held_back_is_reported_with_its_own_origin_when_its_dependency_arrives() {
+        let (s, d) = ids();
+        let changes = chain(2);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        // The second change arrives first, from bob at position 1.
+        let second = causal
+            .event(&mut core, (&s, &d), 1, &event(&changes[1], "bob", 20), true)
+            .unwrap();
+        assert_eq!(second.accepted.applied, Applied::Pending);
+        assert!(second.accepted.effects.is_empty());
+        assert_eq!(causal.held(), 1);
+        // Its dependency, from alice at position 2, releases it.
+        let first = causal
+            .event(
+                &mut core,
+                (&s, &d),
+                2,
+                &event(&changes[0], "alice", 10),
+                true,
+            )
+            .unwrap();
+        assert_eq!(first.accepted.applied, Applied::New);
+        let effects = &first.accepted.effects;
+        assert_eq!(effects.len(), 2);
+        assert_eq!(effects[0].hash, changes[0].hash);
+        let alice = effects[0].origin.as_ref().unwrap();
+        assert_eq!((alice.seq, alice.agent.as_str()), (Some(2), "alice"));
+        assert_eq!(effects[1].hash, changes[1].hash);
+        let bob = effects[1].origin.as_ref().unwrap();
+        assert_eq!(
+            (bob.seq, bob.agent.as_str(), bob.time_ms),
+            (Some(1), "bob", 20)
+        );
+        assert_eq!(bob.message.as_deref(), Some("by bob"));
+        assert_eq!(
+            effects[1].patches.len(),
+            1,
+            "the released change has its patches"
+        );
+        assert_eq!(causal.held(), 0);
+        assert_eq!(core.to_json(), serde_json::json!({"k0": 0, "k1": 1}));
+    }
+
+    #[test]
+    fn without_patches_a_released_change_is_forgotten_and_effects_carry_no_patches() {
+        let (s, d) = ids();
+        let changes = chain(3);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        for (seq, c) in [(1, &changes[2]), (2, &changes[1])] {
+            let e = causal
+                .event(&mut core, (&s, &d), seq, &event(c, "bob", 0), false)
+                .unwrap();
+            assert_eq!(e.accepted.applied, Applied::Pending);
+        }
+        assert_eq!(causal.held(), 2);
+        let e = causal
+            .event(&mut core, (&s, &d), 3, &event(&changes[0], "bob", 0), false)
+            .unwrap();
+        assert_eq!(e.accepted.applied, Applied::New);
+        assert!(e.accepted.effects.iter().all(|e| e.patches.is_empty()));
+        assert_eq!(
+            causal.held(),
+            0,
+            "no attribution is kept for changes in the document"
+        );
+        assert_eq!(core.heads(), vec![changes[2].hash]);
+    }
+
+    #[test]
+    fn a_duplicate_is_accepted_with_no_effect_and_garbage_is_rejected_without_damage() {
+        let (s, d) = ids();
+        let changes = chain(1);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        let bytes = event(&changes[0], "bob", 0);
+        causal.event(&mut core, (&s, &d), 1, &bytes, true).unwrap();
+        let again = causal.event(&mut core, (&s, &d), 2, &bytes, true).unwrap();
+        assert_eq!(again.accepted.applied, Applied::Duplicate);
+        assert!(again.accepted.effects.is_empty());
+        let err = causal
+            .event(&mut core, (&s, &d), 3, b"not an envelope", true)
+            .unwrap_err();
+        assert!(!err.damaged(), "{err}");
+        let other: DocumentId = "other".parse().unwrap();
+        let err = causal
+            .event(&mut core, (&s, &other), 4, &bytes, true)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("arrived on the subject of s/other"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_head_tracker_holds_back_like_the_document_core() {
+        let changes = chain(3);
+        let mut core = DocCore::new();
+        for c in &changes {
+            core.apply_bytes(&c.bytes).unwrap();
+        }
+        let mut t = HeadTracker::default();
+        t.add(&core, &changes[2].hash);
+        t.add(&core, &changes[1].hash);
+        assert!(t.heads().is_empty());
+        assert!(!t.contains(&changes[2].hash));
+        t.add(&core, &changes[0].hash);
+        assert_eq!(t.heads(), vec![changes[2].hash]);
+        assert!(t.contains(&changes[1].hash));
+    }
+}

@@ -1,0 +1,206 @@
+//! Following the log: subscribe from the last applied position, apply what arrives in
+//! batches (one lock and one sled batch for up to [`APPLY_BATCH`] events), resubscribe with
+//! backoff after errors. Applying is the causal step of [`crate::apply`]; this file adds the
+//! replica's bookkeeping around it: the position index, the sled batch, the statistics, the
+//! snapshot policy's counter, and telling watchers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use automerge::ChangeHash;
+use futures::StreamExt;
+use tracing::{debug, error, warn};
+
+use super::{load_core, snapshots, Shared, State};
+use crate::apply::Origin;
+use crate::backoff::Backoff;
+use crate::doc::Applied;
+use crate::history::Record;
+use crate::log::Entry;
+use crate::store::RemoteBatch;
+use crate::Error;
+
+/// The most log entries applied under one lock (a local write waits for at most one batch).
+const APPLY_BATCH: usize = 256;
+
+/// Follows the log from the last applied position, forever; resubscribes after errors.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let (space, document) = (&shared.config.space, &shared.config.document);
+        match snapshots::recover(&shared).await {
+            Ok(()) => {}
+            Err(Error::Log(e)) if e.is_transient() => {
+                warn!(%space, %document, error = %e, "cannot check the stored snapshot; retrying");
+                backoff.wait().await;
+                continue;
+            }
+            // A snapshot that cannot be read must not stop the replica from following.
+            Err(e) => warn!(
+                %space, %document, error = %e,
+                "the stored snapshot is unusable; following the log without it"
+            ),
+        }
+        let from = shared.lock().position + 1;
+        match shared.log.subscribe(space, document, from).await {
+            Ok(entries) => {
+                debug!(%space, %document, from, "following the log");
+                // Whatever has arrived is applied as one batch (one lock, one sled batch).
+                let mut arrived = entries.ready_chunks(APPLY_BATCH);
+                while let Some(items) = arrived.next().await {
+                    let mut batch = Vec::with_capacity(items.len());
+                    let mut failed = None;
+                    for item in items {
+                        match item {
+                            Ok(entry) => batch.push(entry),
+                            // What follows an error is read again after resubscribing.
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        backoff.reset();
+                        shared.apply_entries(batch);
+                    }
+                    if let Some(e) = failed {
+                        warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
+                        break;
+                    }
+                }
+            }
+            // A refusal (permissions, configuration) will not go away by itself, but the
+            // replica has no caller to hand it to: it says so loudly and keeps trying with
+            // backoff (up to 2 s apart), so a fixed permission takes effect without a restart.
+            Err(e) if !e.is_transient() => error!(
+                %space, %document, error = %e,
+                "the log refuses this replica's subscription; retrying"
+            ),
+            Err(e) => warn!(%space, %document, error = %e, "cannot subscribe to the log; retrying"),
+        }
+        backoff.wait().await;
+    }
+}
+
+impl Shared {
+    /// Applies a run of entries from the log under one lock: decode, apply, remember the
+    /// position. Their store writes go in one sled batch, committed before anyone is told
+    /// (waiters, compaction).
+    fn apply_entries(&self, entries: Vec<Entry>) {
+        let mut st = self.lock();
+        let mut batch = RemoteBatch::default();
+        // Changes indexed by this batch, not yet visible to `seq_of`.
+        let mut indexed_here = HashSet::new();
+        for entry in entries {
+            self.apply_entry(&mut st, entry, &mut batch, &mut indexed_here);
+        }
+        if let Err(e) = self.store.commit_remote(batch) {
+            warn!(error = %e, seq = st.position, "could not record applied events");
+        }
+        self.maybe_compact(&mut st);
+        drop(st);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Applies one entry from the log into `batch`, through the causal step.
+    fn apply_entry(
+        &self,
+        st: &mut State,
+        entry: Entry,
+        batch: &mut RemoteBatch,
+        indexed_here: &mut HashSet<ChangeHash>,
+    ) {
+        if entry.seq <= st.position {
+            return;
+        }
+        st.stats.events_read += 1;
+        let (space, document) = (&self.config.space, &self.config.document);
+        let watched = st.listeners.any();
+        let outcome = {
+            let State { core, causal, .. } = &mut *st;
+            causal.event(core, (space, document), entry.seq, &entry.payload, watched)
+        };
+        let event = match outcome {
+            Ok(event) => event,
+            Err(rejected) => {
+                if rejected.damaged() {
+                    // The in-memory document may be damaged: rebuild it from disk, with
+                    // this batch's changes written first.
+                    if let Err(e) = self.store.commit_remote(std::mem::take(batch)) {
+                        warn!(error = %e, "could not record applied events");
+                    }
+                    match load_core(&self.store) {
+                        Ok(core) => st.core = core,
+                        Err(reload) => warn!(error = %reload, "reloading the replica failed"),
+                    }
+                }
+                warn!(
+                    space = %space,
+                    document = %document,
+                    seq = entry.seq,
+                    reason = %rejected,
+                    "rejected event; skipping it"
+                );
+                st.stats.events_rejected += 1;
+                st.stats.last_rejection = Some(format!("position {}: {rejected}", entry.seq));
+                batch.add(entry.seq, None, None);
+                st.position = entry.seq;
+                return;
+            }
+        };
+        let (envelope, accepted) = (event.envelope, event.accepted);
+        let (hash, applied) = (accepted.hash, accepted.applied);
+        // The first event carrying a change is where the index puts it; our own changes
+        // are indexed here too, when they come back from the log. A change new to the
+        // document cannot be indexed yet, so only a duplicate costs a lookup.
+        let indexed = match applied {
+            Applied::Duplicate if indexed_here.contains(&hash) => Ok(true),
+            Applied::Duplicate => self.store.seq_of(&hash.0).map(|s| s.is_some()),
+            _ => Ok(false),
+        };
+        let record = match indexed {
+            Ok(true) => None,
+            Ok(false) => Some(Record {
+                seq: entry.seq,
+                hash,
+                logged_ms: entry.time_ms,
+                time_ms: envelope.time_ms,
+                agent: envelope.agent.clone(),
+                message: envelope.message.clone(),
+            }),
+            Err(e) => {
+                warn!(error = %e, "cannot read the position index");
+                None
+            }
+        };
+        if record.is_some() {
+            indexed_here.insert(hash);
+            st.events_since_snapshot += 1;
+            let every = self.config.snapshots.every_events;
+            if every > 0 && st.events_since_snapshot >= every {
+                self.snapshot_wake.notify_one();
+            }
+        }
+        if applied == Applied::Duplicate {
+            batch.add(entry.seq, None, record.as_ref());
+        } else {
+            st.stats.events_applied += 1;
+            st.stored_since_compaction += 1;
+            debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
+            batch.add(
+                entry.seq,
+                Some((&hash.0, &envelope.change)),
+                record.as_ref(),
+            );
+            st.position = entry.seq;
+            for effect in accepted.effects {
+                let origin = effect
+                    .origin
+                    .unwrap_or_else(|| Origin::unknown(&self.config.agent));
+                self.announce(st, &effect.hash, &origin, effect.patches);
+            }
+        }
+        st.position = entry.seq;
+    }
+}

@@ -1,0 +1,220 @@
+//! Local changes: a transaction on the document, its change and outbox entry written to
+//! sled and flushed before the caller is told, and the path-addressed conveniences.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use automerge::transaction::Transaction;
+use automerge::ChangeHash;
+use blackboard_schemas::MAX_ENVELOPE_BYTES;
+use serde_json::Value as Json;
+
+use super::{load_core, Replica};
+use crate::apply::Origin;
+use crate::codec;
+use crate::doc::{json, DocError, Path};
+use crate::history::Record;
+use crate::Error;
+
+impl Replica {
+    /// Changes the document in one automerge transaction. Returns the closure's output and the
+    /// hash of the change (`None` if the closure changed nothing). When this returns, the
+    /// change is on local disk and queued for the log; [`flush`](Self::flush) waits for the
+    /// log's acknowledgement. If the closure fails, nothing is changed.
+    pub async fn change<O, E>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<ChangeHash>), Error>
+    where
+        E: Into<Error>,
+    {
+        self.change_with_message(None, f).await
+    }
+
+    /// Like [`change`](Self::change), with a message saying why, carried in the event.
+    pub async fn change_with_message<O, E>(
+        &self,
+        message: Option<&str>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, E>,
+    ) -> Result<(O, Option<ChangeHash>), Error>
+    where
+        E: Into<Error>,
+    {
+        let s = self.shared();
+        let (out, hash) = {
+            let mut st = s.lock();
+            let time = now_ms();
+            let watched = st.listeners.any();
+            let (out, local, patches) = if watched {
+                st.core
+                    .transact_with_patches(time, message.map(str::to_owned), f)
+                    .map_err(Into::into)?
+            } else {
+                let (out, local) = st
+                    .core
+                    .transact(time, message.map(str::to_owned), f)
+                    .map_err(Into::into)?;
+                (out, local, Vec::new())
+            };
+            let Some(local) = local else {
+                return Ok((out, None));
+            };
+            let envelope = codec::encode_event(
+                &s.config.space,
+                &s.config.document,
+                &s.config.agent,
+                &local,
+                time,
+                message.map(str::to_owned),
+            )
+            .encode();
+            let id = st.next_outbox;
+            let stored = if envelope.len() > MAX_ENVELOPE_BYTES {
+                Err(Error::TooLarge {
+                    len: envelope.len(),
+                    max: MAX_ENVELOPE_BYTES,
+                })
+            } else {
+                s.store
+                    .add_local(
+                        &local.hash.0,
+                        &local.bytes,
+                        id,
+                        &local.hash.to_string(),
+                        &envelope,
+                    )
+                    .map_err(Error::from)
+            };
+            if let Err(e) = stored {
+                // The change exists only in memory: take it back by reloading from disk, so
+                // the document never holds a change that will not reach the log.
+                st.core = load_core(&s.store)?;
+                return Err(e);
+            }
+            st.next_outbox += 1;
+            st.stored_since_compaction += 1;
+            s.maybe_compact(&mut st);
+            // Sent under the lock, so a watch switching to live sees each change exactly once.
+            let meta = Origin {
+                seq: None,
+                agent: s.config.agent.clone(),
+                time_ms: time,
+                message: message.map(str::to_owned),
+            };
+            s.announce(&mut st, &local.hash, &meta, patches);
+            (out, local.hash)
+        };
+        s.version.send_modify(|v| *v += 1);
+        // Publishing and the local fsync overlap: the outbox reads the entry from sled
+        // before it is durable. A crash in between can leave the change on the log but not
+        // on disk; the replica then reads it back from the log like any other event (and a
+        // re-published outbox entry is dropped by the log's duplicate window).
+        s.outbox_wake.notify_one();
+        s.store.flush().await?;
+        Ok((out, Some(hash)))
+    }
+
+    /// Adds changes made elsewhere (a fork's copies) as if written here, keeping each one's
+    /// writer, time and message: applied, saved with outbox entries in one batch, flushed.
+    /// Their message ids name this document too, since the same change may already be on
+    /// the log under another document of the space.
+    pub(crate) async fn import(
+        &self,
+        changes: Vec<(automerge::Change, Option<Record>)>,
+    ) -> Result<(), Error> {
+        use crate::store::LocalEntry;
+        let s = self.shared();
+        {
+            let mut st = s.lock();
+            let mut entries = Vec::with_capacity(changes.len());
+            for (change, record) in &changes {
+                let hash = change.hash();
+                let (agent, time_ms, message) = match record {
+                    Some(r) => (r.agent.clone(), r.time_ms, r.message.clone()),
+                    None => (s.config.agent.clone(), change.timestamp() * 1000, None),
+                };
+                let local = crate::doc::LocalChange {
+                    hash,
+                    bytes: change.raw_bytes().to_vec(),
+                };
+                let envelope = codec::encode_event(
+                    &s.config.space,
+                    &s.config.document,
+                    &agent,
+                    &local,
+                    time_ms,
+                    message,
+                )
+                .encode();
+                let id = st.next_outbox;
+                st.next_outbox += 1;
+                entries.push((
+                    hash,
+                    local.bytes,
+                    id,
+                    format!("{hash}:{}", s.config.document),
+                    envelope,
+                ));
+            }
+            s.store
+                .add_locals(entries.iter().map(|(h, c, id, m, e)| LocalEntry {
+                    hash: &h.0,
+                    change: c,
+                    outbox_id: *id,
+                    msg_id: m,
+                    payload: e,
+                }))?;
+            for (change, _) in changes {
+                st.core.apply(change)?;
+            }
+            st.stored_since_compaction += entries.len();
+            s.maybe_compact(&mut st);
+        }
+        s.version.send_modify(|v| *v += 1);
+        s.outbox_wake.notify_one();
+        s.store.flush().await?;
+        Ok(())
+    }
+
+    /// Writes a JSON value at `path` (see [`Path`]), creating missing maps on the way.
+    /// Returns the change's hash (`None` if nothing changed).
+    pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
+        let path: Path = path.parse()?;
+        Ok(self.change(|tx| json::put(tx, &path, &value)).await?.1)
+    }
+
+    /// Deletes what is at `path`; nothing there is not an error.
+    pub async fn delete(&self, path: &str) -> Result<Option<ChangeHash>, Error> {
+        let path: Path = path.parse()?;
+        Ok(self.change(|tx| json::delete(tx, &path)).await?.1)
+    }
+
+    /// Splices `insert` into the text at `path` at character `pos`, deleting `delete` characters
+    /// first; creates the text when nothing is at `path`. Concurrent splices from several
+    /// agents all survive, merged by automerge.
+    pub async fn splice_text(
+        &self,
+        path: &str,
+        pos: usize,
+        delete: isize,
+        insert: &str,
+    ) -> Result<Option<ChangeHash>, Error> {
+        use automerge::{transaction::Transactable, ReadDoc};
+        let path: Path = path.parse()?;
+        let (_, hash) = self
+            .change(|tx| {
+                let text = json::ensure_text(tx, &path)?;
+                let pos = pos.min(tx.length(&text));
+                tx.splice_text(&text, pos, delete, insert)
+                    .map_err(DocError::from)
+            })
+            .await?;
+        Ok(hash)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
