@@ -54,7 +54,9 @@ pub use blackboard::watch::{
     ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,
 };
 pub use board::Board;
-pub use doc::Doc;
+pub use blackboard::doc::{Edit, PutMode};
+pub use blackboard::replica::Written;
+pub use doc::{Conflict, Doc};
 pub use error::Error;
 pub use options::Options;
 pub use space_watch::SpaceWatch;

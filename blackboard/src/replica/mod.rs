@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::codec;
-use crate::doc::{json, Applied, DocCore, DocError, Patch, Path};
+use crate::doc::{Applied, DocCore, DocError, Edit, Patch, Path};
 use crate::history::Record;
 use crate::log::{Entry, EventLog};
 use crate::store::{RemoteBatch, ReplicaStore};
@@ -30,9 +30,11 @@ use crate::watch::listeners::Listeners;
 use crate::watch::{self as watches, ChangeEvent, Pattern, Watch};
 use crate::Error;
 
+mod containers;
 mod history;
 mod snapshots;
 
+pub use containers::Written;
 pub use history::{ReplayError, ReplayStep, View};
 pub use snapshots::{SnapshotPolicy, Trimmed};
 
@@ -436,15 +438,17 @@ impl Replica {
 
     /// Writes a JSON value at `path` (see [`Path`]), creating missing maps on the way.
     /// Returns the change's hash (`None` if nothing changed).
+    /// An object is merged into the map already there, key by key; maps are created by the
+    /// container recipe (see [`edit`](Self::edit)), so concurrent writers share them.
     pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
         let path: Path = path.parse()?;
-        Ok(self.change(|tx| json::put(tx, &path, &value)).await?.1)
+        Ok(self.edit(None, &[Edit::put(path, value)]).await?.hash)
     }
 
     /// Deletes what is at `path`; nothing there is not an error.
     pub async fn delete(&self, path: &str) -> Result<Option<ChangeHash>, Error> {
         let path: Path = path.parse()?;
-        Ok(self.change(|tx| json::delete(tx, &path)).await?.1)
+        Ok(self.edit(None, &[Edit::Delete { path }]).await?.hash)
     }
 
     /// Splices `insert` into the text at `path` at character `pos`, deleting `delete` characters
@@ -457,17 +461,14 @@ impl Replica {
         delete: isize,
         insert: &str,
     ) -> Result<Option<ChangeHash>, Error> {
-        use automerge::{transaction::Transactable, ReadDoc};
         let path: Path = path.parse()?;
-        let (_, hash) = self
-            .change(|tx| {
-                let text = json::ensure_text(tx, &path)?;
-                let pos = pos.min(tx.length(&text));
-                tx.splice_text(&text, pos, delete, insert)
-                    .map_err(DocError::from)
-            })
-            .await?;
-        Ok(hash)
+        let edit = Edit::SpliceText {
+            path,
+            pos,
+            delete,
+            insert: insert.to_owned(),
+        };
+        Ok(self.edit(None, &[edit]).await?.hash)
     }
 
     /// The whole document as JSON.
@@ -984,6 +985,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc::json;
     use crate::log::EmbeddedLog;
     use serde_json::json;
 
