@@ -8,6 +8,7 @@ mod conformance;
 mod convergence;
 mod faults;
 mod history;
+mod never_vanish;
 mod offline;
 mod presence;
 mod restart;
