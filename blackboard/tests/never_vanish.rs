@@ -265,6 +265,21 @@ fn containers_inside_list_elements_merge() {
 }
 
 #[test]
+fn objects_appended_with_a_dash_or_put_at_an_index_go_into_the_list() {
+    let mut a = Agent::new();
+    a.put("/t/done", json!([]));
+    a.put("/t/done/-", json!({"by": "a"}));
+    a.put("/t/done/1", json!({"by": "b"}));
+    a.put("/t/done/0", json!({"at": 1}));
+    assert_eq!(
+        a.core.get(&p("/t/done")).unwrap(),
+        Some(json!([{"by": "a", "at": 1}, {"by": "b"}]))
+    );
+    let err = a.edit(&[Edit::put(p("/t/done/x"), json!({}))]).unwrap_err();
+    assert!(matches!(err, DocError::BadIndex { .. }), "{err}");
+}
+
+#[test]
 fn a_container_deleted_and_created_again_is_a_new_generation_that_merges_too() {
     let mut first = Agent::new();
     first.put("/tasks/old", json!(1));

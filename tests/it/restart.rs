@@ -31,7 +31,10 @@ async fn a_restarted_agent_resumes_from_its_last_position_without_rereading_the_
         .unwrap();
     let before = a_doc.position();
     let first_run_reads = a_doc.stats().events_read;
-    assert_eq!(first_run_reads, 11, "10 own events and the marker");
+    assert_eq!(
+        first_run_reads, 12,
+        "10 own events, the creation of /a (the container recipe's change) and the marker"
+    );
     let json_before = a_doc.to_json();
     drop(a_doc);
     a.close().await.unwrap();

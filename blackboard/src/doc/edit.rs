@@ -284,10 +284,18 @@ impl DocCore {
             let found = match self.doc.object_type(&obj)? {
                 ObjType::Map | ObjType::Table => self.doc.get(&obj, seg.as_str())?,
                 ObjType::List => {
-                    let index: usize = seg.parse().map_err(|_| DocError::BadIndex {
-                        path: here.to_string(),
-                        segment: seg.clone(),
-                    })?;
+                    let index = match seg.parse::<usize>() {
+                        Ok(i) => i,
+                        // The last segment may be `-` (append): the transaction inserts there,
+                        // and reports a bad index itself.
+                        Err(_) if kind.is_some() => return Ok(Place::Other),
+                        Err(_) => {
+                            return Err(DocError::BadIndex {
+                                path: here.to_string(),
+                                segment: seg.clone(),
+                            })
+                        }
+                    };
                     match self.doc.get(&obj, index)? {
                         Some(got) => Some(got),
                         // The recipe does not create inside lists (a new element's place is
