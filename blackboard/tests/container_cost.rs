@@ -38,7 +38,10 @@ fn measure_the_cost_of_one_actor_per_container() {
         .unwrap_or(10_000);
     println!("| {n} maps | build | save | saved size | load | fork_at(heads) | actors |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (name, mode) in [("recipe (merge)", PutMode::Merge), ("plain (replace)", PutMode::Replace)] {
+    for (name, mode) in [
+        ("recipe (merge)", PutMode::Merge),
+        ("plain (replace)", PutMode::Replace),
+    ] {
         let t = Instant::now();
         let core = build(n, mode);
         let build_time = t.elapsed();

@@ -3,7 +3,9 @@
 //! engine makes. A client in another language that follows the README merges with Rust.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, Change, ChangeHash, ExpandedChange, ObjType, ReadDoc, ScalarValue, ROOT};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, ExpandedChange, ObjType, ReadDoc, ScalarValue, ROOT,
+};
 use blackboard::doc::{DocCore, Edit, Path, PutMode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -33,7 +35,8 @@ fn scratch_creation(
 ) -> Change {
     let mut doc = Automerge::new();
     for bytes in ancestors {
-        doc.apply_changes([Change::from_bytes(bytes.clone()).unwrap()]).unwrap();
+        doc.apply_changes([Change::from_bytes(bytes.clone()).unwrap()])
+            .unwrap();
     }
     doc.set_actor(actor);
     let mut tx = doc.transaction();
@@ -44,7 +47,9 @@ fn scratch_creation(
 
 /// The engine's creations for one edit on `core`.
 fn engine_creations(core: &mut DocCore, edit: Edit) -> Vec<(ChangeHash, Vec<u8>)> {
-    let edited = core.edit(1_234_000, Some("why".into()), false, &[edit]).unwrap();
+    let edited = core
+        .edit(1_234_000, Some("why".into()), false, &[edit])
+        .unwrap();
     edited
         .created
         .into_iter()
@@ -74,7 +79,10 @@ fn the_readme_example_hashes_are_what_the_engine_makes() {
         hex(&made[0].1),
         "856f4a83eb77809701380018626263310000000031e3f6981e0f2886d1d43bb3c6963e87010100000005150734014202560270027f057461736b73017f007f007f00"
     );
-    assert_eq!(made[1].0.to_string(), "f91f0c07942319bc84b8021f0fd620c75b44d8401c73b3f553472887208294cf");
+    assert_eq!(
+        made[1].0.to_string(),
+        "f91f0c07942319bc84b8021f0fd620c75b44d8401c73b3f553472887208294cf"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -85,7 +93,8 @@ fn hex(bytes: &[u8]) -> String {
 fn a_scratch_document_following_the_readme_makes_the_engines_creation_changes() {
     // The engine's document has unrelated history first: it must not matter.
     let mut core = DocCore::new();
-    core.edit(0, None, false, &[Edit::put(p("/other"), json!(1))]).unwrap();
+    core.edit(0, None, false, &[Edit::put(p("/other"), json!(1))])
+        .unwrap();
     let made = engine_creations(&mut core, Edit::put(p("/tasks/t1/status"), json!("open")));
     assert_eq!(made.len(), 2);
 
@@ -109,9 +118,12 @@ fn a_scratch_document_following_the_readme_makes_the_engines_creation_changes() 
     assert_eq!(t1.hash(), made[1].0, "/tasks/t1");
 }
 
+/// One operation made in a scratch transaction.
+type Op = Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>;
+
 #[test]
 fn lists_texts_and_counters_follow_the_same_recipe() {
-    let cases: [(&str, Edit, Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>); 3] = [
+    let cases: [(&str, Edit, Op); 3] = [
         (
             "list",
             Edit::Append {
@@ -198,8 +210,10 @@ fn below_a_parent_made_without_the_recipe_the_decoded_form_gives_the_engines_cha
 #[test]
 fn a_deleted_container_is_created_again_in_the_next_generation() {
     let mut core = DocCore::new();
-    core.edit(0, None, false, &[Edit::put(p("/tasks/a"), json!(1))]).unwrap();
-    core.edit(0, None, false, &[Edit::Delete { path: p("/tasks") }]).unwrap();
+    core.edit(0, None, false, &[Edit::put(p("/tasks/a"), json!(1))])
+        .unwrap();
+    core.edit(0, None, false, &[Edit::Delete { path: p("/tasks") }])
+        .unwrap();
     let made = engine_creations(&mut core, Edit::put(p("/tasks/b"), json!(2)));
     let expected = scratch_creation(readme_actor("_root", "tasks", "map", 1), &[], |tx| {
         tx.put_object(ROOT, "tasks", ObjType::Map).unwrap();

@@ -52,7 +52,11 @@ impl Agent {
         for bytes in delivery {
             self.core.apply_bytes(bytes).unwrap();
         }
-        assert_eq!(self.core.pending_len(), 0, "every change found its dependencies");
+        assert_eq!(
+            self.core.pending_len(),
+            0,
+            "every change found its dependencies"
+        );
     }
 }
 
@@ -112,7 +116,11 @@ fn agents_writing_offline_below_the_same_fresh_paths_all_stay_visible_everywhere
                 assert_eq!(got["count"], json!(n), "every first increment counted");
                 let mut log: Vec<i64> = serde_json::from_value(got["log"].clone()).unwrap();
                 log.sort();
-                assert_eq!(log, (0..n as i64).collect::<Vec<_>>(), "every first append kept");
+                assert_eq!(
+                    log,
+                    (0..n as i64).collect::<Vec<_>>(),
+                    "every first append kept"
+                );
             }
         }
     }
@@ -125,7 +133,12 @@ fn every_replica_creating_a_container_makes_the_same_change() {
     for (i, a) in agents.iter_mut().enumerate() {
         let edited = a
             .core
-            .edit(i as i64 * 1000, Some(format!("agent {i}")), true, &[Edit::put(p("/a/b/c"), json!(i))])
+            .edit(
+                i as i64 * 1000,
+                Some(format!("agent {i}")),
+                true,
+                &[Edit::put(p("/a/b/c"), json!(i))],
+            )
             .unwrap();
         assert_eq!(edited.created.len(), 2, "a and b were created");
         hashes.insert(
@@ -136,7 +149,11 @@ fn every_replica_creating_a_container_makes_the_same_change() {
                 .collect::<Vec<_>>(),
         );
     }
-    assert_eq!(hashes.len(), 1, "times, messages and actors of the writers do not matter");
+    assert_eq!(
+        hashes.len(),
+        1,
+        "times, messages and actors of the writers do not matter"
+    );
 }
 
 #[test]
@@ -172,7 +189,10 @@ fn concurrent_replacing_puts_conflict_and_every_value_stays_readable() {
     );
     assert_eq!(all.iter().filter(|c| c.winner).count(), 1);
     let winner = all.iter().find(|c| c.winner).unwrap();
-    assert_eq!(agents[1].core.get(&p("/t1")).unwrap(), Some(winner.value.clone()));
+    assert_eq!(
+        agents[1].core.get(&p("/t1")).unwrap(),
+        Some(winner.value.clone())
+    );
     assert!(all.iter().all(|c| c.change.is_some()));
 }
 
@@ -198,7 +218,10 @@ fn a_merge_into_an_existing_map_keeps_the_keys_it_does_not_name_and_replace_drop
 fn first_writes_at_the_root_merge_their_maps() {
     let mut agents = agents(3);
     for (i, a) in agents.iter_mut().enumerate() {
-        a.put("/", json!({"tasks": { format!("t{i}"): {"by": i} }, "top": i}));
+        a.put(
+            "/",
+            json!({"tasks": { format!("t{i}"): {"by": i} }, "top": i}),
+        );
     }
     exchange(&mut agents, 3);
     let got = agents[0].core.to_json();
@@ -226,14 +249,24 @@ fn containers_below_an_ancestor_made_without_the_recipe_merge_too() {
         }
         let edited = a
             .core
-            .edit(0, None, false, &[Edit::put(p(&format!("/tasks/t1/k{i}")), json!(i))])
+            .edit(
+                0,
+                None,
+                false,
+                &[Edit::put(p(&format!("/tasks/t1/k{i}")), json!(i))],
+            )
             .unwrap();
         creations.insert(edited.created[0].0.hash);
-        a.made.extend(edited.created.into_iter().map(|(c, _)| c.bytes));
+        a.made
+            .extend(edited.created.into_iter().map(|(c, _)| c.bytes));
         a.made.extend(edited.change.map(|c| c.bytes));
         a.made.extend(base.made.clone());
     }
-    assert_eq!(creations.len(), 1, "t1 is the same change on every replica with tasks");
+    assert_eq!(
+        creations.len(),
+        1,
+        "t1 is the same change on every replica with tasks"
+    );
     exchange(&mut agents, 4);
     assert_eq!(
         agents[0].core.get(&p("/tasks")).unwrap(),
@@ -261,7 +294,11 @@ fn containers_inside_list_elements_merge() {
     exchange(&mut agents, 5);
     let rows = agents[0].core.get(&p("/rows")).unwrap().unwrap();
     assert_eq!(rows[0], json!({"id": 0, "cells": {"c0": 0, "c1": 1}}));
-    assert_eq!(rows.as_array().unwrap().len(), 3, "both appended rows kept: {rows}");
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        3,
+        "both appended rows kept: {rows}"
+    );
 }
 
 #[test]
@@ -312,7 +349,9 @@ fn a_write_into_a_container_another_agent_deletes_concurrently_goes_with_it() {
         }
         a.made.extend(base.made.clone());
     }
-    agents[0].edit(&[Edit::Delete { path: p("/tasks") }]).unwrap();
+    agents[0]
+        .edit(&[Edit::Delete { path: p("/tasks") }])
+        .unwrap();
     agents[1].put("/tasks/b", json!(2));
     exchange(&mut agents, 7);
     assert_eq!(agents[0].core.get(&p("/tasks")).unwrap(), None);
@@ -326,7 +365,10 @@ fn a_scalar_written_where_another_agent_creates_a_map_conflicts_visibly() {
     exchange(&mut agents, 8);
     let all = agents[0].core.conflicts(&p("/x")).unwrap();
     let values: BTreeSet<String> = all.iter().map(|c| c.value.to_string()).collect();
-    assert_eq!(values, BTreeSet::from(["5".to_owned(), r#"{"y":1}"#.to_owned()]));
+    assert_eq!(
+        values,
+        BTreeSet::from(["5".to_owned(), r#"{"y":1}"#.to_owned()])
+    );
     assert_eq!(all.iter().filter(|c| c.winner).count(), 1);
 }
 
@@ -348,7 +390,10 @@ fn counters_and_text_created_implicitly_merge_and_overflow_is_refused() {
         .unwrap();
     }
     exchange(&mut agents, 9);
-    assert_eq!(agents[0].core.get(&p("/stats/runs")).unwrap(), Some(json!(33)));
+    assert_eq!(
+        agents[0].core.get(&p("/stats/runs")).unwrap(),
+        Some(json!(33))
+    );
     let body = agents[0].core.get(&p("/notes/body")).unwrap().unwrap();
     assert_eq!(body.as_str().unwrap().len(), 9, "{body}");
 
@@ -390,7 +435,10 @@ fn forged(actor: ActorId, f: impl FnOnce(&mut automerge::transaction::Transactio
     let mut tx = doc.transaction();
     f(&mut tx);
     let (hash, _) = tx.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
-    doc.get_change_by_hash(&hash.unwrap()).unwrap().raw_bytes().to_vec()
+    doc.get_change_by_hash(&hash.unwrap())
+        .unwrap()
+        .raw_bytes()
+        .to_vec()
 }
 
 #[test]
@@ -399,18 +447,23 @@ fn a_forged_creation_claiming_a_container_actor_is_refused_and_takes_nothing_awa
     let actor = containers::actor("_root", "tasks", Kind::Map, 0);
     // The right actor, but more than the creation: a second operation.
     let smuggler = forged(actor.clone(), |tx| {
-        tx.put_object(automerge::ROOT, "tasks", automerge::ObjType::Map).unwrap();
+        tx.put_object(automerge::ROOT, "tasks", automerge::ObjType::Map)
+            .unwrap();
         tx.put(automerge::ROOT, "evil", "yes").unwrap();
     });
     // The right actor and shape, but at another key: it would take the actor of /tasks.
     let squatter = forged(actor, |tx| {
-        tx.put_object(automerge::ROOT, "other", automerge::ObjType::Map).unwrap();
+        tx.put_object(automerge::ROOT, "other", automerge::ObjType::Map)
+            .unwrap();
     });
     let mut agents = agents(2);
     for (i, a) in agents.iter_mut().enumerate() {
         for bad in [&smuggler, &squatter] {
             let err = a.core.apply_bytes(bad).unwrap_err();
-            assert!(err.to_string().contains("not the container recipe"), "{err}");
+            assert!(
+                err.to_string().contains("not the container recipe"),
+                "{err}"
+            );
         }
         a.put(&format!("/tasks/k{i}"), json!(i));
     }
@@ -451,7 +504,9 @@ const DIRS: [&str; 2] = ["a", "b"];
 const LEAVES: [&str; 2] = ["x", "y"];
 
 fn dir_path(d: &[u8]) -> String {
-    d.iter().map(|i| format!("/{}", DIRS[*i as usize])).collect()
+    d.iter()
+        .map(|i| format!("/{}", DIRS[*i as usize]))
+        .collect()
 }
 
 /// The oracle: every replica's view as a tree of container identities. A container is the
@@ -493,9 +548,15 @@ impl Model {
                 id = existing.clone();
                 continue;
             }
-            let gen = self.generations[r].get(&(id.clone(), key.clone())).copied().unwrap_or(0);
+            let gen = self.generations[r]
+                .get(&(id.clone(), key.clone()))
+                .copied()
+                .unwrap_or(0);
             let child = format!("{id}/{key}#{gen}");
-            self.children.entry((id.clone(), key)).or_default().insert(child.clone());
+            self.children
+                .entry((id.clone(), key))
+                .or_default()
+                .insert(child.clone());
             self.views[r].insert(path.clone(), child.clone());
             id = child;
         }
@@ -506,7 +567,8 @@ impl Model {
         match op {
             Op::Put(d, l, v) => {
                 let id = self.ensure(r, d);
-                self.leaves.insert((id, LEAVES[*l as usize].to_owned(), r), *v);
+                self.leaves
+                    .insert((id, LEAVES[*l as usize].to_owned(), r), *v);
             }
             Op::PutObject(d, nested, v) => {
                 let id = self.ensure(r, d);
@@ -532,7 +594,9 @@ impl Model {
                 } else {
                     self.views[r][parent_path].clone()
                 };
-                *self.generations[r].entry((parent, key.to_owned())).or_default() += 1;
+                *self.generations[r]
+                    .entry((parent, key.to_owned()))
+                    .or_default() += 1;
             }
             Op::Delete(d, l) => {
                 if let Some(id) = self.views[r].get(&dir_path(d)).cloned() {
@@ -544,7 +608,9 @@ impl Model {
 
     /// Checks `got` (the JSON of the container `id`) against the model.
     fn check(&self, id: &str, got: &Json) -> Result<(), String> {
-        let obj = got.as_object().ok_or(format!("{id}: not an object: {got}"))?;
+        let obj = got
+            .as_object()
+            .ok_or(format!("{id}: not an object: {got}"))?;
         let mut expected = BTreeSet::new();
         for leaf in LEAVES {
             let candidates: BTreeSet<i64> = self
@@ -559,7 +625,9 @@ impl Model {
             expected.insert(leaf.to_owned());
             let v = obj.get(leaf).and_then(Json::as_i64);
             if !v.is_some_and(|v| candidates.contains(&v)) {
-                return Err(format!("{id}/{leaf}: {v:?}, expected one of {candidates:?}"));
+                return Err(format!(
+                    "{id}/{leaf}: {v:?}, expected one of {candidates:?}"
+                ));
             }
         }
         for key in DIRS {
@@ -590,7 +658,10 @@ impl Model {
 
 fn edit_of(op: &Op) -> Edit {
     match op {
-        Op::Put(d, l, v) => Edit::put(p(&format!("{}/{}", dir_path(d), LEAVES[*l as usize])), json!(v)),
+        Op::Put(d, l, v) => Edit::put(
+            p(&format!("{}/{}", dir_path(d), LEAVES[*l as usize])),
+            json!(v),
+        ),
         Op::PutObject(d, nested, v) => {
             let value = if *nested {
                 json!({"x": v, "b": {"y": v}})
@@ -599,7 +670,9 @@ fn edit_of(op: &Op) -> Edit {
             };
             Edit::put(p(&dir_path(d)), value)
         }
-        Op::Delete(d, 2) => Edit::Delete { path: p(&dir_path(d)) },
+        Op::Delete(d, 2) => Edit::Delete {
+            path: p(&dir_path(d)),
+        },
         Op::Delete(d, l) => Edit::Delete {
             path: p(&format!("{}/{}", dir_path(d), LEAVES[*l as usize])),
         },

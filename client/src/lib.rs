@@ -37,6 +37,7 @@ mod space_watch;
 
 pub use blackboard::automerge;
 pub use blackboard::claim::{Claim, ClaimError, ClaimEvent, ClaimEventKind, ClaimWatch, Claims};
+pub use blackboard::doc::{Edit, PutMode};
 pub use blackboard::history::{
     At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
 };
@@ -46,6 +47,7 @@ pub use blackboard::presence::{
     Config as PresenceConfig, LeftReason, Member, Membership, Presence, PresenceError,
     PresenceEvent, PresenceWatch,
 };
+pub use blackboard::replica::Written;
 pub use blackboard::replica::{
     Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
 };
@@ -54,8 +56,6 @@ pub use blackboard::watch::{
     ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,
 };
 pub use board::Board;
-pub use blackboard::doc::{Edit, PutMode};
-pub use blackboard::replica::Written;
 pub use doc::{Conflict, Doc};
 pub use error::Error;
 pub use options::Options;

@@ -18,7 +18,9 @@ async fn agents(server: &NatsServer, n: usize, doc: &str) -> (Vec<Doc>, Vec<temp
     let dirs: Vec<_> = (0..n).map(|_| temp_dir()).collect();
     let mut docs = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let board = nats_board(server, &format!("agent-{i}"), dir.path()).await.unwrap();
+        let board = nats_board(server, &format!("agent-{i}"), dir.path())
+            .await
+            .unwrap();
         docs.push(board.doc("team", doc).unwrap());
     }
     (docs, dirs)
@@ -47,7 +49,9 @@ async fn agents_writing_below_the_same_fresh_paths_while_the_server_is_down_all_
                 let dir: String = (0..depth).map(|l| format!("/d{l}")).collect();
                 d.put(&format!("{dir}/k{i}"), json!(i)).await.unwrap();
             }
-            d.put("/tasks/t1", json!({ format!("by{i}"): i })).await.unwrap();
+            d.put("/tasks/t1", json!({ format!("by{i}"): i }))
+                .await
+                .unwrap();
             d.increment("/stats/runs", 1).await.unwrap();
             d.append("/log", json!(i)).await.unwrap();
         }
@@ -62,10 +66,18 @@ async fn agents_writing_below_the_same_fresh_paths_while_the_server_is_down_all_
         for i in 0..n {
             assert_eq!(first["d0"][format!("k{i}")], json!(i), "{first}");
             assert_eq!(first["d0"]["d1"][format!("k{i}")], json!(i), "{first}");
-            assert_eq!(first["d0"]["d1"]["d2"][format!("k{i}")], json!(i), "{first}");
+            assert_eq!(
+                first["d0"]["d1"]["d2"][format!("k{i}")],
+                json!(i),
+                "{first}"
+            );
             assert_eq!(first["tasks"]["t1"][format!("by{i}")], json!(i), "{first}");
         }
-        assert_eq!(first["stats"]["runs"], json!(n), "every first increment counted");
+        assert_eq!(
+            first["stats"]["runs"],
+            json!(n),
+            "every first increment counted"
+        );
         assert_eq!(first["log"].as_array().unwrap().len(), n);
 
         // Agent 0's watch reported every other agent's key too.

@@ -218,7 +218,7 @@ async fn replay_then_live_delivers_every_event_once_in_stream_order_under_concur
     let mut written: BTreeSet<ChangeHash> = BTreeSet::new();
     for (w, doc) in writers.iter().enumerate() {
         for i in 0..10 {
-            written.extend(put_all(&doc, &format!("/tasks/w{w}-{i}"), json!(i)).await);
+            written.extend(put_all(doc, &format!("/tasks/w{w}-{i}"), json!(i)).await);
         }
         doc.flush().await.unwrap();
     }

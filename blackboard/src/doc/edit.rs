@@ -175,7 +175,9 @@ impl DocCore {
             // since a created container cannot be taken back out of the document.
             let mut tx = self.doc.transaction();
             let mut counters = Vec::new();
-            let tried = edits.iter().try_for_each(|e| apply(&mut tx, e, &mut counters));
+            let tried = edits
+                .iter()
+                .try_for_each(|e| apply(&mut tx, e, &mut counters));
             tx.rollback();
             tried?;
             for e in edits {
@@ -244,8 +246,7 @@ impl DocCore {
         mode: Mode,
         created: &mut Vec<(LocalChange, Vec<Patch>)>,
     ) -> Result<Place, DocError> {
-        let (Place::Container(ObjType::Map | ObjType::Table), Json::Object(map)) =
-            (&place, value)
+        let (Place::Container(ObjType::Map | ObjType::Table), Json::Object(map)) = (&place, value)
         else {
             return Ok(place);
         };
@@ -318,15 +319,23 @@ impl DocCore {
             match (found, kind) {
                 (Some((Value::Object(ty), _)), Some(_)) => return Ok(Place::Container(ty)),
                 (Some(_), Some(_)) => return Ok(Place::Other),
-                (Some((Value::Object(ObjType::Map | ObjType::Table | ObjType::List), id)), None) => {
+                (
+                    Some((Value::Object(ObjType::Map | ObjType::Table | ObjType::List), id)),
+                    None,
+                ) => {
                     obj = id;
                 }
-                (Some(_), None) => return Err(DocError::NotAContainer { path: at.to_string() }),
+                (Some(_), None) => {
+                    return Err(DocError::NotAContainer {
+                        path: at.to_string(),
+                    })
+                }
                 (None, kind) => {
                     let Mode::Create { with_patches } = mode else {
                         return Ok(Place::Missing);
                     };
-                    let new = self.create(&obj, seg, kind.unwrap_or(Kind::Map), with_patches, created)?;
+                    let new =
+                        self.create(&obj, seg, kind.unwrap_or(Kind::Map), with_patches, created)?;
                     match (new, kind) {
                         (Some((_, ty)), Some(_)) => return Ok(Place::Container(ty)),
                         (None, _) => return Ok(Place::Other),
@@ -401,7 +410,9 @@ impl DocCore {
         };
         let winner = match ty {
             ObjType::Map | ObjType::Table => self.doc.get(&obj, last)?,
-            _ => self.doc.get(&obj, last.parse::<usize>().unwrap_or(usize::MAX))?,
+            _ => self
+                .doc
+                .get(&obj, last.parse::<usize>().unwrap_or(usize::MAX))?,
         }
         .map(|(_, id)| id);
         Ok(all
@@ -439,4 +450,3 @@ fn hash_opt<S: serde::Serializer>(
         None => s.serialize_none(),
     }
 }
-

@@ -13,6 +13,9 @@ use crate::doc::{Edit, LocalChange};
 use crate::store::LocalEntry;
 use crate::Error;
 
+/// One change to store and queue: hash, bytes, outbox id, message id, envelope.
+type Entry = (ChangeHash, Vec<u8>, u64, String, Vec<u8>);
+
 /// What [`Replica::edit`] wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
@@ -73,11 +76,17 @@ impl Replica {
             };
             // Creations first, under `<hash>:<document>`: the same creation may be made in
             // another document of the space, and the log's duplicate window spans the space.
-            let mut entries: Vec<(ChangeHash, Vec<u8>, u64, String, Vec<u8>)> = Vec::new();
+            let mut entries: Vec<Entry> = Vec::new();
             let mut id = st.next_outbox;
             for (local, _) in &edited.created {
                 let msg_id = format!("{}:{}", local.hash, s.config.document);
-                entries.push((local.hash, local.bytes.clone(), id, msg_id, envelope(local, None)));
+                entries.push((
+                    local.hash,
+                    local.bytes.clone(),
+                    id,
+                    msg_id,
+                    envelope(local, None),
+                ));
                 id += 1;
             }
             if let Some(local) = &edited.change {
@@ -89,16 +98,24 @@ impl Replica {
                         max: MAX_ENVELOPE_BYTES,
                     });
                 }
-                entries.push((local.hash, local.bytes.clone(), id, local.hash.to_string(), payload));
+                entries.push((
+                    local.hash,
+                    local.bytes.clone(),
+                    id,
+                    local.hash.to_string(),
+                    payload,
+                ));
                 id += 1;
             }
-            let stored = s.store.add_locals(entries.iter().map(|(h, c, id, m, p)| LocalEntry {
-                hash: &h.0,
-                change: c,
-                outbox_id: *id,
-                msg_id: m,
-                payload: p,
-            }));
+            let stored = s
+                .store
+                .add_locals(entries.iter().map(|(h, c, id, m, p)| LocalEntry {
+                    hash: &h.0,
+                    change: c,
+                    outbox_id: *id,
+                    msg_id: m,
+                    payload: p,
+                }));
             if let Err(e) = stored {
                 // The changes exist only in memory: take them back by reloading from disk, so
                 // the document never holds a change that will not reach the log.
