@@ -346,6 +346,7 @@ impl Doc {
     /// # let dir = tempfile::tempdir()?;
     /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
     /// let tasks = board.doc("team", "tasks")?;
+    /// tasks.put("/7", json!({"title": "docs"})).await?;
     /// let mut statuses = tasks.watch("/*/status")?;
     /// tasks.put("/7", json!({"status": "open"})).await?;
     /// let event = statuses.next().await.unwrap()?;
