@@ -136,8 +136,9 @@ pub(super) fn apply<T: automerge::transaction::Transactable>(
 impl DocCore {
     /// Makes `edits` in one change, after creating by the container recipe every container
     /// they need and do not find (see the [module](self) docs). Returns the creations and the
-    /// change. When it fails, nothing was changed: edits that need a creation are first tried
-    /// in a transaction that is rolled back, so their errors surface before anything exists.
+    /// change. When it fails, nothing was changed: a path's errors surface while it is walked,
+    /// before anything is created, and several edits that need creations are first tried in a
+    /// transaction that is rolled back.
     ///
     /// ```
     /// use blackboard::doc::{DocCore, Edit};
