@@ -126,7 +126,7 @@ impl Board {
     /// # let dir = tempfile::tempdir()?;
     /// let board = Options::new("planner")?.store(dir.path()).embedded().await?;
     /// let tasks = board.doc("team", "tasks")?;
-    /// tasks.put("/t1", serde_json::json!({"title": "write the plan"})).await?;
+    /// tasks.put("/title", serde_json::json!("write the plan")).await?;
     /// tasks.flush().await?;
     /// let listed = board.list_documents("team").await?;
     /// assert_eq!(listed[0].document.as_str(), "tasks");

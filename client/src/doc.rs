@@ -1,11 +1,12 @@
 //! A document handle.
 
 use blackboard::automerge::transaction::Transaction;
-use blackboard::automerge::ChangeHash;
-use blackboard::doc::DocCore;
+use blackboard::automerge::{ChangeHash, ReadDoc};
+use blackboard::doc::{DocCore, Edit, PutMode};
 use blackboard::history::{At, Blame, Filter as HistoryFilter, HistoryEvent};
 use blackboard::log::SnapshotInfo;
-use blackboard::replica::{Position, ReplayError, ReplayStep, Stats, Trimmed, View};
+use blackboard::replica::{Position, ReplayError, ReplayStep, Stats, Trimmed, View, Written};
+use blackboard::schemas::AgentId;
 use blackboard::watch::{Options as WatchOptions, Pattern, Watch};
 use blackboard::Replica;
 use serde::de::DeserializeOwned;
@@ -35,6 +36,13 @@ impl Doc {
     /// Changes the document in one automerge transaction (the full automerge model: maps,
     /// lists, text, counters). When this returns the change is saved locally and queued for
     /// the log. Returns the closure's output and the change hash (`None` if nothing changed).
+    ///
+    /// Objects the closure creates (`put_object`, or a counter `put`) are its own: another
+    /// agent creating one at the same place concurrently makes a rival that automerge shows
+    /// instead of it. To create shared containers, use [`put`](Self::put),
+    /// [`append`](Self::append), [`increment`](Self::increment),
+    /// [`splice_text`](Self::splice_text) or [`edit`](Self::edit), which create them by the
+    /// container recipe, or create them with those first.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -70,9 +78,148 @@ impl Doc {
         Ok(self.replica.change_with_message(Some(message), f).await?)
     }
 
-    /// Writes a JSON value at `path`, creating missing maps on the way.
+    /// Writes a JSON value at `path`, creating missing maps on the way. An object is merged
+    /// into the map already there, key by key and at every depth (keys it does not name stay);
+    /// [`put_replace`](Self::put_replace) replaces instead.
+    ///
+    /// Agents that write below the same new map at the same moment, even offline, share that
+    /// map: it is created by a change every replica makes identically (the container recipe,
+    /// [`blackboard::doc::containers`]), so every agent's keys stay in view. There is no need
+    /// to sync before writing into a shared map.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::Options;
+    /// use serde_json::json;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let doc = board.doc("team", "tasks")?;
+    /// doc.put("/t1", json!({"title": "docs"})).await?;
+    /// doc.put("/t1", json!({"status": "open"})).await?;
+    /// assert_eq!(doc.get("/t1")?, Some(json!({"title": "docs", "status": "open"})));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
         Ok(self.replica.put(path, value).await?)
+    }
+
+    /// Writes a JSON value at `path`, replacing whatever is there with it (an object becomes
+    /// a fresh map). Two agents replacing one place concurrently conflict: every replica shows
+    /// the same one, watchers get a `Conflict` patch naming both, and
+    /// [`conflicts`](Self::conflicts) returns both.
+    pub async fn put_replace(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
+        let path = parse(path)?;
+        let edit = Edit::Put {
+            path,
+            value,
+            mode: PutMode::Replace,
+        };
+        Ok(self.replica.edit(None, &[edit]).await?.hash)
+    }
+
+    /// Appends `value` to the list at `path`, creating the list when nothing is there.
+    /// Concurrent appends all stay, and concurrent first appends share one list.
+    pub async fn append(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
+        let path = parse(path)?;
+        Ok(self
+            .replica
+            .edit(None, &[Edit::Append { path, value }])
+            .await?
+            .hash)
+    }
+
+    /// Adds `by` to the counter at `path`, creating it at 0 when nothing is there; returns the
+    /// counter's value here afterwards. Concurrent increments add up, first ones included.
+    /// A sum outside the range of an `i64` is refused, not wrapped.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::Options;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let stats = board.doc("team", "stats")?;
+    /// assert_eq!(stats.increment("/runs/done", 2).await?, 2);
+    /// assert_eq!(stats.increment("/runs/done", 1).await?, 3);
+    /// assert!(stats.increment("/runs/done", i64::MAX).await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn increment(&self, path: &str, by: i64) -> Result<i64, Error> {
+        let path = parse(path)?;
+        let written = self
+            .replica
+            .edit(None, &[Edit::Increment { path, by }])
+            .await?;
+        Ok(written.counters.first().copied().unwrap_or_default())
+    }
+
+    /// Makes several edits in one change, with an optional message (why). Containers they
+    /// create merge with other agents' like [`put`](Self::put)'s.
+    pub async fn edit(&self, message: Option<&str>, edits: &[Edit]) -> Result<Written, Error> {
+        Ok(self.replica.edit(message, edits).await?)
+    }
+
+    /// Every value concurrently at `path`, with who wrote each. automerge shows one of
+    /// concurrent values (the same on every replica) and hides the others; this returns them
+    /// all, the shown one marked `winner`. Empty when nothing is there, one value when there
+    /// is no conflict.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::Options;
+    /// use serde_json::json;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let doc = board.doc("team", "plan")?;
+    /// doc.put("/goal", json!("ship")).await?;
+    /// let all = doc.conflicts("/goal")?;
+    /// assert_eq!(all.len(), 1);
+    /// assert!(all[0].winner);
+    /// assert_eq!(all[0].agent.as_ref().map(|a| a.as_str()), Some("a"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn conflicts(&self, path: &str) -> Result<Vec<Conflict>, Error> {
+        let path = parse(path)?;
+        let candidates = self
+            .replica
+            .read(|core| core.conflicts(&path))
+            .map_err(blackboard::Error::from)?;
+        candidates
+            .into_iter()
+            .map(|c| {
+                let record = match &c.change {
+                    Some(hash) => self.replica.record_of(hash)?,
+                    None => None,
+                };
+                // A change of ours the log has not indexed yet is still ours.
+                let agent = match (&record, c.change) {
+                    (Some(r), _) => Some(r.agent.clone()),
+                    (None, Some(hash)) if self.is_local(&hash) => {
+                        Some(self.replica.config().agent.clone())
+                    }
+                    _ => None,
+                };
+                Ok(Conflict {
+                    value: c.value,
+                    winner: c.winner,
+                    agent,
+                    change: c.change,
+                    seq: record.map(|r| r.seq),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `hash` is one of this replica's own unacknowledged changes.
+    fn is_local(&self, hash: &ChangeHash) -> bool {
+        let own = self.replica.read(|core| {
+            core.automerge()
+                .get_change_by_hash(hash)
+                .map(|c| c.actor_id() == core.automerge().get_actor())
+        });
+        own.unwrap_or(false)
     }
 
     /// Like [`put`](Self::put), recording `message` (why) with the change: history and blame
@@ -83,14 +230,12 @@ impl Doc {
         value: Json,
         message: &str,
     ) -> Result<Option<ChangeHash>, Error> {
-        let path: blackboard::doc::Path = path.parse().map_err(blackboard::Error::from)?;
-        let (_, hash) = self
+        let path = parse(path)?;
+        let written = self
             .replica
-            .change_with_message(Some(message), |tx| {
-                blackboard::doc::json::put(tx, &path, &value)
-            })
+            .edit(Some(message), &[Edit::put(path, value)])
             .await?;
-        Ok(hash)
+        Ok(written.hash)
     }
 
     /// Writes any serializable value at `path`.
@@ -201,6 +346,7 @@ impl Doc {
     /// # let dir = tempfile::tempdir()?;
     /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
     /// let tasks = board.doc("team", "tasks")?;
+    /// tasks.put("/7", json!({"title": "docs"})).await?;
     /// let mut statuses = tasks.watch("/*/status")?;
     /// tasks.put("/7", json!({"status": "open"})).await?;
     /// let event = statuses.next().await.unwrap()?;
@@ -230,6 +376,34 @@ impl Doc {
     pub async fn wait_until(&self, mut f: impl FnMut(&Json) -> bool) -> Result<(), Error> {
         Ok(self.replica.wait_until(|core| f(&core.to_json())).await?)
     }
+}
+
+/// One of the values concurrently at a path: see [`Doc::conflicts`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Conflict {
+    /// The value, as JSON.
+    pub value: Json,
+    /// Whether this is the value every replica shows.
+    pub winner: bool,
+    /// The agent that wrote it, from the log's index (`None` when this replica has not seen
+    /// the event that carried it, say a change applied from a snapshot).
+    pub agent: Option<AgentId>,
+    /// The change that wrote it.
+    #[serde(serialize_with = "hash_opt")]
+    pub change: Option<ChangeHash>,
+    /// The log position of that change's first event, when known.
+    pub seq: Option<u64>,
+}
+
+fn hash_opt<S: serde::Serializer>(h: &Option<ChangeHash>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => s.collect_str(h),
+        None => s.serialize_none(),
+    }
+}
+
+fn parse(path: &str) -> Result<blackboard::doc::Path, Error> {
+    Ok(path.parse().map_err(blackboard::Error::from)?)
 }
 
 /// History: who changed what, when and why, and the document at any moment. These read

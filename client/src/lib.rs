@@ -41,6 +41,7 @@ pub use blackboard::claim::{Claim, ClaimError, ClaimEvent, ClaimEventKind, Claim
 /// at a path inside a [`Doc::change`] closure, as [`Doc::put`] does.
 pub use blackboard::doc::json;
 pub use blackboard::doc::{DocError, Path};
+pub use blackboard::doc::{Edit, PutMode};
 pub use blackboard::history::{
     format_time, At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
 };
@@ -50,6 +51,7 @@ pub use blackboard::presence::{
     Config as PresenceConfig, LeftReason, Member, Membership, Presence, PresenceError,
     PresenceEvent, PresenceWatch,
 };
+pub use blackboard::replica::Written;
 pub use blackboard::replica::{
     Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
 };
@@ -65,7 +67,7 @@ pub use blackboard::Error as EngineError;
 /// The engine's replica behind a [`Doc`] ([`Doc::replica`]).
 pub use blackboard::Replica;
 pub use board::Board;
-pub use doc::Doc;
+pub use doc::{Conflict, Doc};
 pub use error::Error;
 pub use options::Options;
 pub use space_watch::SpaceWatch;

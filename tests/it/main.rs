@@ -9,6 +9,7 @@ mod convergence;
 mod faults;
 mod history;
 mod log_access;
+mod never_vanish;
 mod offline;
 mod presence;
 mod restart;

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use async_nats::jetstream::{self, consumer};
 use blackboard::schemas::Envelope;
+use blackboard_client::Edit;
 use blackboard_tests::{temp_dir, NatsServer};
 use futures::StreamExt;
 use serde_json::json;
@@ -20,14 +21,21 @@ async fn writes_made_while_the_server_is_down_drain_after_restart_exactly_once()
         .unwrap();
     let doc = board.doc("team", "log").unwrap();
 
+    // Every change written: the writes and the containers they create (`/online`, `/offline`:
+    // the container recipe makes each with a change of its own, published before the write).
     let mut written = BTreeSet::new();
-    for i in 0..3 {
-        written.insert(
-            doc.put(&format!("/online/{i}"), json!(i))
+    let put = |path: String, value| {
+        let doc = doc.clone();
+        async move {
+            let w = doc
+                .edit(None, &[Edit::put(path.parse().unwrap(), value)])
                 .await
-                .unwrap()
-                .unwrap(),
-        );
+                .unwrap();
+            w.created.into_iter().chain(w.hash)
+        }
+    };
+    for i in 0..3 {
+        written.extend(put(format!("/online/{i}"), json!(i)).await);
     }
     doc.flush().await.unwrap();
     assert_eq!(doc.pending(), 0);
@@ -35,14 +43,13 @@ async fn writes_made_while_the_server_is_down_drain_after_restart_exactly_once()
     server.stop().await;
     for i in 0..20 {
         // Each write returns once it is on local disk, server or not.
-        written.insert(
-            doc.put(&format!("/offline/{i}"), json!(i))
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        written.extend(put(format!("/offline/{i}"), json!(i)).await);
     }
-    assert_eq!(doc.pending(), 20, "offline writes wait in the outbox");
+    assert_eq!(
+        doc.pending(),
+        21,
+        "offline writes (and the creation of /offline) wait in the outbox"
+    );
     assert_eq!(doc.get("/offline/19").unwrap(), Some(json!(19)));
 
     server.restart().await.unwrap();

@@ -31,12 +31,15 @@ async fn a_restarted_agent_resumes_from_its_last_position_without_rereading_the_
         .unwrap();
     let before = a_doc.position();
     let first_run_reads = a_doc.stats().events_read;
-    assert_eq!(first_run_reads, 11, "10 own events and the marker");
+    assert_eq!(
+        first_run_reads, 12,
+        "10 own events, the creation of /a (the container recipe's change) and the marker"
+    );
     let json_before = a_doc.to_json();
     drop(a_doc);
     a.close().await.unwrap();
 
-    // While A is away, B makes 5 more changes.
+    // While A is away, B makes 5 more writes (6 changes: the first creates /b).
     for i in 0..5 {
         b_doc.put(&format!("/b/{i}"), json!(i)).await.unwrap();
     }
@@ -52,11 +55,12 @@ async fn a_restarted_agent_resumes_from_its_last_position_without_rereading_the_
         .await
         .unwrap();
     let stats = a_doc.stats();
+    // B's five writes and its creation of /b.
     assert_eq!(
-        stats.events_read, 5,
+        stats.events_read, 6,
         "only the events after its position were read"
     );
-    assert_eq!(a_doc.position().seq, before.seq + 5);
+    assert_eq!(a_doc.position().seq, before.seq + 6);
     assert_eq!(a_doc.to_json(), b_doc.to_json());
     assert_ne!(a_doc.to_json(), json_before);
 }

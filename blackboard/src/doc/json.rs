@@ -103,23 +103,51 @@ fn index(at: &Path, seg: &str) -> Result<usize, DocError> {
     })
 }
 
-/// Writes `value` at `path`, creating missing maps on the way. JSON objects and arrays become
-/// automerge maps and lists; strings become scalar strings (last writer wins; use text objects
-/// for collaborative editing). Writing into a list at its length, or at `-`, appends.
+/// How a JSON object is written where a map already is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PutMode {
+    /// Merge key by key, at every depth: keys the value does not name stay. Concurrent object
+    /// writes to one place from several agents all stay visible.
+    #[default]
+    Merge,
+    /// Write the object as a fresh map that replaces whatever is there. Two agents replacing
+    /// one place concurrently conflict: every replica shows the same one, and a `Conflict`
+    /// patch names both.
+    Replace,
+}
+
+/// Writes `value` at `path` ([`PutMode::Merge`]), creating missing maps on the way. JSON
+/// objects and arrays become automerge maps and lists; strings become scalar strings (last
+/// writer wins; use text objects for collaborative editing). Writing into a list at its length,
+/// or at `-`, appends.
+///
+/// Maps this creates are plain automerge maps, which concurrent creators would each make
+/// their own of: [`DocCore::edit`](super::DocCore::edit) first creates them by the container
+/// recipe so that they merge. Use this inside a transaction only where that is not needed.
 pub fn put<T: Transactable>(tx: &mut T, path: &Path, value: &Json) -> Result<(), DocError> {
+    put_with(tx, path, value, PutMode::Merge)
+}
+
+/// Writes `value` at `path` with an explicit [`PutMode`]; see [`put`].
+pub fn put_with<T: Transactable>(
+    tx: &mut T,
+    path: &Path,
+    value: &Json,
+    mode: PutMode,
+) -> Result<(), DocError> {
     let Some((parent, last)) = path.split_last() else {
         // Writing the root: it is a map, so merge the object's keys into it.
         let Json::Object(map) = value else {
             return Err(DocError::RootNotObject);
         };
         for (k, v) in map {
-            put_in_map(tx, &ROOT, k, v)?;
+            put_in_map(tx, &ROOT, k, v, mode)?;
         }
         return Ok(());
     };
     let obj = ensure_container(tx, &parent)?;
     match tx.object_type(&obj)? {
-        ObjType::Map | ObjType::Table => put_in_map(tx, &obj, last, value),
+        ObjType::Map | ObjType::Table => put_in_map(tx, &obj, last, value, mode),
         ObjType::List => {
             let len = tx.length(&obj);
             let i = if last == "-" {
@@ -133,12 +161,89 @@ pub fn put<T: Transactable>(tx: &mut T, path: &Path, value: &Json) -> Result<(),
                     len,
                 });
             }
+            if mode == PutMode::Merge && i < len {
+                if let (Json::Object(map), Some((Value::Object(ObjType::Map), child))) =
+                    (value, tx.get(&obj, i)?)
+                {
+                    return merge_into(tx, &child, map);
+                }
+            }
             insert_or_put_in_list(tx, &obj, i, i == len, value)
         }
         ObjType::Text => Err(DocError::NotAContainer {
             path: parent.to_string(),
         }),
     }
+}
+
+/// Appends `value` to the list at `path`, creating the list when nothing is there (a plain
+/// list: see [`put`] on why [`DocCore::edit`](super::DocCore::edit) creates it first).
+pub fn append<T: Transactable>(tx: &mut T, path: &Path, value: &Json) -> Result<(), DocError> {
+    let list = match resolve_or_root(tx, path)? {
+        Some((Value::Object(ObjType::List), id)) => id,
+        Some(_) => {
+            return Err(DocError::NotAList {
+                path: path.to_string(),
+            })
+        }
+        None => {
+            let (parent, last) = path.split_last().ok_or(DocError::RootNotObject)?;
+            let obj = ensure_container(tx, &parent)?;
+            match tx.object_type(&obj)? {
+                ObjType::Map | ObjType::Table => tx.put_object(&obj, last, ObjType::List)?,
+                _ => {
+                    return Err(DocError::NotAList {
+                        path: path.to_string(),
+                    })
+                }
+            }
+        }
+    };
+    let len = tx.length(&list);
+    insert_or_put_in_list(tx, &list, len, true, value)
+}
+
+/// Adds `by` to the counter at `path`, creating it at 0 when nothing is there (a plain
+/// counter: see [`put`] on why [`DocCore::edit`](super::DocCore::edit) creates it first).
+/// A sum past the range of an `i64` is refused rather than wrapped.
+pub fn increment<T: Transactable>(tx: &mut T, path: &Path, by: i64) -> Result<i64, DocError> {
+    let (parent, last) = path.split_last().ok_or(DocError::NotACounter {
+        path: path.to_string(),
+    })?;
+    let obj = ensure_container(tx, &parent)?;
+    if !matches!(tx.object_type(&obj)?, ObjType::Map | ObjType::Table) {
+        return Err(DocError::NotAContainer {
+            path: parent.to_string(),
+        });
+    }
+    let current = match tx.get(&obj, last)? {
+        None => {
+            tx.put(&obj, last, ScalarValue::counter(0))?;
+            0
+        }
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Counter(c) => i64::from(c),
+            _ => {
+                return Err(DocError::NotACounter {
+                    path: path.to_string(),
+                })
+            }
+        },
+        Some(_) => {
+            return Err(DocError::NotACounter {
+                path: path.to_string(),
+            })
+        }
+    };
+    let Some(sum) = current.checked_add(by) else {
+        return Err(DocError::Overflow {
+            path: path.to_string(),
+            value: current,
+            by,
+        });
+    };
+    tx.increment(&obj, last, by)?;
+    Ok(sum)
 }
 
 /// Deletes what is at `path`. Deleting something that is not there is not an error.
@@ -181,7 +286,8 @@ pub fn ensure_text<T: Transactable>(tx: &mut T, path: &Path) -> Result<ObjId, Do
     }
 }
 
-fn resolve_or_root<'a, R: ReadDoc>(
+/// Like [`resolve`], with the root as a map.
+pub fn resolve_or_root<'a, R: ReadDoc>(
     doc: &'a R,
     path: &Path,
 ) -> Result<Option<(Value<'a>, ObjId)>, DocError> {
@@ -259,7 +365,13 @@ fn put_in_map<T: Transactable>(
     obj: &ObjId,
     key: &str,
     value: &Json,
+    mode: PutMode,
 ) -> Result<(), DocError> {
+    if let (PutMode::Merge, Json::Object(map)) = (mode, value) {
+        if let Some((Value::Object(ObjType::Map | ObjType::Table), child)) = tx.get(obj, key)? {
+            return merge_into(tx, &child, map);
+        }
+    }
     match (value, scalar(value)) {
         (_, Some(s)) => tx.put(obj, key, s)?,
         (Json::Array(items), _) => {
@@ -269,10 +381,22 @@ fn put_in_map<T: Transactable>(
         (Json::Object(map), _) => {
             let child = tx.put_object(obj, key, ObjType::Map)?;
             for (k, v) in map {
-                put_in_map(tx, &child, k, v)?;
+                put_in_map(tx, &child, k, v, PutMode::Replace)?;
             }
         }
         _ => unreachable!("scalar() covers every other JSON value"),
+    }
+    Ok(())
+}
+
+/// Writes the keys of `map` into the existing map `obj`, merging objects into maps there.
+fn merge_into<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    map: &serde_json::Map<String, Json>,
+) -> Result<(), DocError> {
+    for (k, v) in map {
+        put_in_map(tx, obj, k, v, PutMode::Merge)?;
     }
     Ok(())
 }
@@ -301,7 +425,7 @@ fn insert_or_put_in_list<T: Transactable>(
         (Json::Object(map), _) => {
             let child = new_obj(tx, ObjType::Map)?;
             for (k, v) in map {
-                put_in_map(tx, &child, k, v)?;
+                put_in_map(tx, &child, k, v, PutMode::Replace)?;
             }
         }
         _ => unreachable!("scalar() covers every other JSON value"),

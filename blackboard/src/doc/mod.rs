@@ -7,6 +7,8 @@
 //! automerge is used through this module only, so its version can move without touching the
 //! rest of the engine (see ARCHITECTURE.md for why it is pinned to 0.6).
 
+pub mod containers;
+mod edit;
 pub mod json;
 mod patch;
 mod path;
@@ -19,6 +21,8 @@ use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, PatchLog, ReadDoc};
 use serde_json::Value as Json;
 
+pub use edit::{Candidate, Edit, Edited};
+pub use json::PutMode;
 pub use patch::{Patch, PatchOp};
 pub use path::{Path, PathError};
 
@@ -55,6 +59,31 @@ pub enum DocError {
     NotText {
         /// The path addressed.
         path: String,
+    },
+    /// An append addressed something that is not a list.
+    #[error("{path} is not a list, so nothing can be appended to it")]
+    NotAList {
+        /// The path addressed.
+        path: String,
+    },
+    /// An increment addressed something that is not a counter.
+    #[error(
+        "{path} holds a value that is not a counter; increment only works on counters \
+         (delete it first, or put a new value)"
+    )]
+    NotACounter {
+        /// The path addressed.
+        path: String,
+    },
+    /// An increment would take a counter past the range of an `i64`; nothing was changed.
+    #[error("incrementing {path} ({value}) by {by} would overflow a 64-bit counter")]
+    Overflow {
+        /// The counter.
+        path: String,
+        /// Its value before.
+        value: i64,
+        /// The refused increment.
+        by: i64,
     },
     /// The root is a map: it can only be written with a JSON object and cannot be deleted.
     #[error("the document root is a map: write it with a JSON object, or write below it")]
@@ -393,6 +422,7 @@ impl DocCore {
     ) -> Result<AppliedChange, DocError> {
         let hash = change.hash();
         self.check_objects(&change)?;
+        containers::verify(&self.doc, &change)?;
         if !with_patches {
             guard("applying a change", || self.doc.apply_changes([change]))??;
             return Ok(AppliedChange {
@@ -500,7 +530,7 @@ impl DocCore {
 }
 
 /// Runs `f`, turning a panic inside automerge into an error.
-fn guard<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T, DocError> {
+pub(crate) fn guard<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T, DocError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|_| DocError::Panicked(what))
 }
 

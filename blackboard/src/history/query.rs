@@ -131,8 +131,16 @@ pub fn blame(
     let owners = OpOwners::new(doc);
     let change = match owners.change_of(&id) {
         Some(c) => c,
-        // The root was made by no change: blame the first one.
-        None => match doc.get_changes(&[]).first() {
+        // The root was made by no change: blame the earliest change that depends on nothing.
+        // Several can (container creations, concurrent first writes), and automerge's own
+        // order of them differs between a replica that applied events and one loaded from a
+        // snapshot, so pick by (writer's time, hash): the same answer on every replica.
+        None => match doc
+            .get_changes(&[])
+            .into_iter()
+            .filter(|c| c.deps().is_empty())
+            .min_by_key(|c| (c.timestamp(), c.hash()))
+        {
             Some(c) => c.hash(),
             None => return Ok(None),
         },

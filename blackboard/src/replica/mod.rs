@@ -31,6 +31,7 @@ use crate::watch::listeners::Listeners;
 use crate::watch::ChangeEvent;
 use crate::Error;
 
+mod containers;
 mod follow;
 mod history;
 mod outbox;
@@ -40,6 +41,7 @@ mod watching;
 mod write;
 
 pub use crate::position::Position;
+pub use containers::Written;
 pub use history::{ReplayError, ReplayStep, View};
 pub use snapshots::{SnapshotPolicy, Trimmed};
 

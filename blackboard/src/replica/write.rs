@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::{load_core, Replica};
 use crate::apply::Origin;
 use crate::codec;
-use crate::doc::{json, DocError, Path};
+use crate::doc::{Edit, Path};
 use crate::history::Record;
 use crate::Error;
 
@@ -177,15 +177,17 @@ impl Replica {
 
     /// Writes a JSON value at `path` (see [`Path`]), creating missing maps on the way.
     /// Returns the change's hash (`None` if nothing changed).
+    /// An object is merged into the map already there, key by key; maps are created by the
+    /// container recipe (see [`edit`](Self::edit)), so concurrent writers share them.
     pub async fn put(&self, path: &str, value: Json) -> Result<Option<ChangeHash>, Error> {
         let path: Path = path.parse()?;
-        Ok(self.change(|tx| json::put(tx, &path, &value)).await?.1)
+        Ok(self.edit(None, &[Edit::put(path, value)]).await?.hash)
     }
 
     /// Deletes what is at `path`; nothing there is not an error.
     pub async fn delete(&self, path: &str) -> Result<Option<ChangeHash>, Error> {
         let path: Path = path.parse()?;
-        Ok(self.change(|tx| json::delete(tx, &path)).await?.1)
+        Ok(self.edit(None, &[Edit::Delete { path }]).await?.hash)
     }
 
     /// Splices `insert` into the text at `path` at character `pos`, deleting `delete` characters
@@ -198,21 +200,18 @@ impl Replica {
         delete: isize,
         insert: &str,
     ) -> Result<Option<ChangeHash>, Error> {
-        use automerge::{transaction::Transactable, ReadDoc};
         let path: Path = path.parse()?;
-        let (_, hash) = self
-            .change(|tx| {
-                let text = json::ensure_text(tx, &path)?;
-                let pos = pos.min(tx.length(&text));
-                tx.splice_text(&text, pos, delete, insert)
-                    .map_err(DocError::from)
-            })
-            .await?;
-        Ok(hash)
+        let edit = Edit::SpliceText {
+            path,
+            pos,
+            delete,
+            insert: insert.to_owned(),
+        };
+        Ok(self.edit(None, &[edit]).await?.hash)
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

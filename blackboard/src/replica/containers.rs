@@ -1,0 +1,158 @@
+//! The write path for path-addressed edits: the container creations an edit needs are stored
+//! and queued with the edit itself, in one sled batch and in causal order.
+//!
+//! Kept apart from `mod.rs` so that the write path's other half (`change_with_message`, raw
+//! automerge transactions) stays as it was: this file is the whole of the hook.
+
+use automerge::ChangeHash;
+use blackboard_schemas::MAX_ENVELOPE_BYTES;
+
+use super::write::now_ms;
+use super::{load_core, Replica};
+use crate::apply::Origin;
+use crate::codec;
+use crate::doc::{Edit, LocalChange};
+use crate::store::LocalEntry;
+use crate::Error;
+
+/// One change to store and queue: hash, bytes, outbox id, message id, envelope.
+type Entry = (ChangeHash, Vec<u8>, u64, String, Vec<u8>);
+
+/// What [`Replica::edit`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The change holding the edits (`None` when they changed nothing).
+    pub hash: Option<ChangeHash>,
+    /// The container creations published before it (see [`crate::doc::containers`]); empty
+    /// when every container was already there.
+    pub created: Vec<ChangeHash>,
+    /// For each [`Edit::Increment`], in order, the counter's value afterwards.
+    pub counters: Vec<i64>,
+}
+
+impl Replica {
+    /// Makes `edits` in one change, with `message` (why) carried in its event. Containers
+    /// the edits create on their way (maps on a path, the map an object is merged into, the
+    /// list of a first append, the counter of a first increment, the text of a first splice)
+    /// are created by the container recipe, so agents doing so concurrently share one
+    /// container and all their writes stay in view. When this returns, the creations and the
+    /// change are on local disk (one atomic batch) and queued for the log in that order. If it
+    /// fails, nothing is changed.
+    pub async fn edit(&self, message: Option<&str>, edits: &[Edit]) -> Result<Written, Error> {
+        let s = self.shared();
+        let written = {
+            let mut st = s.lock();
+            let time = now_ms();
+            let watched = st.listeners.any();
+            let before = st.core.heads();
+            let edited = match st
+                .core
+                .edit(time, message.map(str::to_owned), watched, edits)
+            {
+                Ok(edited) => edited,
+                Err(e) => {
+                    if st.core.heads() != before {
+                        // Only an automerge failure after the dry run gets here: take the
+                        // creations back out by reloading from disk.
+                        st.core = load_core(&s.store)?;
+                    }
+                    return Err(e.into());
+                }
+            };
+            if edited.created.is_empty() && edited.change.is_none() {
+                return Ok(Written {
+                    counters: edited.counters,
+                    ..Written::default()
+                });
+            }
+            let envelope = |local: &LocalChange, message: Option<String>| {
+                codec::encode_event(
+                    &s.config.space,
+                    &s.config.document,
+                    &s.config.agent,
+                    local,
+                    time,
+                    message,
+                )
+                .encode()
+            };
+            // Creations first, under `<hash>:<document>`: the same creation may be made in
+            // another document of the space, and the log's duplicate window spans the space.
+            let mut entries: Vec<Entry> = Vec::new();
+            let mut id = st.next_outbox;
+            for (local, _) in &edited.created {
+                let msg_id = format!("{}:{}", local.hash, s.config.document);
+                entries.push((
+                    local.hash,
+                    local.bytes.clone(),
+                    id,
+                    msg_id,
+                    envelope(local, None),
+                ));
+                id += 1;
+            }
+            if let Some(local) = &edited.change {
+                let payload = envelope(local, message.map(str::to_owned));
+                if payload.len() > MAX_ENVELOPE_BYTES {
+                    st.core = load_core(&s.store)?;
+                    return Err(Error::TooLarge {
+                        len: payload.len(),
+                        max: MAX_ENVELOPE_BYTES,
+                    });
+                }
+                entries.push((
+                    local.hash,
+                    local.bytes.clone(),
+                    id,
+                    local.hash.to_string(),
+                    payload,
+                ));
+                id += 1;
+            }
+            let stored = s
+                .store
+                .add_locals(entries.iter().map(|(h, c, id, m, p)| LocalEntry {
+                    hash: &h.0,
+                    change: c,
+                    outbox_id: *id,
+                    msg_id: m,
+                    payload: p,
+                }));
+            if let Err(e) = stored {
+                // The changes exist only in memory: take them back by reloading from disk, so
+                // the document never holds a change that will not reach the log.
+                st.core = load_core(&s.store)?;
+                return Err(e.into());
+            }
+            st.next_outbox = id;
+            st.stored_since_compaction += entries.len();
+            s.maybe_compact(&mut st);
+            // Sent under the lock, so a watch switching to live sees each change exactly once.
+            let meta = |message: Option<String>| Origin {
+                seq: None,
+                agent: s.config.agent.clone(),
+                time_ms: time,
+                message,
+            };
+            let mut created = Vec::with_capacity(edited.created.len());
+            for (local, patches) in edited.created {
+                s.announce(&mut st, &local.hash, &meta(None), patches);
+                created.push(local.hash);
+            }
+            if let Some(local) = &edited.change {
+                let m = meta(message.map(str::to_owned));
+                s.announce(&mut st, &local.hash, &m, edited.patches);
+            }
+            Written {
+                hash: edited.change.map(|c| c.hash),
+                created,
+                counters: edited.counters,
+            }
+        };
+        s.version.send_modify(|v| *v += 1);
+        // As in `change_with_message`: publishing and the local fsync overlap.
+        s.outbox_wake.notify_one();
+        s.store.flush().await?;
+        Ok(written)
+    }
+}
