@@ -480,7 +480,8 @@ mod documents {
             put["value"],
             json!({"title": "write docs", "status": "open", "estimate": 3})
         );
-        assert_eq!(put["seq"], 1);
+        // Sequences 1 and 2 are the creations of /tasks and /tasks/t1 (the container recipe).
+        assert_eq!(put["seq"], 3);
         assert_eq!(put["agent"], "cli");
         assert_eq!(put["hash"].as_str().unwrap().len(), 64);
         // A string, as another agent, with a reason; then a number.
@@ -495,11 +496,11 @@ mod documents {
         let mut done = on(&url, &done);
         done.extend(["--message", "shipped it", "--json"].map(String::from));
         let put = json(&ok(done).await);
-        assert_eq!((&put["seq"], &put["agent"]), (&json!(2), &json!("alice")));
+        assert_eq!((&put["seq"], &put["agent"]), (&json!(4), &json!("alice")));
         assert_eq!(put["message"], "shipped it");
         let readable = ok(on(&url, &["put", "plan", "/count", "42"])).await;
         assert!(
-            readable.contains("seq") && readable.contains('3'),
+            readable.contains("seq") && readable.contains('5'),
             "{readable}"
         );
         assert!(
@@ -529,7 +530,7 @@ mod documents {
             3
         );
         // Time travel, as `show` does it.
-        let then = ok(on(&url, &["get", "plan", "/tasks/t1/status", "--at", "1"])).await;
+        let then = ok(on(&url, &["get", "plan", "/tasks/t1/status", "--at", "3"])).await;
         assert_eq!(json(&then), "open");
 
         // The writer and message are on the log.
@@ -557,7 +558,7 @@ mod documents {
             listed,
             [
                 json!({"space": "team", "document": "notes", "events": 1}),
-                json!({"space": "team", "document": "plan", "events": 5}),
+                json!({"space": "team", "document": "plan", "events": 7}),
             ]
         );
         let table = ok(on(&url, &["ls"])).await;
@@ -570,7 +571,7 @@ mod documents {
             [
                 vec!["DOCUMENT", "EVENTS"],
                 vec!["notes", "1"],
-                vec!["plan", "5"]
+                vec!["plan", "7"]
             ]
         );
         // A space nobody wrote to is empty, not an error, and is not created by looking.
@@ -623,7 +624,8 @@ mod documents {
             r#""open""#,
             "--json",
         ]));
-        assert_eq!(put["seq"], 1);
+        // Sequences 1 and 2 are the creations of /tasks and /tasks/t1 (the container recipe).
+        assert_eq!(put["seq"], 3);
         cmd(&[
             "put",
             "plan",
@@ -638,14 +640,14 @@ mod documents {
         );
         assert_eq!(
             cmd(&["ls", "--json"]),
-            "{\"space\":\"team\",\"document\":\"plan\",\"events\":2}\n"
+            "{\"space\":\"team\",\"document\":\"plan\",\"events\":4}\n"
         );
         let history = cmd(&["history", "plan", "--json"]);
         let agents: Vec<Value> = json_lines(&history)
             .iter()
             .map(|e| e["agent"].clone())
             .collect();
-        assert_eq!(agents, ["cli", "alice"]);
+        assert_eq!(agents, ["cli", "cli", "cli", "alice"]);
     }
 
     /// A `blackboard watch` child process that has said it is listening.
@@ -727,7 +729,7 @@ mod documents {
 
         let args = on(
             &url,
-            &["watch", "plan", "/tasks/**", "--json", "--count", "4"],
+            &["watch", "plan", "/tasks/**", "--json", "--count", "5"],
         );
         let watcher = tokio::task::spawn_blocking(move || Watcher::start(args))
             .await
@@ -784,17 +786,19 @@ mod documents {
         assert_eq!(
             seen,
             [
-                ("cli", 2, vec!["/tasks/t1", "/tasks/t1/status"]),
-                ("alice", 4, vec!["/tasks/t1/status"]),
+                // /tasks/t1 is created by the container recipe (its own event), then written.
+                ("cli", 4, vec!["/tasks/t1"]),
+                ("cli", 5, vec!["/tasks/t1/status"]),
+                ("alice", 7, vec!["/tasks/t1/status"]),
                 // Bob's SDK write creates /tasks/t2 by the container recipe, one event,
                 // then writes into it.
-                ("bob", 7, vec!["/tasks/t2"]),
-                ("bob", 8, vec!["/tasks/t2/status"]),
+                ("bob", 11, vec!["/tasks/t2"]),
+                ("bob", 12, vec!["/tasks/t2/status"]),
             ]
         );
-        assert_eq!(events[1]["message"], "finished");
+        assert_eq!(events[2]["message"], "finished");
         assert_eq!(
-            events[1]["patches"][0],
+            events[2]["patches"][0],
             json!({"path": "/tasks/t1/status", "kind": "put", "value": "done"})
         );
         assert!(events[0]["time"].as_str().unwrap().ends_with('Z'));
@@ -971,7 +975,7 @@ mod documents {
             ),
             (
                 on(&url, &["get", "plan", "--at", "9"]),
-                "--at 9: the document's last event is at sequence 2",
+                "--at 9: the document's last event is at sequence 4",
             ),
             (
                 on(&url, &["put", "plan", "/count/x", "1"]),

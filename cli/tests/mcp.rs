@@ -188,13 +188,18 @@ async fn a_client_lists_the_tools_writes_and_reads_with_positions() {
 
     let listed = planner.ok("list_documents", json!({})).await;
     assert_eq!(listed["documents"][0]["document"], json!("tasks"));
-    assert_eq!(listed["documents"][0]["events"], json!(4));
+    // Four writes, nine events: each container a write created (/t1, the /log list, the
+    // /stats map and its counter, the /notes text) is an event of its own, the container
+    // recipe's creation, with no reason.
+    assert_eq!(listed["documents"][0]["events"], json!(9));
 
     let history = planner.ok("history", json!({"document": "tasks"})).await;
     let events = history["events"].as_array().unwrap();
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 9);
     assert_eq!(events[0]["agent"], json!("planner"));
-    assert_eq!(events[0]["reason"], json!("the first task"));
+    assert_eq!(events[0]["reason"], json!(null));
+    assert_eq!(events[1]["agent"], json!("planner"));
+    assert_eq!(events[1]["reason"], json!("the first task"));
     let blame = planner
         .ok("blame", json!({"document": "tasks", "path": "/t1/status"}))
         .await;
@@ -249,6 +254,8 @@ async fn two_servers_see_each_others_writes_and_history_names_each_agent_with_it
     assert_eq!(
         who,
         [
+            // The creation of /t1 by the container recipe: an event with no reason.
+            (json!("planner"), json!(null)),
             (json!("planner"), json!("a task for the worker")),
             (json!("worker"), json!("finished t1")),
         ]
@@ -529,7 +536,8 @@ async fn wait_for_change_returns_the_matching_events_or_says_nothing_changed() {
         .iter()
         .map(|e| &e["paths"])
         .collect();
-    assert_eq!(paths, [&json!(["/t9", "/t9/x"])]);
+    // The creation of the map /t9 (the container recipe), then the write into it.
+    assert_eq!(paths, [&json!(["/t9"]), &json!(["/t9/x"])]);
 }
 
 #[tokio::test]
@@ -828,4 +836,60 @@ async fn replicas_apply_to_the_stream_and_the_lease_buckets_the_server_creates()
             .clone();
         assert_eq!(info.config.num_replicas, 3, "{stream}");
     }
+}
+
+#[tokio::test]
+async fn two_agents_whose_first_writes_create_one_map_or_counter_at_once_keep_both() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let alice = agent(&nats.url(), "alice").await;
+    let bob = agent(&nats.url(), "bob").await;
+    // The document exists; the maps and counters the trials write into do not.
+    alice
+        .ok(
+            "put",
+            json!({"document": "tasks", "path": "/started", "value": true, "reason": "start"}),
+        )
+        .await;
+    for trial in 0..5 {
+        let map = format!("/m{trial}");
+        let counter = format!("/c{trial}/n");
+        tokio::join!(
+            alice.ok(
+                "put",
+                json!({"document": "tasks", "path": format!("{map}/a"), "value": 1, "reason": "a"}),
+            ),
+            bob.ok(
+                "put",
+                json!({"document": "tasks", "path": format!("{map}/b"), "value": 2, "reason": "b"}),
+            ),
+        );
+        tokio::join!(
+            alice.ok(
+                "increment",
+                json!({"document": "tasks", "path": counter.clone(), "reason": "one"}),
+            ),
+            bob.ok(
+                "increment",
+                json!({"document": "tasks", "path": counter.clone(), "reason": "one"}),
+            ),
+        );
+    }
+    // Each read catches up with the log first, so both agents' writes are in it.
+    for reader in [&alice, &bob] {
+        let read = reader.ok("read", json!({"document": "tasks"})).await;
+        for trial in 0..5 {
+            assert_eq!(
+                read["value"][format!("m{trial}")],
+                json!({"a": 1, "b": 2}),
+                "trial {trial}: {read}"
+            );
+            assert_eq!(
+                read["value"][format!("c{trial}")],
+                json!({"n": 2}),
+                "trial {trial}: {read}"
+            );
+        }
+    }
+    alice.client.cancel().await.unwrap();
+    bob.client.cancel().await.unwrap();
 }

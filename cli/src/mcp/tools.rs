@@ -4,10 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use blackboard_client::automerge::transaction::{Transactable, Transaction};
-use blackboard_client::automerge::{ObjType, ReadDoc, ScalarValue, Value};
 use blackboard_client::{
-    json, At, ClaimError, DocError, EngineError, HistoryEvent, HistoryFilter as Filter, Path,
+    At, ClaimError, DocError, Edit, EngineError, HistoryEvent, HistoryFilter as Filter, Path,
     Pattern, Position, Start, WatchOptions as Options,
 };
 use futures::StreamExt as _;
@@ -322,78 +320,20 @@ pub struct ReleaseArgs {
     pub note: Option<String>,
 }
 
-// ---- document operations the engine has no one-call form for ---------------------------
-
-/// Appends `value` to the list at `path`, creating a one-element list when nothing is there.
-fn append(tx: &mut Transaction<'_>, path: &Path, value: &Json) -> Result<(), DocError> {
-    let found = if path.is_root() {
-        Some(ObjType::Map)
-    } else {
-        match json::resolve(tx, path)? {
-            Some((Value::Object(t), _)) => Some(t),
-            Some(_) => Some(ObjType::Text), // a scalar: not a list either
-            None => None,
-        }
-    };
-    match found {
-        None => json::put(tx, path, &Json::Array(vec![value.clone()])),
-        Some(ObjType::List) => json::put(tx, &path.join("-"), value),
-        Some(_) => Err(DocError::NotAContainer {
-            path: format!("{path} (not a list)"),
-        }),
-    }
-}
-
-/// Adds `by` to the counter at `path`, creating it when nothing is there.
-fn increment(tx: &mut Transaction<'_>, path: &Path, by: i64) -> Result<(), ToolError> {
-    let (parent, last) = path
-        .split_last()
-        .ok_or_else(|| ToolError::new("the document root is a map, not a counter"))?;
-    if !parent.is_root() && json::resolve(tx, &parent)?.is_none() {
-        json::put(tx, &parent, &json!({}))?;
-    }
-    let obj = if parent.is_root() {
-        blackboard_client::automerge::ROOT
-    } else {
-        match json::resolve(tx, &parent)? {
-            Some((Value::Object(ObjType::Map | ObjType::Table), id)) => id,
-            _ => {
-                return Err(ToolError::new(format!(
-                    "{parent} is not a map, so it cannot hold a counter"
-                )))
-            }
-        }
-    };
-    let current = tx.get(&obj, last).map_err(DocError::from)?;
-    match current {
-        None => {
-            tx.put(&obj, last, ScalarValue::counter(0))
-                .map_err(DocError::from)?;
-        }
-        Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {}
-        Some(_) => {
-            return Err(ToolError::new(format!(
-                "{path} holds a value that is not a counter; increment only works on counters \
-                 it created (delete it first, or put a new value)"
-            )))
-        }
-    }
-    tx.increment(&obj, last, by).map_err(DocError::from)?;
-    Ok(())
-}
-
 // ---- the tools -------------------------------------------------------------------------
 
 impl Server {
-    /// Makes a change with `reason` as its message, waits for the log, and checks for stale
-    /// reads when `read_at` is given.
-    async fn write<O>(
+    /// Makes `edit` with `reason` as its message, waits for the log, and checks for stale
+    /// reads when `read_at` is given. Containers the edit creates on its way are made by the
+    /// container recipe, so agents creating the same map (or list, counter, text) at the same
+    /// moment share it: no catch-up is needed before writing.
+    async fn write(
         &self,
         document: &str,
         reason: &str,
         read_at: Option<u64>,
         written: Path,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<O, ToolError>,
+        edit: Edit,
     ) -> Result<Json, ToolError> {
         let reason = reason.trim();
         if reason.is_empty() {
@@ -403,19 +343,17 @@ impl Server {
         }
         let board = &self.board;
         let replica = board.replica(document).await?;
-        // Write on top of everything the log holds: a write into a map this replica has not
-        // seen yet would create a second map of the same name, and of two concurrently
-        // created maps one hides the other's keys.
-        board.catch_up(&replica).await?;
-        // A tool error from `f` aborts the change and comes back out as itself (see
-        // `From<EngineError> for ToolError`).
-        let (_, hash) = replica.change_with_message(Some(reason), f).await?;
+        let done = replica.edit(Some(reason), &[edit]).await?;
+        let hash = done.hash;
         let position = board.settle(&replica).await?;
         let mut out = json!({
             "document": document,
             "change": hash.map(|h| h.to_string()),
             "position": position_json(&position),
         });
+        if let Some(value) = done.counters.first() {
+            out["value"] = json!(value);
+        }
         if hash.is_none() {
             out["note"] = json!("nothing changed: the document already held this");
         }
@@ -551,11 +489,9 @@ impl Server {
         answer(
             async {
                 let path = parse_path(&a.path)?;
-                let p = path.clone();
-                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
-                    Ok(json::put(tx, &p, &a.value)?)
-                })
-                .await
+                let edit = Edit::put(path.clone(), a.value);
+                self.write(&a.document, &a.reason, a.read_at, path, edit)
+                    .await
             }
             .await,
         )
@@ -571,11 +507,9 @@ impl Server {
             async {
                 let path = parse_path(&a.path)?;
                 self.board.existing(&a.document).await?;
-                let p = path.clone();
-                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
-                    Ok(json::delete(tx, &p)?)
-                })
-                .await
+                let edit = Edit::Delete { path: path.clone() };
+                self.write(&a.document, &a.reason, a.read_at, path, edit)
+                    .await
             }
             .await,
         )
@@ -589,11 +523,12 @@ impl Server {
         answer(
             async {
                 let path = parse_path(&a.path)?;
-                let p = path.clone();
-                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
-                    Ok(append(tx, &p, &a.value)?)
-                })
-                .await
+                let edit = Edit::Append {
+                    path: path.clone(),
+                    value: a.value,
+                };
+                self.write(&a.document, &a.reason, a.read_at, path, edit)
+                    .await
             }
             .await,
         )
@@ -608,16 +543,16 @@ impl Server {
         answer(
             async {
                 let path = parse_path(&a.path)?;
-                let p = path.clone();
                 let delete =
                     isize::try_from(a.delete).map_err(|_| ToolError::new("delete is too large"))?;
-                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
-                    let text = json::ensure_text(tx, &p)?;
-                    let pos = a.position.min(tx.length(&text));
-                    tx.splice_text(&text, pos, delete, &a.insert)
-                        .map_err(|e| ToolError::from(DocError::from(e)))
-                })
-                .await
+                let edit = Edit::SpliceText {
+                    path: path.clone(),
+                    pos: a.position,
+                    delete,
+                    insert: a.insert,
+                };
+                self.write(&a.document, &a.reason, a.read_at, path, edit)
+                    .await
             }
             .await,
         )
@@ -631,11 +566,12 @@ impl Server {
         answer(
             async {
                 let path = parse_path(&a.path)?;
-                let p = path.clone();
-                self.write(&a.document, &a.reason, a.read_at, path, move |tx| {
-                    increment(tx, &p, a.by)
-                })
-                .await
+                let edit = Edit::Increment {
+                    path: path.clone(),
+                    by: a.by,
+                };
+                self.write(&a.document, &a.reason, a.read_at, path, edit)
+                    .await
             }
             .await,
         )

@@ -3,7 +3,7 @@
 use std::io::{Read as _, Write as _};
 
 use anyhow::Context as _;
-use blackboard_client::{json, AgentId, DocumentId, Path, SpaceId};
+use blackboard_client::{AgentId, DocumentId, Edit, Path, PutMode, SpaceId};
 use serde_json::Value as Json;
 
 use super::open::{self, LogArgs, Mode};
@@ -34,6 +34,11 @@ pub struct Args {
     /// Why: a message recorded with the change (`blackboard history` shows it).
     #[arg(long, short, value_name = "WHY")]
     message: Option<String>,
+    /// Replace the map at PATH with the JSON object instead of merging the object's keys
+    /// into it (the default, so keys other agents wrote there stay). Two agents replacing
+    /// one map at the same time conflict: `get --conflicts` shows both.
+    #[arg(long)]
+    replace: bool,
     /// The answer as one JSON object: space, document, path, value, seq, hash, agent,
     /// message.
     #[arg(long)]
@@ -105,12 +110,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let opened = open::open_doc(&args.log, &args.doc, Mode::Create).await?;
     let name = opened.name();
-    let (_, hash) = opened
+    let mode = if args.replace {
+        PutMode::Replace
+    } else {
+        PutMode::Merge
+    };
+    let edit = Edit::Put {
+        path: args.path.clone(),
+        value: value.clone(),
+        mode,
+    };
+    let hash = opened
         .replica
-        .change_with_message(args.message.as_deref(), |tx| {
-            json::put(tx, &args.path, &value)
-        })
+        .edit(args.message.as_deref(), &[edit])
         .await
+        .map(|written| written.hash)
         .with_context(|| format!("writing {} of {name}", args.path))?;
     let seq = match &hash {
         None => None,
