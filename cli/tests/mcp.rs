@@ -893,3 +893,77 @@ async fn two_agents_whose_first_writes_create_one_map_or_counter_at_once_keep_bo
     alice.client.cancel().await.unwrap();
     bob.client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn read_with_conflicts_names_every_concurrent_value_and_its_agent() {
+    let mut nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let url = nats.url();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let open = |name: &'static str, dir: std::path::PathBuf| {
+        let url = url.clone();
+        async move {
+            blackboard_client::Options::new(name)
+                .unwrap()
+                .store(dir)
+                .connect(&url)
+                .await
+                .unwrap()
+        }
+    };
+    let alice = open("alice", dirs[0].path().to_owned()).await;
+    let bob = open("bob", dirs[1].path().to_owned()).await;
+    let (a, b) = (
+        alice.doc(SPACE, "tasks").unwrap(),
+        bob.doc(SPACE, "tasks").unwrap(),
+    );
+    a.put("/title", json!("plan")).await.unwrap();
+    a.flush().await.unwrap();
+    b.wait_for(&a.heads()).await.unwrap();
+    // With the log down neither sees the other's write: two concurrent values at /lead.
+    nats.stop().await;
+    a.put("/lead", json!("alice")).await.unwrap();
+    b.put("/lead", json!("bob")).await.unwrap();
+    nats.restart().await.unwrap();
+    a.flush().await.unwrap();
+    b.flush().await.unwrap();
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+
+    let reader = agent(&url, "carol").await;
+    let read = reader
+        .ok(
+            "read",
+            json!({"document": "tasks", "path": "/lead", "conflicts": true}),
+        )
+        .await;
+    let values = read["conflicts"].as_array().expect("a list of values");
+    let mut seen: Vec<(String, String)> = values
+        .iter()
+        .map(|v| {
+            (
+                v["agent"].as_str().unwrap().to_owned(),
+                v["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("alice".to_owned(), "alice".to_owned()),
+            ("bob".to_owned(), "bob".to_owned())
+        ],
+        "{read}"
+    );
+    let shown: Vec<&Json> = values
+        .iter()
+        .filter(|v| v["winner"] == json!(true))
+        .map(|v| &v["value"])
+        .collect();
+    assert_eq!(
+        shown,
+        [&read["value"]],
+        "the value shown is the winner: {read}"
+    );
+    reader.client.cancel().await.unwrap();
+}

@@ -76,6 +76,22 @@ impl Board {
             .await
     }
 
+    /// Every value concurrent writers left at `path` of document `name`, each with the agent
+    /// that wrote it and whether it is the one shown.
+    pub fn conflicts(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> Result<Vec<blackboard_client::Conflict>, ToolError> {
+        let doc = self
+            .connected
+            .board
+            .doc(self.space.as_str(), name)
+            .map_err(|e| ToolError::new(format!("opening document {name}: {e}")))?;
+        doc.conflicts(path)
+            .map_err(|e| ToolError::new(format!("reading the values at {path} of {name}: {e}")))
+    }
+
     /// The replica of `name`, opened (and kept, following the log) on first use.
     pub async fn replica(&self, name: &str) -> Result<Replica, ToolError> {
         let doc = self

@@ -148,6 +148,11 @@ pub struct ReadArgs {
     /// from an earlier answer, or an RFC 3339 time.
     #[serde(default)]
     pub at: Option<PositionArg>,
+    /// Also list every value concurrent writers left at `path` (automerge keeps them all and
+    /// shows one), each with the agent that wrote it and whether it is the one shown. Not
+    /// with `at`.
+    #[serde(default)]
+    pub conflicts: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -448,7 +453,8 @@ impl Server {
                        value and the position (`seq`) it was read at: pass that `seq` as \
                        `read_at` when you write based on what you read, and as `since` to \
                        wait_for_change. With `at`, reads the document as it was at a past \
-                       position."
+                       position. With `conflicts: true`, also lists every value concurrent \
+                       writers left at the path, with who wrote each."
     )]
     async fn read(&self, Parameters(a): Parameters<ReadArgs>) -> ToolResult {
         answer(
@@ -468,12 +474,22 @@ impl Server {
                         a.document, position.seq
                     )));
                 };
-                Ok(json!({
+                let mut out = json!({
                     "document": a.document,
                     "path": path.to_string(),
                     "value": value,
                     "position": position_json(&position),
-                }))
+                });
+                if a.conflicts {
+                    if a.at.is_some() {
+                        return Err(ToolError::new(
+                            "conflicts are read now, not at a past position: drop `at`",
+                        ));
+                    }
+                    let values = self.board.conflicts(&a.document, &path.to_string())?;
+                    out["conflicts"] = serde_json::to_value(values).unwrap_or(Json::Null);
+                }
+                Ok(out)
             }
             .await,
         )
