@@ -66,6 +66,12 @@ impl LogArgs {
         });
         // The errors name the URL or the store already.
         let connected = self.within(format_args!("{place}"), open).await?;
+        // The SDK connects in the background. A write into a store the user keeps goes
+        // ahead without the server (it is published later); everything else needs it.
+        let offline_ok = mode == Mode::Create && self.board.store.is_some();
+        if !offline_ok {
+            connected.reachable(self.timeout().min(CONNECT_WAIT)).await?;
+        }
         if matches!(mode, Mode::Existing | Mode::MayBeEmpty) {
             let space = &self.space;
             let exists = self
@@ -83,6 +89,10 @@ impl LogArgs {
         Ok(connected)
     }
 }
+
+/// How long a command that needs the server waits for the connection (at most; less with a
+/// shorter `--timeout`) before saying it cannot connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// What opening a document may find, and may create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +162,15 @@ pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::R
         .replica()
         .clone();
     let place = board.place();
+    if mode == Mode::Create && !board.board.is_connected() {
+        // Only with a kept store (see `LogArgs::connect`): the write goes to the store now,
+        // on top of what the replica has, and to the log when it is reachable.
+        eprintln!(
+            "not connected to {place}: writing to the local store only; the change is \
+             published when a command opens this store while the server is up"
+        );
+        return Ok(Opened { replica, board });
+    }
     // `sync` reaches the newer of the log's last event and the snapshot's position: after a
     // trim the log may hold no event of the document at all.
     args.within(format_args!("{place} to deliver {space}/{doc}"), async {
@@ -161,6 +180,19 @@ pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::R
             .with_context(|| format!("reading {space}/{doc} from {place}"))
     })
     .await?;
+    // Changes an earlier command left unacknowledged in this store (`put`'s exit 3) are
+    // published now; a reader waits for them too, so "open the store again" is enough.
+    if replica.pending() > 0 {
+        let published = args
+            .within(format_args!("{place} to acknowledge earlier changes"), async {
+                Ok(replica.flush().await?)
+            })
+            .await;
+        match published {
+            Ok(()) => eprintln!("published the changes this store held for {space}/{doc}"),
+            Err(e) => eprintln!("the changes this store holds for {space}/{doc} are still not acknowledged: {e:#}"),
+        }
+    }
     let opened = Opened { replica, board };
     if mode == Mode::Existing && opened.is_empty() {
         bail!("unknown document {space}/{doc}: {place} holds no events for it");
