@@ -56,6 +56,10 @@ impl Board {
         let log = args.board.required_log()?;
         let connected =
             connect::open(&args.board, log, &args.agent, Missing::Create, "mcp", |o| o).await?;
+        // The SDK connects in the background; joining presence below needs the server.
+        connected
+            .reachable(Duration::from_secs(args.timeout).min(Duration::from_secs(10)))
+            .await?;
         let sdk = &connected.board;
         let claims = sdk
             .claims(args.space.as_str())
