@@ -354,7 +354,9 @@ mod tests {
         // A pid above the kernel's maximum (4194304) is never alive.
         let dead = tmp.path().join("blackboard-cli-99999999-x1");
         let kept = tmp.path().join("blackboard-cli-99999999-x2");
-        let live = tmp.path().join(format!("blackboard-cli-{}-x3", std::process::id()));
+        let live = tmp
+            .path()
+            .join(format!("blackboard-cli-{}-x3", std::process::id()));
         for d in [&dead, &kept, &live] {
             std::fs::create_dir(d).unwrap();
             std::fs::write(d.join("db"), b"x").unwrap();

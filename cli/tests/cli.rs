@@ -1232,8 +1232,8 @@ mod truthful {
     }
 
     #[tokio::test]
-    async fn a_put_the_log_cannot_acknowledge_exits_3_saying_it_is_written_and_is_published_later(
-    ) {
+    async fn a_put_the_log_cannot_acknowledge_exits_3_saying_it_is_written_and_is_published_later()
+    {
         let mut server = blackboard_tests::NatsServer::start().await.unwrap();
         let url = server.url();
         let dir = tempfile::tempdir().unwrap();
@@ -1244,8 +1244,19 @@ mod truthful {
         // With a store of its own the write goes to it while the server is down.
         let out = run(
             args(&[
-                "put", "--nats", &url, "--store", store, "--space", "team", "--timeout", "2",
-                "--json", "plan", "/k", "1",
+                "put",
+                "--nats",
+                &url,
+                "--store",
+                store,
+                "--space",
+                "team",
+                "--timeout",
+                "2",
+                "--json",
+                "plan",
+                "/k",
+                "1",
             ]),
             &[],
         )
@@ -1264,7 +1275,15 @@ mod truthful {
         // Without one, it needs the server: exit 1, and nothing was written.
         let out = run(
             args(&[
-                "put", "--nats", &url, "--space", "team", "--timeout", "1", "plan", "/lost",
+                "put",
+                "--nats",
+                &url,
+                "--space",
+                "team",
+                "--timeout",
+                "1",
+                "plan",
+                "/lost",
                 "1",
             ]),
             &[],

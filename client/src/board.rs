@@ -327,7 +327,10 @@ impl Board {
     /// server is up (it is made and remade in the background); an embedded board always
     /// does. Writes never need it: they are kept in the local store until published.
     pub fn is_connected(&self) -> bool {
-        self.inner.nats.as_ref().is_none_or(|log| log.is_connected())
+        self.inner
+            .nats
+            .as_ref()
+            .is_none_or(|log| log.is_connected())
     }
 
     /// Waits until [`is_connected`](Self::is_connected) holds (at once if it does); bound it

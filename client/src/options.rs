@@ -158,7 +158,9 @@ impl Options {
 /// keep an agent offline for up to 4 s after the server is back; a try costs one TCP
 /// connect.
 fn reconnect_delay(attempts: usize) -> std::time::Duration {
-    let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX).min(4);
+    let exp = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(4);
     if attempts <= 1 {
         std::time::Duration::ZERO
     } else {

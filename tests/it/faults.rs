@@ -478,7 +478,9 @@ async fn a_reader_sees_the_next_change_within_two_seconds_of_a_killed_server_com
     let has = |n: i64| move |d: &blackboard::doc::DocCore| d.to_json()["n"] == n;
     w.put("/n", 0.into()).await.unwrap();
     w.flush().await.unwrap();
-    within("the reader to follow", r.replica().wait_until(has(0))).await.unwrap();
+    within("the reader to follow", r.replica().wait_until(has(0)))
+        .await
+        .unwrap();
 
     let mut figures = Vec::new();
     for round in 1..=3i64 {
@@ -488,9 +490,12 @@ async fn a_reader_sees_the_next_change_within_two_seconds_of_a_killed_server_com
         let back = Instant::now();
         // Written to the writer's store at once, published when its connection is back.
         w.put("/n", round.into()).await.unwrap();
-        within("the reader to see the change", r.replica().wait_until(has(round)))
-            .await
-            .unwrap();
+        within(
+            "the reader to see the change",
+            r.replica().wait_until(has(round)),
+        )
+        .await
+        .unwrap();
         figures.push(back.elapsed());
     }
     let worst = figures.iter().max().copied().unwrap_or_default();

@@ -36,12 +36,16 @@ async fn an_agent_restarted_during_an_outage_starts_writes_and_drains_when_the_s
     server.restart().await.unwrap();
     within("the board to connect", board.connected()).await;
     assert!(board.is_connected());
-    within("the queued writes to drain", doc.flush()).await.unwrap();
+    within("the queued writes to drain", doc.flush())
+        .await
+        .unwrap();
     assert_eq!(doc.pending(), 0);
 
     // Another agent reads both from the log.
     let other_dir = temp_dir();
-    let other = nats_board(&server, "other", other_dir.path()).await.unwrap();
+    let other = nats_board(&server, "other", other_dir.path())
+        .await
+        .unwrap();
     let theirs = other.doc("team", "plan").unwrap();
     within("the other agent to catch up", theirs.replica().sync())
         .await
@@ -65,9 +69,10 @@ async fn sync_keeps_asking_through_a_server_restart_instead_of_failing_on_the_fi
     // Started while the server is down: its first attempts fail (no connection); it must
     // keep asking until the server is back, within the caller's bound.
     let replica = doc.replica().clone();
-    let sync = tokio::spawn(async move {
-        tokio::time::timeout(Duration::from_secs(30), replica.sync()).await
-    });
+    let sync =
+        tokio::spawn(
+            async move { tokio::time::timeout(Duration::from_secs(30), replica.sync()).await },
+        );
     server.restart().await.unwrap();
     let synced = within("sync to return", sync).await.unwrap();
     let last = synced

@@ -78,7 +78,9 @@ impl LogArgs {
         // ahead without the server (it is published later); everything else needs it.
         let offline_ok = mode == Mode::Create && self.board.store.is_some();
         if !offline_ok {
-            connected.reachable(self.timeout().min(CONNECT_WAIT)).await?;
+            connected
+                .reachable(self.timeout().min(CONNECT_WAIT))
+                .await?;
         } else if connected
             .reachable(self.timeout().min(OFFLINE_WAIT))
             .await
@@ -193,9 +195,10 @@ pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::R
     // the store again" is enough to publish them.
     if replica.pending() > 0 && board.board.is_connected() {
         let published = args
-            .within(format_args!("{place} to acknowledge earlier changes"), async {
-                Ok(replica.flush().await?)
-            })
+            .within(
+                format_args!("{place} to acknowledge earlier changes"),
+                async { Ok(replica.flush().await?) },
+            )
             .await;
         match published {
             Ok(()) => eprintln!("published the changes this store held for {space}/{doc}"),

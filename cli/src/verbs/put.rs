@@ -148,9 +148,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 // already, so failing to learn it does not make the write fail.
                 match tokio::time::timeout(timeout, opened.replica.sync()).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => eprintln!(
-                        "the log acknowledged the change; its position is unknown: {e}"
-                    ),
+                    Ok(Err(e)) => {
+                        eprintln!("the log acknowledged the change; its position is unknown: {e}")
+                    }
                     Err(_) => eprintln!(
                         "the log acknowledged the change; its position is unknown (not read \
                          back within {} s)",
