@@ -158,6 +158,38 @@ impl Connected {
         self.log.place()
     }
 
+    /// Fails unless the board reaches its log within `within`: the SDK connects in the
+    /// background and would otherwise let a reader wait out its whole timeout against a
+    /// server that is not there.
+    pub async fn reachable(&self, within: std::time::Duration) -> anyhow::Result<()> {
+        if tokio::time::timeout(within, self.board.connected())
+            .await
+            .is_err()
+        {
+            anyhow::bail!(
+                "cannot connect to NATS at {}: no answer within {} s",
+                self.place(),
+                within.as_secs_f32()
+            );
+        }
+        Ok(())
+    }
+
+    /// The temporary store of this board's replicas, kept on disk instead of removed when
+    /// the board goes (it holds a change the log has not acknowledged), with a note in it
+    /// saying so; `None` when the store is not a temporary one. The kept directory is never
+    /// swept away (see [`sweep_leftovers`]).
+    pub fn keep_store(&mut self) -> Option<PathBuf> {
+        let dir = self._temp.take()?.keep();
+        let note = "This store holds changes the log had not acknowledged when the command \
+                    ended. Open it with --store to publish them (any blackboard command with \
+                    --nats URL --store DIR does), then remove the directory.\n";
+        if let Err(e) = std::fs::write(dir.join(KEPT), note) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot mark the kept store");
+        }
+        Some(dir)
+    }
+
     /// Closes the board: replicas closed, local state flushed.
     pub async fn close(self) -> anyhow::Result<()> {
         let place = self.place();
@@ -193,8 +225,11 @@ pub async fn open(
             let (dir, temp) = match store {
                 Some(dir) => (dir.clone(), None),
                 None => {
+                    sweep_leftovers(&std::env::temp_dir());
+                    // The process id in the name lets a later command tell a store whose
+                    // process was killed (and could not remove it) from one in use.
                     let temp = tempfile::Builder::new()
-                        .prefix(&format!("blackboard-{purpose}-"))
+                        .prefix(&format!("blackboard-{purpose}-{}-", std::process::id()))
                         .tempdir()
                         .context("creating a temporary replica store")?;
                     (temp.path().to_owned(), Some(temp))
@@ -232,6 +267,48 @@ pub async fn open(
     }
 }
 
+/// The file that marks a temporary store kept on purpose ([`Connected::keep_store`]).
+const KEPT: &str = "UNPUBLISHED-CHANGES.txt";
+
+/// Removes the temporary replica stores in `tmp` left behind by commands that were killed
+/// (`blackboard-<purpose>-<pid>-*` whose process is gone), except those kept on purpose
+/// because they hold unacknowledged changes. Only where `/proc` tells which processes
+/// live (Linux); elsewhere nothing is removed. Failures are ignored: this is tidying up.
+pub fn sweep_leftovers(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(leftover_pid) else {
+            continue;
+        };
+        let dir = entry.path();
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if alive || dir.join(KEPT).exists() || !dir.is_dir() {
+            continue;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::debug!(dir = %dir.display(), "removed a killed command's store"),
+            Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "cannot remove"),
+        }
+    }
+}
+
+/// The process id in a temporary store's name, `blackboard-<purpose>-<pid>-<random>`.
+fn leftover_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("blackboard-")?;
+    let mut parts = rest.splitn(3, '-');
+    let (_purpose, pid, random) = (parts.next()?, parts.next()?, parts.next()?);
+    if random.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// Whether `dir` holds a store (a sled database), so a reader does not create one by
 /// looking.
 pub fn is_store(dir: &Path) -> bool {
@@ -266,6 +343,28 @@ mod tests {
             store: store.map(PathBuf::from),
             replicas: 1,
         }
+    }
+
+    #[test]
+    fn only_temporary_stores_of_dead_processes_are_swept_and_kept_ones_stay() {
+        assert_eq!(leftover_pid("blackboard-cli-123-abc"), Some(123));
+        assert_eq!(leftover_pid("blackboard-cli-abc"), None);
+        assert_eq!(leftover_pid("other-cli-1-abc"), None);
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid above the kernel's maximum (4194304) is never alive.
+        let dead = tmp.path().join("blackboard-cli-99999999-x1");
+        let kept = tmp.path().join("blackboard-cli-99999999-x2");
+        let live = tmp
+            .path()
+            .join(format!("blackboard-cli-{}-x3", std::process::id()));
+        for d in [&dead, &kept, &live] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("db"), b"x").unwrap();
+        }
+        std::fs::write(kept.join(KEPT), b"kept").unwrap();
+        sweep_leftovers(tmp.path());
+        assert!(!dead.exists());
+        assert!(kept.exists() && live.exists());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
 use blackboard_client::automerge::transaction::Transactable;
 use blackboard_client::automerge::{ChangeHash, ObjType, ScalarValue, ROOT};
@@ -64,6 +66,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 };
                 let connected =
                     connect::open(&args.board, log, name, Missing::Create, "demo", |o| o).await?;
+                // The SDK connects in the background; the demo needs the server now.
+                connected.reachable(Duration::from_secs(5)).await?;
                 let doc = connected
                     .board
                     .doc(args.space.as_str(), args.doc.as_str())?;

@@ -6,7 +6,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Blackboard: shared, leaderless documents for agents over NATS JetStream.
 #[derive(Debug, Parser)]
-#[command(name = "blackboard", version, about, long_about = None)]
+#[command(name = "blackboard", version, about, long_about = None,
+          after_help = "Exit status: 0 done; 1 failed, nothing was written; 2 bad arguments; \
+                        3 written (durable in the local store) but not yet acknowledged by the \
+                        log (`put`: it is published when the store is next opened with the \
+                        server up).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +40,13 @@ enum Command {
     /// on their first write. The change is recorded as written by --as (default: cli),
     /// with --message saying why. Prints the path, the value, and the change's log
     /// position and hash.
+    ///
+    /// Exit status: 0 when the log acknowledged the change; 1 when nothing was written; 3
+    /// when the change is written (durable in the local store) but the log did not
+    /// acknowledge it within --timeout. A store kept that way (the temporary one, too, when
+    /// no --store was given; its path is printed) publishes the change when opened again
+    /// with the server up. With --store and the server down, the change is written to the
+    /// store at once (exit 3).
     Put(verbs::put::Args),
     /// Print each change to a document as it happens, until interrupted (or --count).
     ///
@@ -73,6 +84,8 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -93,6 +106,10 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader went away (`blackboard history | head`): nothing more to say.
         Err(e) if verbs::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if verbs::is_not_acknowledged(&e) => {
+            eprintln!("warning: {e:#}");
+            std::process::ExitCode::from(verbs::EXIT_NOT_ACKNOWLEDGED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             if verbs::is_usage(&e) {

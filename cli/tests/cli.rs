@@ -1210,3 +1210,183 @@ mod documents {
         );
     }
 }
+
+// ---- Truthful answers (issue 14 §2, §5, §7) -------------------------------------------
+
+mod truthful {
+    use serde_json::Value;
+
+    use super::{command, text};
+
+    /// Runs the command off the async runtime, with `env` set.
+    async fn run(args: Vec<String>, env: &[(&str, &str)]) -> std::process::Output {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            command()
+                .args(&args)
+                .envs(env)
+                .output()
+                .expect("the blackboard binary runs")
+        })
+        .await
+        .unwrap()
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_put_the_log_cannot_acknowledge_exits_3_saying_it_is_written_and_is_published_later()
+    {
+        let mut server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let store = store.to_str().unwrap();
+        server.stop().await;
+
+        // With a store of its own the write goes to it while the server is down.
+        let out = run(
+            args(&[
+                "put",
+                "--nats",
+                &url,
+                "--store",
+                store,
+                "--space",
+                "team",
+                "--timeout",
+                "2",
+                "--json",
+                "plan",
+                "/k",
+                "1",
+            ]),
+            &[],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(report["acknowledged"], false, "{report}");
+        assert_eq!(report["seq"], Value::Null, "{report}");
+        assert!(report["hash"].is_string(), "{report}");
+        assert!(
+            stderr.contains("written (durable locally), not yet acknowledged"),
+            "{stderr}"
+        );
+
+        // Without one, it needs the server: exit 1, and nothing was written.
+        let out = run(
+            args(&[
+                "put",
+                "--nats",
+                &url,
+                "--space",
+                "team",
+                "--timeout",
+                "1",
+                "plan",
+                "/lost",
+                "1",
+            ]),
+            &[],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+
+        // Opening the store with the server up publishes the change: a fresh reader with
+        // no store of its own reads it from the log.
+        server.restart().await.unwrap();
+        let out = run(
+            args(&[
+                "get", "--nats", &url, "--store", store, "--space", "team", "plan", "/k",
+            ]),
+            &[],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let out = run(
+            args(&["get", "--nats", &url, "--space", "team", "--json", "plan"]),
+            &[],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(stdout.trim(), r#"{"k":1}"#, "{stderr}");
+
+        // An acknowledged put exits 0 and says so.
+        let out = run(
+            args(&[
+                "put", "--nats", &url, "--space", "team", "--json", "plan", "/k", "2",
+            ]),
+            &[],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(report["acknowledged"], true, "{report}");
+        assert!(report["seq"].is_u64(), "{report}");
+    }
+
+    #[tokio::test]
+    async fn get_reads_the_current_state_without_forking_and_logs_carry_no_colour_codes() {
+        let server = blackboard_tests::NatsServer::start().await.unwrap();
+        let url = server.url();
+        for v in ["1", "2"] {
+            let out = run(
+                args(&["put", "--nats", &url, "--space", "team", "plan", "/k", v]),
+                &[],
+            )
+            .await;
+            assert!(out.status.success(), "{:?}", text(&out));
+        }
+        let debug = [("RUST_LOG", "blackboard_cli=debug,blackboard=debug")];
+        let current = run(
+            args(&["get", "--nats", &url, "--space", "team", "--json", "plan"]),
+            &debug,
+        )
+        .await;
+        let (stdout, stderr) = text(&current);
+        assert!(current.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(stdout.trim(), r#"{"k":2}"#);
+        assert!(!stderr.contains("forking"), "{stderr}");
+        // Debug lines were written (to a pipe): none has an escape code.
+        assert!(stderr.contains("DEBUG"), "{stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+
+        // An earlier position is a fork, and shows the earlier value.
+        let earlier = run(
+            args(&[
+                "get", "--nats", &url, "--space", "team", "--json", "--at", "1", "plan",
+            ]),
+            &debug,
+        )
+        .await;
+        let (stdout, stderr) = text(&earlier);
+        assert!(earlier.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(stdout.trim(), r#"{"k":1}"#);
+        assert!(stderr.contains("forking"), "{stderr}");
+
+        // --at naming the current position reads it as it is.
+        let latest = run(
+            args(&[
+                "show", "--nats", &url, "--space", "team", "--json", "--at", "2", "plan",
+            ]),
+            &debug,
+        )
+        .await;
+        let (stdout, stderr) = text(&latest);
+        assert!(latest.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(stdout.trim(), r#"{"k":2}"#);
+        assert!(!stderr.contains("forking"), "{stderr}");
+    }
+}

@@ -42,9 +42,10 @@ struct Inner {
     /// Open replicas, shared by every board over the same store: two replicas on one sled
     /// tree would hand out the same outbox slots.
     docs: Arc<Mutex<HashMap<ReplicaKey, Replica>>>,
-    /// The NATS connection of a board opened with [`Options::connect`](crate::Options::connect),
-    /// for questions the event log does not answer (does a space's stream exist?).
-    nats: Option<async_nats::Client>,
+    /// The JetStream log of a board opened with [`Options::connect`](crate::Options::connect):
+    /// its connection's state, and questions the event log does not answer (does a space's
+    /// stream exist?).
+    nats: Option<blackboard::log::JetStreamLog>,
 }
 
 type ReplicaKey = (AgentId, SpaceId, DocumentId);
@@ -268,8 +269,8 @@ impl Board {
         }
     }
 
-    /// This board with `client`, the NATS connection its log and leases use.
-    pub(crate) fn with_nats(self, client: async_nats::Client) -> Self {
+    /// This board with `log`, the JetStream log whose connection its leases use too.
+    pub(crate) fn with_nats(self, log: blackboard::log::JetStreamLog) -> Self {
         let inner = Inner {
             agent: self.inner.agent.clone(),
             log: self.inner.log.clone(),
@@ -278,7 +279,7 @@ impl Board {
             snapshots: self.inner.snapshots.clone(),
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
-            nats: Some(client),
+            nats: Some(log),
         };
         Self {
             inner: Arc::new(inner),
@@ -302,11 +303,11 @@ impl Board {
         use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
 
         let space: SpaceId = space.parse()?;
-        let Some(client) = &self.inner.nats else {
+        let Some(log) = &self.inner.nats else {
             return Ok(true);
         };
         let stream = blackboard::schemas::subject::stream_name(&space);
-        match async_nats::jetstream::new(client.clone())
+        match async_nats::jetstream::new(log.client())
             .get_stream(&stream)
             .await
         {
@@ -319,6 +320,24 @@ impl Board {
                 }
                 _ => Err(Error::Stream { stream, source: e }),
             },
+        }
+    }
+
+    /// Whether the board reaches its log now: over NATS, whether the connection to the
+    /// server is up (it is made and remade in the background); an embedded board always
+    /// does. Writes never need it: they are kept in the local store until published.
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .nats
+            .as_ref()
+            .is_none_or(|log| log.is_connected())
+    }
+
+    /// Waits until [`is_connected`](Self::is_connected) holds (at once if it does); bound it
+    /// with `tokio::time::timeout`.
+    pub async fn connected(&self) {
+        if let Some(log) = &self.inner.nats {
+            log.connected().await;
         }
     }
 

@@ -8,13 +8,15 @@ pub enum Error {
     /// An id (agent, space, document) was not valid.
     #[error(transparent)]
     Id(#[from] blackboard::schemas::IdError),
-    /// The NATS server could not be reached.
+    /// The connection to NATS could not be set up (a malformed URL; an unreachable server
+    /// is not an error: [`Options::connect`](crate::Options::connect) connects in the
+    /// background).
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect {
         /// The URL tried.
         url: String,
         /// Why it failed.
-        source: async_nats::ConnectError,
+        source: blackboard::log::Error,
     },
     /// The credentials file could not be read.
     #[error("cannot read NATS credentials file {path}: {source}")]

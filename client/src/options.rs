@@ -106,9 +106,21 @@ impl Options {
         sled::open(&path).map_err(|source| Error::Store { path, source })
     }
 
-    /// Connects to NATS at `url` and opens the board on JetStream.
+    /// Opens the board on NATS JetStream at `url`, whether or not the server can be reached
+    /// now: the local store is opened first, and the connection is made (and remade after
+    /// any outage) in the background. Until it is up, writes are made and kept durably in
+    /// the store and published as soon as the server answers; reads see the local replica.
+    /// [`Board::is_connected`] says whether the connection is up, and [`Board::connected`]
+    /// waits for it.
+    ///
+    /// Fails only for what the server cannot fix: a store that cannot be opened, an
+    /// unreadable credentials file, a URL that is not one. Credentials the server refuses
+    /// are reported in the log (tracing) and the board stays disconnected.
     pub async fn connect(self, url: &str) -> Result<Board, Error> {
-        let mut nats = async_nats::ConnectOptions::new().name(format!("blackboard:{}", self.agent));
+        let mut nats = async_nats::ConnectOptions::new()
+            .name(format!("blackboard:{}", self.agent))
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(reconnect_delay);
         if let Some(path) = &self.credentials {
             nats = nats
                 .credentials_file(path)
@@ -118,17 +130,18 @@ impl Options {
                     source,
                 })?;
         }
-        let client = nats.connect(url).await.map_err(|source| Error::Connect {
-            url: url.to_owned(),
-            source,
-        })?;
         let db = self.open_db()?;
-        let leases = JetStreamLeases::new(client.clone(), self.jetstream.replicas);
-        let log = JetStreamLog::new(client.clone(), self.jetstream.clone());
+        let log = JetStreamLog::connect(url, nats, self.jetstream.clone())
+            .await
+            .map_err(|source| Error::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);
         Ok(self
-            .board(Arc::new(log), db)
+            .board(Arc::new(log.clone()), db)
             .with_leases(Arc::new(leases))
-            .with_nats(client))
+            .with_nats(log))
     }
 
     /// Opens the board on the embedded log, stored with the agent's state: one process, no
@@ -137,6 +150,21 @@ impl Options {
         let db = self.open_db()?;
         let log = EmbeddedLog::open(db.clone()).map_err(blackboard::Error::from)?;
         Ok(self.board(Arc::new(log) as Arc<dyn EventLog>, db))
+    }
+}
+
+/// How long the client waits before its `attempts`th try to reach the server again: at
+/// once, then 50 ms doubling up to 500 ms. async-nats's default grows to 4 s, which would
+/// keep an agent offline for up to 4 s after the server is back; a try costs one TCP
+/// connect.
+fn reconnect_delay(attempts: usize) -> std::time::Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(4);
+    if attempts <= 1 {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_millis((50u64 << exp).min(500))
     }
 }
 
@@ -160,15 +188,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_server_is_an_error_naming_the_url() {
+    async fn an_unreachable_server_still_opens_a_board_that_writes_locally() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Options::new("a")
+        let board = Options::new("a")
             .unwrap()
             .store(dir.path())
             .connect("nats://127.0.0.1:1")
             .await
-            .unwrap_err();
-        assert!(err.to_string().contains("nats://127.0.0.1:1"), "{err}");
+            .unwrap();
+        assert!(!board.is_connected());
+        let doc = board.doc("s", "d").unwrap();
+        doc.put("/k", 1.into()).await.unwrap();
+        assert_eq!(doc.get("/k").unwrap(), Some(1.into()));
+        assert_eq!(doc.replica().pending(), 1);
+    }
+
+    #[test]
+    fn reconnecting_waits_at_most_half_a_second() {
+        assert_eq!(reconnect_delay(1), std::time::Duration::ZERO);
+        assert_eq!(reconnect_delay(2), std::time::Duration::from_millis(100));
+        assert!((1..100).all(|n| reconnect_delay(n) <= std::time::Duration::from_millis(500)));
     }
 
     #[test]

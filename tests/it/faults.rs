@@ -455,3 +455,57 @@ async fn an_agent_killed_mid_write_loses_no_change_it_returned_ok_for() {
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.duplicates, 0, "re-publishes are deduplicated");
 }
+
+/// How long after the server is back a reader may take to see the next change (issue 14
+/// §4: it was about 15 s, the client retrying the lost consumer before the replica
+/// resubscribed).
+const RESUME_BOUND: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sees_the_next_change_within_two_seconds_of_a_killed_server_coming_back() {
+    let mut server = NatsServer::start().await.unwrap();
+    let (writer_dir, reader_dir) = (temp_dir(), temp_dir());
+    let writer = nats_board(&server, "writer", writer_dir.path())
+        .await
+        .unwrap();
+    let reader = nats_board(&server, "reader", reader_dir.path())
+        .await
+        .unwrap();
+    let (w, r) = (
+        writer.doc(SPACE, "resume").unwrap(),
+        reader.doc(SPACE, "resume").unwrap(),
+    );
+    let has = |n: i64| move |d: &blackboard::doc::DocCore| d.to_json()["n"] == n;
+    w.put("/n", 0.into()).await.unwrap();
+    w.flush().await.unwrap();
+    within("the reader to follow", r.replica().wait_until(has(0)))
+        .await
+        .unwrap();
+
+    let mut figures = Vec::new();
+    for round in 1..=3i64 {
+        server.kill().await;
+        server.restart().await.unwrap();
+        // The server answers from here on: the clock starts.
+        let back = Instant::now();
+        // Written to the writer's store at once, published when its connection is back.
+        w.put("/n", round.into()).await.unwrap();
+        within(
+            "the reader to see the change",
+            r.replica().wait_until(has(round)),
+        )
+        .await
+        .unwrap();
+        figures.push(back.elapsed());
+    }
+    let worst = figures.iter().max().copied().unwrap_or_default();
+    println!(
+        "server kill -9 + restart: the next change reached a running reader {:?} after the \
+         server was back (worst {worst:?})",
+        figures
+    );
+    assert!(
+        worst < RESUME_BOUND,
+        "a reader took {worst:?} (> {RESUME_BOUND:?}) to resume after a restart: {figures:?}"
+    );
+}

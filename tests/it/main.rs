@@ -15,6 +15,7 @@ mod presence;
 mod restart;
 mod stream_config;
 mod task_board;
+mod truthful;
 mod watch;
 
 use std::future::Future;

@@ -71,6 +71,11 @@ struct Inner {
     /// The permissions violations the server reports on the connection (only for a log
     /// opened with [`JetStreamLog::connect`]; nothing is ever sent otherwise).
     violations: broadcast::Sender<String>,
+    /// How many times the connection has (re)connected, as heard from the connection's events
+    /// (only for a log opened with [`JetStreamLog::connect`]). A subscription ends when this
+    /// moves, so its reader resubscribes at once after a server restart instead of waiting for
+    /// the client to notice that the server-side consumer is gone.
+    connects: tokio::sync::watch::Sender<u64>,
 }
 
 /// How often a subscription to a space without a stream checks again, in case the
@@ -149,13 +154,19 @@ impl JetStreamLog {
     /// acknowledgement times out (as [`Error::Unavailable`]). [`connect`](Self::connect)
     /// hears them.
     pub fn new(client: async_nats::Client, config: Config) -> Self {
-        Self::with_violations(client, config, broadcast::channel(16).0)
+        Self::with_events(
+            client,
+            config,
+            broadcast::channel(16).0,
+            tokio::sync::watch::channel(0).0,
+        )
     }
 
-    fn with_violations(
+    fn with_events(
         client: async_nats::Client,
         config: Config,
         violations: broadcast::Sender<String>,
+        connects: tokio::sync::watch::Sender<u64>,
     ) -> Self {
         let mut js = jetstream::new(client);
         js.set_timeout(config.ack_timeout);
@@ -165,7 +176,34 @@ impl JetStreamLog {
                 config,
                 ready: Mutex::new(HashSet::new()),
                 violations,
+                connects,
             }),
+        }
+    }
+
+    /// The NATS connection the log uses (for the lease buckets, say).
+    pub fn client(&self) -> async_nats::Client {
+        self.inner.js.client()
+    }
+
+    /// Whether the connection to the server is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.client().connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Waits until the connection to the server is up (at once if it is). A log opened with
+    /// [`connect`](Self::connect) is woken by the connection's events; one made with
+    /// [`new`](Self::new) cannot hear them and looks again every 100 ms.
+    pub async fn connected(&self) {
+        let mut connects = self.inner.connects.subscribe();
+        loop {
+            connects.borrow_and_update();
+            if self.is_connected() {
+                return;
+            }
+            // The event comes after the client's state changed, so nothing is missed
+            // between the look above and this wait.
+            let _ = tokio::time::timeout(Duration::from_millis(100), connects.changed()).await;
         }
     }
 
@@ -180,11 +218,18 @@ impl JetStreamLog {
         config: Config,
     ) -> Result<Self, Error> {
         let violations = broadcast::channel(16).0;
+        let connects = tokio::sync::watch::channel(0u64).0;
         let tx = violations.clone();
+        let reconnected = connects.clone();
         let options = options.event_callback(move |event| {
             let tx = tx.clone();
+            let reconnected = reconnected.clone();
             async move {
                 match event {
+                    async_nats::Event::Connected => {
+                        tracing::debug!("connected to the NATS server");
+                        reconnected.send_modify(|n| *n += 1);
+                    }
                     async_nats::Event::ServerError(async_nats::ServerError::Other(message))
                         if message.to_ascii_lowercase().contains("violation") =>
                     {
@@ -204,7 +249,7 @@ impl JetStreamLog {
                 _ => unavailable(format!("connecting to {url}: {e}")),
             }
         })?;
-        Ok(Self::with_violations(client, config, violations))
+        Ok(Self::with_events(client, config, violations, connects))
     }
 
     /// Runs `call`, failing it with [`Error::Denied`] as soon as the server reports a
@@ -748,7 +793,19 @@ impl JetStreamLog {
             .await
             .map_err(consumer_error)?;
         let messages = consumer.messages().await.map_err(unavailable)?;
+        // After a reconnect the server may have lost the consumer (a restart loses every
+        // ephemeral one); the client would notice only after missing heartbeats and retrying
+        // for about 15 s. Ending the stream on reconnect makes the reader resubscribe from
+        // its own position at once; a consumer that survived costs one resubscription.
+        let mut connects = self.inner.connects.subscribe();
+        let reconnected = async move {
+            if connects.changed().await.is_err() {
+                // The log is gone; the stream ends with the connection anyway.
+                std::future::pending::<()>().await;
+            }
+        };
         Ok(messages
+            .take_until(reconnected)
             .map(|m| {
                 let m = m.map_err(unavailable)?;
                 let info = m

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::{Replica, Shared, State};
 use crate::apply::Origin;
+use crate::backoff::Backoff;
 use crate::doc::DocCore;
 use crate::history::{HistoryError, Snapshot};
 use crate::log::SnapshotInfo;
@@ -81,19 +82,35 @@ impl Replica {
 
     /// Waits until this replica has applied every event of its document that the log holds
     /// now; returns that position.
+    ///
+    /// While the log cannot be reached (a timeout, a lost connection, a server restarting)
+    /// this keeps asking, with backoff from 50 ms to 2 s, rather than failing on the first
+    /// try: bound the wait with `tokio::time::timeout`. An error that retrying cannot fix
+    /// (access denied, a refused request) is returned at once.
     pub async fn sync(&self) -> Result<u64, Error> {
-        let s = self.shared();
-        let (space, document) = (&s.config.space, &s.config.document);
-        // After trimming, the newest events may be in the snapshot rather than the stream.
-        let last = s.log.last_seq(space, document).await?.max(
-            s.log
-                .snapshot_info(space, document)
-                .await?
-                .map_or(0, |i| i.seq),
-        );
+        let mut backoff = Backoff::default();
+        let last = loop {
+            match last_position(self.shared()).await {
+                Ok(last) => break last,
+                Err(Error::Log(e)) if e.is_transient() => {
+                    debug!(error = %e, "cannot ask the log for its last position; retrying");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.wait_for_position(last).await?;
         Ok(last)
     }
+}
+
+/// The position of the document's newest event: on the stream, or in the snapshot (after
+/// trimming, the newest events may be in the snapshot rather than the stream).
+async fn last_position(s: &Shared) -> Result<u64, Error> {
+    let (space, document) = (&s.config.space, &s.config.document);
+    let stream = s.log.last_seq(space, document).await?;
+    let snapshot = s.log.snapshot_info(space, document).await?;
+    Ok(stream.max(snapshot.map_or(0, |i| i.seq)))
 }
 
 async fn trim(s: &Shared) -> Result<Trimmed, Error> {

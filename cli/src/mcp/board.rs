@@ -15,6 +15,19 @@ use super::tools::ToolError;
 use super::Args;
 use crate::connect::{self, Connected, Missing};
 
+/// What became of a write after [`Board::settle`]: it is made and durable in the local store
+/// in every case.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The replica's position after the write (covering it).
+    pub position: Position,
+    /// Whether the log acknowledged the change.
+    pub acknowledged: bool,
+    /// What the caller should know: why it is not acknowledged, or why the position may be
+    /// behind.
+    pub note: Option<String>,
+}
+
 /// Everything one server (one agent in one space) shares between its sessions.
 #[derive(Debug)]
 pub struct Board {
@@ -43,6 +56,10 @@ impl Board {
         let log = args.board.required_log()?;
         let connected =
             connect::open(&args.board, log, &args.agent, Missing::Create, "mcp", |o| o).await?;
+        // The SDK connects in the background; joining presence below needs the server.
+        connected
+            .reachable(Duration::from_secs(args.timeout).min(Duration::from_secs(10)))
+            .await?;
         let sdk = &connected.board;
         let claims = sdk
             .claims(args.space.as_str())
@@ -139,25 +156,45 @@ impl Board {
         Ok((replica, position))
     }
 
-    /// Waits for this agent's changes to reach the log, then catches up, so the position
-    /// returned covers them.
-    pub async fn settle(&self, replica: &Replica) -> Result<Position, ToolError> {
-        match tokio::time::timeout(self.timeout, replica.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(ToolError::new(format!(
-                    "the change was made locally but the log refused it: {e}"
-                )))
-            }
-            Err(_) => {
-                return Err(ToolError::new(format!(
-                    "the change was made and is queued, but the log did not acknowledge it \
-                     within {} s; it will be published when the log is reachable",
-                    self.timeout.as_secs()
-                )))
-            }
+    /// Waits (up to the timeout) for this agent's changes to reach the log, then catches
+    /// up, so the position returned covers them. Never an error: the change is made and
+    /// durable locally whatever the log does, and the answer says whether the log
+    /// acknowledged it.
+    pub async fn settle(&self, replica: &Replica) -> Settled {
+        let secs = self.timeout.as_secs();
+        let unacknowledged = match tokio::time::timeout(self.timeout, replica.flush()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!(
+                "the log refuses it for now ({e}); it stays queued and publishing is retried"
+            )),
+            Err(_) => Some(format!(
+                "the log did not acknowledge it within {secs} s; it stays queued and is \
+                 published when the log is reachable (do not make it again)"
+            )),
+        };
+        if let Some(note) = unacknowledged {
+            return Settled {
+                position: replica.position(),
+                acknowledged: false,
+                note: Some(note),
+            };
         }
-        self.catch_up(replica).await
+        match self.catch_up(replica).await {
+            Ok(position) => Settled {
+                position,
+                acknowledged: true,
+                note: None,
+            },
+            Err(e) => Settled {
+                position: replica.position(),
+                acknowledged: true,
+                note: Some(format!(
+                    "acknowledged by the log; the position shown may not include other \
+                     agents' latest changes ({})",
+                    e.0
+                )),
+            },
+        }
     }
 
     /// Leaves presence, closes the replicas, flushes local state.

@@ -350,23 +350,36 @@ impl Server {
         let replica = board.replica(document).await?;
         let done = replica.edit(Some(reason), &[edit]).await?;
         let hash = done.hash;
-        let position = board.settle(&replica).await?;
+        // From here on the change is made: the answer is never an error, and says
+        // separately whether the log has acknowledged it.
+        let settled = board.settle(&replica).await;
         let mut out = json!({
             "document": document,
             "change": hash.map(|h| h.to_string()),
-            "position": position_json(&position),
+            "position": position_json(&settled.position),
+            "acknowledged": settled.acknowledged,
         });
         if let Some(value) = done.counters.first() {
             out["value"] = json!(value);
+        }
+        if !settled.acknowledged {
+            out["status"] = json!("written (durable locally), not yet acknowledged by the log");
+        }
+        if let Some(note) = &settled.note {
+            out["note"] = json!(note);
         }
         if hash.is_none() {
             out["note"] = json!("nothing changed: the document already held this");
         }
         if let Some(read_at) = read_at {
-            let changes = stale::check(&replica, read_at, &[written], &board.agent)?;
-            if !changes.is_empty() {
-                out["warning"] = json!(stale::warning(read_at, &changes));
-                out["stale"] = serde_json::to_value(&changes).unwrap_or(Json::Null);
+            // The write is made: a failed check is said, not returned as an error.
+            match stale::check(&replica, read_at, &[written], &board.agent) {
+                Ok(changes) if !changes.is_empty() => {
+                    out["warning"] = json!(stale::warning(read_at, &changes));
+                    out["stale"] = serde_json::to_value(&changes).unwrap_or(Json::Null);
+                }
+                Ok(_) => {}
+                Err(e) => out["warning"] = json!(format!("could not check for stale reads: {e}")),
             }
         }
         Ok(out)

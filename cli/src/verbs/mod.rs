@@ -10,8 +10,10 @@
 //! the verb's replica (agent `cli`, or `--as`) is kept in that store, like any agent's.
 //!
 //! Output: readable text on stdout by default, `--json` for machines; progress and
-//! position lines go to stderr. Exit codes: 0 done, 1 failed (including an unknown
-//! document or nothing at a path), 2 bad arguments ([`Usage`]).
+//! position lines go to stderr. Exit codes: 0 done, 1 failed (nothing was written;
+//! including an unknown document or nothing at a path), 2 bad arguments ([`Usage`]), 3
+//! written but not yet acknowledged ([`NotAcknowledged`]: the change is durable in the
+//! local store, the log has not confirmed it).
 
 pub mod blame;
 pub mod diff;
@@ -50,6 +52,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Usage(pub String);
+
+/// A write that was made and is durable in the local store, but that the log has not
+/// acknowledged (yet): the command exits with status 3, not 1, because 1 means nothing
+/// was written. The message says where the change is and what happens to it.
+#[derive(Debug, thiserror::Error)]
+#[error("written (durable locally), not yet acknowledged by the log: {0}")]
+pub struct NotAcknowledged(pub String);
+
+/// The exit status of a [`NotAcknowledged`] write.
+pub const EXIT_NOT_ACKNOWLEDGED: u8 = 3;
+
+/// Whether `e` is a [`NotAcknowledged`] write.
+pub fn is_not_acknowledged(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<NotAcknowledged>().is_some()
+}
 
 /// Whether `e` is a [`Usage`] error.
 pub fn is_usage(e: &anyhow::Error) -> bool {

@@ -54,6 +54,14 @@ impl LogArgs {
     /// unknown space (no stream on the server) or a missing store directory is an error and
     /// nothing is created.
     pub async fn connect(&self, mode: Mode) -> anyhow::Result<Connected> {
+        let connected = self.open_board(mode).await?;
+        self.check_space(&connected, mode).await?;
+        Ok(connected)
+    }
+
+    /// Opens the board, waiting for the server unless `mode` may write offline; checks
+    /// nothing about the space.
+    async fn open_board(&self, mode: Mode) -> anyhow::Result<Connected> {
         let log = self.board.required_log()?;
         let place = log.place();
         let missing = match mode {
@@ -66,7 +74,28 @@ impl LogArgs {
         });
         // The errors name the URL or the store already.
         let connected = self.within(format_args!("{place}"), open).await?;
+        // The SDK connects in the background. A write into a store the user keeps goes
+        // ahead without the server (it is published later); everything else needs it.
+        let offline_ok = mode == Mode::Create && self.board.store.is_some();
+        if !offline_ok {
+            connected
+                .reachable(self.timeout().min(CONNECT_WAIT))
+                .await?;
+        } else if connected
+            .reachable(self.timeout().min(OFFLINE_WAIT))
+            .await
+            .is_err()
+        {
+            // Not an error: the write goes to the store (see `open_doc`).
+            tracing::debug!("not connected; writing offline");
+        }
+        Ok(connected)
+    }
+
+    /// Fails when the space must exist (`mode` reads an existing one) and does not.
+    async fn check_space(&self, connected: &Connected, mode: Mode) -> anyhow::Result<()> {
         if matches!(mode, Mode::Existing | Mode::MayBeEmpty) {
+            let place = connected.place();
             let space = &self.space;
             let exists = self
                 .within(format_args!("{place} to look up space {space}"), async {
@@ -80,9 +109,18 @@ impl LogArgs {
                 );
             }
         }
-        Ok(connected)
+        Ok(())
     }
 }
+
+/// How long a command that needs the server waits for the connection (at most; less with a
+/// shorter `--timeout`) before saying it cannot connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a write into a kept store waits for the connection before it writes offline:
+/// the connection is made in the background, and a write should land on top of the log's
+/// state when the server is there.
+const OFFLINE_WAIT: Duration = Duration::from_secs(2);
 
 /// What opening a document may find, and may create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +182,7 @@ impl Opened {
 /// Opens `doc` on the log `args` name and waits until it has applied every event the log
 /// holds now. What may be missing depends on `mode`.
 pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::Result<Opened> {
-    let board = args.connect(mode).await?;
+    let board = args.open_board(mode).await?;
     let space = &args.space;
     let replica = board
         .board
@@ -152,6 +190,34 @@ pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::R
         .replica()
         .clone();
     let place = board.place();
+    // Changes an earlier command left unacknowledged in this store (`put`'s exit 3) are
+    // published first (they may create the space); a reader waits for them too, so "open
+    // the store again" is enough to publish them.
+    if replica.pending() > 0 && board.board.is_connected() {
+        let published = args
+            .within(
+                format_args!("{place} to acknowledge earlier changes"),
+                async { Ok(replica.flush().await?) },
+            )
+            .await;
+        match published {
+            Ok(()) => eprintln!("published the changes this store held for {space}/{doc}"),
+            Err(e) => eprintln!(
+                "the changes this store holds for {space}/{doc} are still not acknowledged: \
+                 {e:#}"
+            ),
+        }
+    }
+    args.check_space(&board, mode).await?;
+    if mode == Mode::Create && !board.board.is_connected() {
+        // Only with a kept store (see `LogArgs::connect`): the write goes to the store now,
+        // on top of what the replica has, and to the log when it is reachable.
+        eprintln!(
+            "not connected to {place}: writing to the local store only; the change is \
+             published when a command opens this store while the server is up"
+        );
+        return Ok(Opened { replica, board });
+    }
     // `sync` reaches the newer of the log's last event and the snapshot's position: after a
     // trim the log may hold no event of the document at all.
     args.within(format_args!("{place} to deliver {space}/{doc}"), async {

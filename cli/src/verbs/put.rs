@@ -75,6 +75,13 @@ fn parse_json(s: &str) -> Result<Json, String> {
     })
 }
 
+/// Whether the log acknowledged the write, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ack {
+    Yes,
+    No(String),
+}
+
 /// What was written, as `--json` prints it.
 #[derive(Debug, serde::Serialize)]
 struct Report<'a> {
@@ -83,7 +90,13 @@ struct Report<'a> {
     #[serde(serialize_with = "display")]
     path: &'a Path,
     value: &'a Json,
-    /// The change's position on the log; `None` when the write changed nothing.
+    /// Whether the log acknowledged the change (true when there was nothing to write).
+    acknowledged: bool,
+    /// Where the change waits to be published, when the log did not acknowledge it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    /// The change's position on the log; `None` when the write changed nothing or the log
+    /// has not acknowledged it.
     seq: Option<u64>,
     /// The change's hash; `None` when the write changed nothing.
     hash: Option<String>,
@@ -126,26 +139,54 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map(|written| written.hash)
         .with_context(|| format!("writing {} of {name}", args.path))?;
+    // A change is durable in the store from here on: whatever happens next, the answer says
+    // it was written, and separately whether the log acknowledged it.
+    let mut acked = Ack::Yes;
     let seq = match &hash {
         None => None,
         Some(hash) => {
             let place = opened.place();
-            args.log
-                .within(
-                    format_args!("{place} to acknowledge the write to {name}"),
-                    async {
-                        opened.replica.flush().await?;
-                        // Read the change back from the log, to learn its position.
-                        opened.replica.sync().await?;
-                        anyhow::Ok(())
-                    },
-                )
-                .await
-                .with_context(|| format!("writing {} of {name} to {place}", args.path))?;
+            let timeout = args.log.timeout();
+            match tokio::time::timeout(timeout, opened.replica.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => acked = Ack::No(format!("{place} refuses it: {e}")),
+                Err(_) => {
+                    acked = Ack::No(format!(
+                        "{place} did not acknowledge it within {} s",
+                        timeout.as_secs()
+                    ))
+                }
+            }
+            if acked == Ack::Yes {
+                // Read the change back from the log, to learn its position; it is there
+                // already, so failing to learn it does not make the write fail.
+                match tokio::time::timeout(timeout, opened.replica.sync()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        eprintln!("the log acknowledged the change; its position is unknown: {e}")
+                    }
+                    Err(_) => eprintln!(
+                        "the log acknowledged the change; its position is unknown (not read \
+                         back within {} s)",
+                        timeout.as_secs()
+                    ),
+                }
+            }
             opened.replica.record_of(hash)?.map(|r| r.seq)
         }
     };
+    let mut opened = opened;
+    let kept = match acked {
+        Ack::No(_) => opened.board.keep_store(),
+        Ack::Yes => None,
+    };
+    let store = kept.clone().or_else(|| args.log.board.store.clone());
     let report = Report {
+        acknowledged: acked == Ack::Yes,
+        store: match acked {
+            Ack::No(_) => store.as_ref().map(|p| p.display().to_string()),
+            Ack::Yes => None,
+        },
         space: &args.log.space,
         document: &args.doc,
         path: &args.path,
@@ -175,6 +216,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "nothing (the value was already there)".into(),
             )),
         }
+        if let Ack::No(_) = &acked {
+            let place = match &report.store {
+                Some(dir) => format!("written to the local store {dir}"),
+                None => "written to the local store".to_owned(),
+            };
+            table.row(row("acknowledged", format!("no ({place})")));
+        }
         table.row(row("agent", args.log.as_agent.to_string()));
         if let Some(m) = &args.message {
             table.row(row("message", m.clone()));
@@ -182,7 +230,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         table.write(&mut out)?;
     }
     out.flush()?;
-    opened.close().await
+    opened.close().await?;
+    match acked {
+        Ack::Yes => Ok(()),
+        Ack::No(why) => {
+            let dir = store.map_or_else(String::new, |d| {
+                format!(
+                    "; it is kept in {} and published when that store is next opened with \
+                     the server up (for example `blackboard get --nats URL --store {} --as {} \
+                     --space {} {}`)",
+                    d.display(),
+                    d.display(),
+                    args.log.as_agent,
+                    args.log.space,
+                    args.doc
+                )
+            });
+            Err(super::NotAcknowledged(format!("{why}{dir}")).into())
+        }
+    }
 }
 
 /// Reads the value from stdin; a value that does not parse is a usage error (exit 2).
