@@ -6,6 +6,7 @@ mod claims;
 mod cluster;
 mod conformance;
 mod convergence;
+mod corrupt_store;
 mod faults;
 mod history;
 mod log_access;

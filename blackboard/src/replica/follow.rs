@@ -60,9 +60,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
                             }
                         }
                     }
+                    // A chunk that is not full: the stream had nothing more ready, so the
+                    // replica has caught up for now: the moment to sum up what it skipped.
+                    let caught_up = batch.len() < APPLY_BATCH;
                     if !batch.is_empty() {
                         backoff.reset();
                         shared.apply_entries(batch);
+                    }
+                    if caught_up {
+                        shared.tell();
                     }
                     if let Some(e) = failed {
                         warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
@@ -83,7 +89,47 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// What the follow loop has yet to say: bad events skipped and changes held back since it
+/// last summed up.
+#[derive(Debug, Default)]
+pub(crate) struct Told {
+    /// Events rejected up to the last summary.
+    reported: u64,
+    /// The first event rejected since the last summary: its position and why.
+    rejected: Option<(u64, String)>,
+    /// Changes held back for missing dependencies since the last summary.
+    held: u64,
+}
+
 impl Shared {
+    /// Says, once, what was skipped or held back since the last time: called when the
+    /// replica has caught up with what the log had ready.
+    fn tell(&self) {
+        let mut st = self.lock();
+        let (space, document) = (&self.config.space, &self.config.document);
+        let total = st.stats.events_rejected;
+        if let Some((seq, reason)) = st.told.rejected.take() {
+            let count = total - st.told.reported;
+            warn!(
+                %space, %document, count, total, first = seq, first_reason = %reason,
+                "skipped {count} bad event(s) of this document's log (they change nothing; \
+                 the first is named here, each one is logged at debug level)"
+            );
+            st.told.reported = total;
+        }
+        let held = std::mem::take(&mut st.told.held);
+        let waiting = st.core.pending_len();
+        if held > 0 && waiting > 0 {
+            warn!(
+                %space, %document, held, waiting,
+                "holding back {waiting} change(s) whose dependencies the log has not delivered \
+                 (they take effect when those arrive)"
+            );
+        } else if held > 0 {
+            debug!(%space, %document, held, "changes held back for dependencies were released");
+        }
+    }
+
     /// Applies a run of entries from the log under one lock: decode, apply, remember the
     /// position. Their store writes go in one sled batch, committed before anyone is told
     /// (waiters, compaction).
@@ -135,13 +181,18 @@ impl Shared {
                         Err(reload) => warn!(error = %reload, "reloading the replica failed"),
                     }
                 }
-                warn!(
+                // Said once per catch-up with a count (see `tell`): a fresh replica reading
+                // a log with many bad events would otherwise repeat every one on every run.
+                debug!(
                     space = %space,
                     document = %document,
                     seq = entry.seq,
                     reason = %rejected,
                     "rejected event; skipping it"
                 );
+                st.told
+                    .rejected
+                    .get_or_insert((entry.seq, rejected.to_string()));
                 st.stats.events_rejected += 1;
                 st.stats.last_rejection = Some(format!("position {}: {rejected}", entry.seq));
                 batch.add(entry.seq, None, None);
@@ -188,6 +239,9 @@ impl Shared {
             st.stats.events_applied += 1;
             st.stored_since_compaction += 1;
             debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
+            if applied == Applied::Pending {
+                st.told.held += 1;
+            }
             batch.add(
                 entry.seq,
                 Some((&hash.0, &envelope.change)),
