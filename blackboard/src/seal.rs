@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::warn;
 
@@ -71,8 +71,11 @@ pub struct Seal {
     writing: Mutex<()>,
 }
 
-fn registry() -> &'static Mutex<BTreeMap<u64, Weak<Seal>>> {
-    static REGISTRY: OnceLock<Mutex<BTreeMap<u64, Weak<Seal>>>> = OnceLock::new();
+/// The seals of the databases opened in this process, by tag. Held strongly (sled gives no
+/// way to learn that a database was closed), one per store directory: reopening a directory
+/// replaces its entry, so this grows only with the number of directories opened.
+fn registry() -> &'static Mutex<BTreeMap<u64, Arc<Seal>>> {
+    static REGISTRY: OnceLock<Mutex<BTreeMap<u64, Arc<Seal>>>> = OnceLock::new();
     REGISTRY.get_or_init(Mutex::default)
 }
 
@@ -179,8 +182,8 @@ impl Seal {
         db.insert(TAG_KEY, &tag.to_be_bytes())?;
         let seal = Arc::new(self);
         let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|_, w| w.strong_count() > 0);
-        reg.insert(tag, Arc::downgrade(&seal));
+        reg.retain(|_, s| s.path != seal.path);
+        reg.insert(tag, seal.clone());
         Ok(seal)
     }
 
@@ -190,7 +193,7 @@ impl Seal {
         let tag = db.get(TAG_KEY).ok()??;
         let tag = u64::from_be_bytes(tag.as_ref().try_into().ok()?);
         let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-        reg.get(&tag)?.upgrade()
+        reg.get(&tag).cloned()
     }
 
     /// The file's path.

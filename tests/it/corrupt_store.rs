@@ -113,6 +113,10 @@ async fn run(server: &mut NatsServer, how: Damage, space: &str) -> Outcome {
         drop(doc);
         board.close().await.unwrap();
     }
+    eprintln!(
+        "SEAL before {how:?}: {:?}",
+        std::fs::read_to_string(store.join("blackboard.seal"))
+    );
     damage(&store, how);
     server.restart().await.unwrap();
 
