@@ -27,6 +27,10 @@ enum Damage {
     DeleteConf,
     DeleteBlobs,
     DeleteSnapshotsAndTruncateDb,
+    TruncateDbToAQuarter,
+    EmptyDb,
+    FlipBytesAtTheStartOfDb,
+    GarbageConf,
 }
 
 fn damage(dir: &Path, how: Damage) {
@@ -71,6 +75,20 @@ fn damage(dir: &Path, how: Damage) {
             delete_snapshots();
             truncate(&db);
         }
+        Damage::TruncateDbToAQuarter => {
+            truncate(&db);
+            truncate(&db);
+        }
+        Damage::EmptyDb => std::fs::write(&db, b"").unwrap(),
+        Damage::FlipBytesAtTheStartOfDb => {
+            let mut bytes = std::fs::read(&db).unwrap();
+            let end = bytes.len().min(4096);
+            for b in &mut bytes[..end] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&db, bytes).unwrap();
+        }
+        Damage::GarbageConf => std::fs::write(dir.join("conf"), b"\x01garbage").unwrap(),
     }
 }
 
@@ -202,6 +220,10 @@ async fn a_damaged_store_never_panics_and_every_lost_write_is_named_or_recovered
         Damage::DeleteConf,
         Damage::DeleteBlobs,
         Damage::DeleteSnapshotsAndTruncateDb,
+        Damage::TruncateDbToAQuarter,
+        Damage::EmptyDb,
+        Damage::FlipBytesAtTheStartOfDb,
+        Damage::GarbageConf,
     ];
     for (i, how) in kinds.into_iter().enumerate() {
         let outcome = run(&mut server, how, &format!("damage-{i}")).await;

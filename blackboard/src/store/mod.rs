@@ -776,6 +776,14 @@ impl std::fmt::Display for Loss {
 ///   ([`ReplicaStore::loss`], `Stats::store_loss`). The seal is then rewritten, so a loss is
 ///   reported once.
 pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    open_db_with(dir, |dir| sled::open(dir))
+}
+
+/// [`open_db`] with `open` in place of `sled::open` (tests give one that panics as sled does).
+fn open_db_with(
+    dir: &Path,
+    open: impl FnOnce(&Path) -> sled::Result<sled::Db>,
+) -> Result<sled::Db, StoreError> {
     let seal = Seal::read(dir);
     let known = describe_found(&seal);
     let unopenable = |reason: String| StoreError::Unopenable {
@@ -783,7 +791,7 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
         reason,
         known: known.clone(),
     };
-    let db = match catch_unwind(AssertUnwindSafe(|| sled::open(dir))) {
+    let db = match catch_unwind(AssertUnwindSafe(|| open(dir))) {
         Ok(Ok(db)) => db,
         // A lock held by another process, a missing permission: not damage.
         Ok(Err(sled::Error::Io(e))) => return Err(StoreError::Sled(sled::Error::Io(e))),
@@ -923,6 +931,71 @@ mod tests {
         assert_eq!(snapshot.as_deref(), Some(&b"snap"[..]));
         assert_eq!(changes, [&b"three"[..]]);
         assert_eq!(s.tree.scan_prefix(b"b").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_store_sled_panics_on_is_refused_naming_what_only_it_held_and_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let s = store(&db);
+            for id in 1..=7 {
+                let hash = [id as u8; 32];
+                s.add_local(&hash, b"change", id, "msg", b"payload")
+                    .unwrap();
+            }
+            s.remove_outbox([1, 2]).unwrap();
+            s.flush().await.unwrap();
+        }
+        let err =
+            open_db_with(dir.path(), |_| panic!("tried to serialize Uninitialized")).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unopenable { .. }), "{text}");
+        assert!(text.contains("tried to serialize Uninitialized"), "{text}");
+        assert!(
+            text.contains(
+                "5 local write(s) of replica/a/s/d not yet acknowledged by the log (outbox 3..=7)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("move the directory aside"), "{text}");
+        // Nothing was changed: the store opens as it was.
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(store(&db).outbox_len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_opens_with_less_than_its_seal_remembers_reports_the_loss_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let s = store(&db);
+            s.add_local(&[1; 32], b"c", 1, "m", b"p").unwrap();
+            s.flush().await.unwrap();
+        }
+        // The seal remembers more than the store has (as after sled dropped a damaged tail).
+        let text = std::fs::read_to_string(dir.path().join(crate::seal::FILE)).unwrap();
+        let body = text[..text.rfind("sum ").unwrap()].replace("written=1", "written=4");
+        let sum = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        std::fs::write(
+            dir.path().join(crate::seal::FILE),
+            format!("{body}sum {sum:016x}\n"),
+        )
+        .unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let loss = store(&db).loss().cloned().expect("a loss is reported");
+            assert_eq!(loss.unpublished, Some((2, 4)));
+            assert_eq!(loss.unpublished_count(), 3);
+            assert!(loss.to_string().contains("only in this store"), "{loss}");
+        }
+        let note = std::fs::read_to_string(dir.path().join("blackboard.losses")).unwrap();
+        assert!(note.contains("outbox 2..=4"), "{note}");
+        // Reported once: the seal now describes the store as it is.
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(store(&db).loss(), None);
     }
 
     #[test]
