@@ -35,10 +35,12 @@ enum Damage {
 
 fn damage(dir: &Path, how: Damage) {
     let db = dir.join("db");
+    // To half of the file's written part (sled's files have zeroed room at the end).
     let truncate = |path: &Path| {
-        let len = std::fs::metadata(path).unwrap().len();
+        let bytes = std::fs::read(path).unwrap();
+        let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
         let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        f.set_len(len / 2).unwrap();
+        f.set_len(written as u64 / 2).unwrap();
     };
     let delete_snapshots = || {
         for e in std::fs::read_dir(dir).unwrap() {

@@ -13,6 +13,7 @@ mod log_access;
 mod offline;
 mod presence;
 mod restart;
+mod said_once;
 mod stream_config;
 mod task_board;
 mod watch;

@@ -20,6 +20,9 @@ use crate::log::Entry;
 use crate::store::RemoteBatch;
 use crate::Error;
 
+/// How many rejected events a summary names (it counts them all).
+const TOLD_EXAMPLES: usize = 8;
+
 /// The most log entries applied under one lock (a local write waits for at most one batch).
 const APPLY_BATCH: usize = 256;
 
@@ -95,8 +98,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
 pub(crate) struct Told {
     /// Events rejected up to the last summary.
     reported: u64,
-    /// The first event rejected since the last summary: its position and why.
-    rejected: Option<(u64, String)>,
+    /// The first few events rejected since the last summary: position and why.
+    rejected: Vec<String>,
     /// Changes held back for missing dependencies since the last summary.
     held: u64,
 }
@@ -108,12 +111,14 @@ impl Shared {
         let mut st = self.lock();
         let (space, document) = (&self.config.space, &self.config.document);
         let total = st.stats.events_rejected;
-        if let Some((seq, reason)) = st.told.rejected.take() {
+        if !st.told.rejected.is_empty() {
             let count = total - st.told.reported;
+            let examples = std::mem::take(&mut st.told.rejected);
+            let shown = examples.len();
             warn!(
-                %space, %document, count, total, first = seq, first_reason = %reason,
-                "skipped {count} bad event(s) of this document's log (they change nothing; \
-                 the first is named here, each one is logged at debug level)"
+                %space, %document, count, total, reasons = %examples.join(" | "),
+                "skipped {count} rejected event(s) of this document's log; they change \
+                 nothing (the first {shown} are named here, every one at debug level)"
             );
             st.told.reported = total;
         }
@@ -190,9 +195,11 @@ impl Shared {
                     reason = %rejected,
                     "rejected event; skipping it"
                 );
-                st.told
-                    .rejected
-                    .get_or_insert((entry.seq, rejected.to_string()));
+                if st.told.rejected.len() < TOLD_EXAMPLES {
+                    st.told
+                        .rejected
+                        .push(format!("position {}: {rejected}", entry.seq));
+                }
                 st.stats.events_rejected += 1;
                 st.stats.last_rejection = Some(format!("position {}: {rejected}", entry.seq));
                 batch.add(entry.seq, None, None);
