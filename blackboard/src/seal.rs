@@ -59,6 +59,10 @@ struct Marks {
     logs: BTreeMap<String, u64>,
 }
 
+/// What a seal names: each replica tree with its marks, and each embedded-log space with its
+/// last position.
+pub(crate) type Found = (Vec<(String, ReplicaMarks)>, Vec<(String, u64)>);
+
 /// The seal of one open store directory.
 #[derive(Debug)]
 pub struct Seal {
@@ -207,7 +211,7 @@ impl Seal {
     }
 
     /// Every replica tree and log space the seal named when the store was opened.
-    pub(crate) fn found_all(&self) -> (Vec<(String, ReplicaMarks)>, Vec<(String, u64)>) {
+    pub(crate) fn found_all(&self) -> Found {
         match &self.found {
             Some(m) => (
                 m.replicas.iter().map(|(k, v)| (k.clone(), *v)).collect(),

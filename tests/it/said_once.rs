@@ -12,7 +12,6 @@ use blackboard::log::{EmbeddedLog, EventLog};
 use blackboard_client::Board;
 use blackboard_tests::temp_dir;
 use bytes::Bytes;
-use serde_json::json;
 
 use crate::{capture, within};
 
