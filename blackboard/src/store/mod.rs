@@ -764,7 +764,7 @@ impl std::fmt::Display for Loss {
 
 /// Opens the sled database of a store directory, guarded and checked: sled's open runs inside
 /// `catch_unwind` (sled 0.34 panics on some damaged files), and what the database holds is
-/// compared with its seal. The rule (see `NOTES-integrity.md`):
+/// compared with its seal. The rule:
 ///
 /// - a store sled cannot open (an error or a panic) is refused with
 ///   [`StoreError::Unopenable`], which says what the seal knew only this store held and how to
