@@ -2,8 +2,17 @@
 //!
 //! Every byte read back from the network goes through [`decode_event`], which returns an error
 //! naming what was wrong and never panics: the envelope is validated by the wire contract, its
-//! space and document must match the subscription, the change must parse, and its hash must
-//! be the one the envelope claims.
+//! space and document must match the subscription, the change must parse, its hash must be
+//! the one the envelope claims, and it must survive a round trip through automerge's
+//! encoding.
+//!
+//! The round trip matters because a document is saved (compaction, snapshots) in automerge's
+//! columnar format, which re-encodes every change: a change whose bytes hash correctly but are
+//! not what automerge would encode for the same operations gets a different hash once saved
+//! and loaded, so the saved document no longer loads ("mismatching heads"). Accepting one
+//! would let a snapshot destroy the document when the log is trimmed below it (issue 14 §6).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::Change;
 use blackboard_schemas::{AgentId, DecodeError, DocumentId, Envelope, SpaceId, WIRE_VERSION};
@@ -38,6 +47,19 @@ pub enum EventError {
     /// The change bytes did not parse.
     #[error("envelope's change is unusable: {0}")]
     Change(#[from] DocError),
+    /// The change does not survive a round trip through automerge's encoding: decoded and
+    /// encoded again, its bytes differ (or automerge cannot re-encode it at all). Saving a
+    /// document holding it would make a save that does not load.
+    #[error(
+        "envelope's change {hash} is not in automerge's canonical encoding ({detail}); \
+         a document holding it would save as a snapshot that does not load"
+    )]
+    NotCanonical {
+        /// The change's hash.
+        hash: String,
+        /// How the re-encoded bytes differ.
+        detail: String,
+    },
     /// The change's real hash differs from the envelope's claim.
     #[error("envelope claims change hash {claimed} but the change's hash is {actual}")]
     HashMismatch {
@@ -70,7 +92,39 @@ pub fn decode_event(
             actual,
         });
     }
+    check_canonical(&change)?;
     Ok(Event { envelope, change })
+}
+
+/// Checks that `change` survives a round trip through automerge's encoding: decoded to its
+/// operations and encoded again, it has the same bytes (and so the same hash). Never panics:
+/// automerge's decoder and encoder both can on crafted input.
+pub fn check_canonical(change: &Change) -> Result<(), EventError> {
+    let hash = change.hash().to_string();
+    let original = change.raw_bytes();
+    let again = catch_unwind(AssertUnwindSafe(|| {
+        Change::from(change.decode()).raw_bytes().to_vec()
+    }))
+    .map_err(|_| EventError::NotCanonical {
+        hash: hash.clone(),
+        detail: "automerge cannot re-encode it".into(),
+    })?;
+    if again == original {
+        return Ok(());
+    }
+    let at = original
+        .iter()
+        .zip(&again)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| original.len().min(again.len()));
+    Err(EventError::NotCanonical {
+        hash,
+        detail: format!(
+            "re-encoded, its {} bytes become {} bytes, first differing at byte {at}",
+            original.len(),
+            again.len()
+        ),
+    })
 }
 
 /// Wraps a local change in its envelope.
@@ -142,6 +196,72 @@ mod tests {
         assert!(
             err.to_string().contains("invalid automerge change"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod readme_example {
+    use super::*;
+    use base64::Engine as _;
+
+    const README: &str = include_str!("../../schemas/README.md");
+
+    /// The example envelope of `schemas/README.md`, as printed.
+    fn example() -> Envelope {
+        let start = README
+            .find("```json\n{\n  \"v\": 1,")
+            .expect("the README's example envelope")
+            + "```json\n".len();
+        let len = README[start..].find("```").unwrap();
+        Envelope::decode(&README.as_bytes()[start..start + len]).unwrap()
+    }
+
+    /// The example as issue 14 §6 found it printed: its change ends `…YW4/AA==` where
+    /// automerge's encoding ends `…YW5/AA==`, with a `change_hash` that matches those bytes.
+    pub(crate) fn issue_example() -> Envelope {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut env = example();
+        let mut text = engine.encode(&env.change);
+        assert!(text.ends_with("YW5/AA=="), "{text}");
+        text.replace_range(text.len() - 8.., "YW4/AA==");
+        env.change = engine.decode(text).unwrap();
+        env.change_hash = DocCore::decode_change(&env.change)
+            .expect("the bad bytes still parse")
+            .hash()
+            .to_string();
+        env
+    }
+
+    #[test]
+    fn the_readme_example_envelope_decodes_and_its_hash_matches() {
+        let env = example();
+        let ev = decode_event(&env.space, &env.document, &env.encode()).unwrap();
+        assert_eq!(ev.change.hash().to_string(), env.change_hash);
+    }
+
+    #[test]
+    fn the_issues_example_envelope_hashes_correctly_but_is_rejected_as_not_canonical() {
+        let env = issue_example();
+        let err = decode_event(&env.space, &env.document, &env.encode()).unwrap_err();
+        assert!(matches!(err, EventError::NotCanonical { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&env.change_hash), "{text}");
+        assert!(text.contains("snapshot that does not load"), "{text}");
+    }
+
+    #[test]
+    fn a_document_holding_a_non_canonical_change_saves_as_a_snapshot_that_does_not_load() {
+        // Why the check exists: past the decoder (as `apply_bytes` is), such a change goes
+        // in, and the save does not load back.
+        let env = issue_example();
+        let mut doc = DocCore::new();
+        doc.apply_bytes(&env.change).unwrap();
+        let saved = doc.save();
+        let reloaded = DocCore::load(Some(&saved), []).map(|(d, _)| d.heads());
+        assert!(
+            !reloaded.as_ref().is_ok_and(|h| h == &doc.heads()),
+            "{reloaded:?}"
         );
     }
 }

@@ -10,7 +10,8 @@
 //! - [`codec`]: the one decoder for events from the network;
 //! - [`apply`]: the causal apply step, pure: decode, hold back, apply, attribute, patches;
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
-//! - [`store`]: a replica's sled tree (document, position index, outbox);
+//! - [`store`]: a replica's sled tree (document, position index, outbox), and opening a
+//!   store directory checked against its [`seal`] (what it had made durable);
 //! - [`watch`]: path-scoped, resumable streams of change events;
 //! - [`history`]: the position index, history queries and snapshots;
 //! - [`replica`]: the replica that ties them together;
@@ -58,6 +59,7 @@ pub mod log;
 mod position;
 pub mod presence;
 pub mod replica;
+pub mod seal;
 pub mod store;
 pub mod watch;
 
@@ -73,7 +75,7 @@ mod layers {
 
     /// The engine's modules, lowest first. A module may use only those before it.
     const LAYERS: &[&str] = &[
-        "position", "backoff", "doc", "codec", "log", "apply", "watch", "history", "store",
+        "position", "backoff", "seal", "doc", "codec", "log", "apply", "watch", "history", "store",
         "error", "replica",
     ];
 

@@ -45,6 +45,14 @@ pub enum Error {
         /// Why it failed.
         source: sled::Error,
     },
+    /// The local store is damaged: sled cannot open it (or panicked trying). Nothing was
+    /// changed. The message says what the store's seal knew only it held (writes the log had
+    /// not acknowledged; for an embedded store, the log itself) and how to recover: move the
+    /// directory aside and open again, and a new store rebuilds from the log what the log
+    /// has. A store that opens but lost data is opened instead, with the loss logged and in
+    /// `Replica::stats().store_loss`.
+    #[error(transparent)]
+    DamagedStore(blackboard::store::StoreError),
     /// A value could not be converted to or from the requested type.
     #[error("value at {path} does not fit the requested type: {source}")]
     Type {
@@ -62,4 +70,15 @@ pub enum Error {
     /// An engine operation failed (bad path, storage, log).
     #[error(transparent)]
     Engine(#[from] blackboard::Error),
+}
+
+impl Error {
+    /// The error of opening the store at `path`: sled's own errors (a lock, permissions) as
+    /// [`Error::Store`], damage as [`Error::DamagedStore`].
+    pub(crate) fn opening_store(path: PathBuf, e: blackboard::store::StoreError) -> Self {
+        match e {
+            blackboard::store::StoreError::Sled(source) => Error::Store { path, source },
+            e => Error::DamagedStore(e),
+        }
+    }
 }

@@ -103,7 +103,8 @@ impl Options {
 
     fn open_db(&self) -> Result<sled::Db, Error> {
         let path = self.store_dir();
-        sled::open(&path).map_err(|source| Error::Store { path, source })
+        // Guarded and checked against the store's seal (damage is an error, never a panic).
+        blackboard::store::open_db(&path).map_err(|e| Error::opening_store(path, e))
     }
 
     /// Opens the board on NATS JetStream at `url`, whether or not the server can be reached

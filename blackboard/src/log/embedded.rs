@@ -61,6 +61,10 @@ pub struct EmbeddedLog {
 #[derive(Debug)]
 struct Inner {
     db: sled::Db,
+    /// The store's seal (when the database was opened with `store::open_db`): each
+    /// append records the space's last position in it, so a store that comes back from
+    /// damage with fewer events says so (this log is their only copy).
+    seal: Option<Arc<crate::seal::Seal>>,
     spaces: Mutex<HashMap<SpaceId, Arc<Space>>>,
 }
 
@@ -125,6 +129,7 @@ impl EmbeddedLog {
     pub fn open(db: sled::Db) -> Result<Self, Error> {
         Ok(Self {
             inner: Arc::new(Inner {
+                seal: crate::seal::Seal::of(&db),
                 db,
                 spaces: Mutex::new(HashMap::new()),
             }),
@@ -199,7 +204,14 @@ impl EmbeddedLog {
             doc_key.extend_from_slice(document.as_str().as_bytes());
             batch.insert(doc_key, &last.to_be_bytes());
             s.tree.apply_batch(batch)?;
+            let seal = self.inner.seal.as_ref().map(|seal| {
+                seal.set_log(space.as_str(), last);
+                (seal, seal.snapshot())
+            });
             super::flush_db(&self.inner.db).await?;
+            if let Some((seal, text)) = seal {
+                seal.write(&text);
+            }
             s.last_time
                 .store(time_ms, std::sync::atomic::Ordering::Relaxed);
         }

@@ -20,6 +20,9 @@ use crate::log::Entry;
 use crate::store::RemoteBatch;
 use crate::Error;
 
+/// How many rejected events a summary names (it counts them all).
+const TOLD_EXAMPLES: usize = 8;
+
 /// The most log entries applied under one lock (a local write waits for at most one batch).
 const APPLY_BATCH: usize = 256;
 
@@ -60,9 +63,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
                             }
                         }
                     }
+                    // A chunk that is not full: the stream had nothing more ready, so the
+                    // replica has caught up for now: the moment to sum up what it skipped.
+                    let caught_up = batch.len() < APPLY_BATCH;
                     if !batch.is_empty() {
                         backoff.reset();
                         shared.apply_entries(batch);
+                    }
+                    if caught_up {
+                        shared.tell();
                     }
                     if let Some(e) = failed {
                         warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
@@ -83,7 +92,49 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// What the follow loop has yet to say: bad events skipped and changes held back since it
+/// last summed up.
+#[derive(Debug, Default)]
+pub(crate) struct Told {
+    /// Events rejected up to the last summary.
+    reported: u64,
+    /// The first few events rejected since the last summary: position and why.
+    rejected: Vec<String>,
+    /// Changes held back for missing dependencies since the last summary.
+    held: u64,
+}
+
 impl Shared {
+    /// Says, once, what was skipped or held back since the last time: called when the
+    /// replica has caught up with what the log had ready.
+    fn tell(&self) {
+        let mut st = self.lock();
+        let (space, document) = (&self.config.space, &self.config.document);
+        let total = st.stats.events_rejected;
+        if !st.told.rejected.is_empty() {
+            let count = total - st.told.reported;
+            let examples = std::mem::take(&mut st.told.rejected);
+            let shown = examples.len();
+            warn!(
+                %space, %document, count, total, reasons = %examples.join(" | "),
+                "skipped {count} rejected event(s) of this document's log; they change \
+                 nothing (the first {shown} are named here, every one at debug level)"
+            );
+            st.told.reported = total;
+        }
+        let held = std::mem::take(&mut st.told.held);
+        let waiting = st.core.pending_len();
+        if held > 0 && waiting > 0 {
+            warn!(
+                %space, %document, held, waiting,
+                "holding back {waiting} change(s) whose dependencies the log has not delivered \
+                 (they take effect when those arrive)"
+            );
+        } else if held > 0 {
+            debug!(%space, %document, held, "changes held back for dependencies were released");
+        }
+    }
+
     /// Applies a run of entries from the log under one lock: decode, apply, remember the
     /// position. Their store writes go in one sled batch, committed before anyone is told
     /// (waiters, compaction).
@@ -135,13 +186,20 @@ impl Shared {
                         Err(reload) => warn!(error = %reload, "reloading the replica failed"),
                     }
                 }
-                warn!(
+                // Said once per catch-up with a count (see `tell`): a fresh replica reading
+                // a log with many bad events would otherwise repeat every one on every run.
+                debug!(
                     space = %space,
                     document = %document,
                     seq = entry.seq,
                     reason = %rejected,
                     "rejected event; skipping it"
                 );
+                if st.told.rejected.len() < TOLD_EXAMPLES {
+                    st.told
+                        .rejected
+                        .push(format!("position {}: {rejected}", entry.seq));
+                }
                 st.stats.events_rejected += 1;
                 st.stats.last_rejection = Some(format!("position {}: {rejected}", entry.seq));
                 batch.add(entry.seq, None, None);
@@ -188,6 +246,9 @@ impl Shared {
             st.stats.events_applied += 1;
             st.stored_since_compaction += 1;
             debug!(seq = entry.seq, %hash, ?applied, "applied remote change");
+            if applied == Applied::Pending {
+                st.told.held += 1;
+            }
             batch.add(
                 entry.seq,
                 Some((&hash.0, &envelope.change)),

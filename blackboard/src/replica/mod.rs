@@ -96,6 +96,10 @@ pub struct Stats {
     pub published: u64,
     /// The position of the snapshot this replica started (or recovered) from, if it did.
     pub snapshot_loaded: Option<u64>,
+    /// What the local store lacked when this replica was opened, against what its seal
+    /// remembered (damaged or truncated files): lost unpublished writes, positions read from
+    /// the log again. `None` when nothing was missing (or the store has no seal).
+    pub store_loss: Option<crate::store::Loss>,
 }
 
 /// A handle to a replica. Cheap to clone; the replica stops when the last handle is dropped.
@@ -177,6 +181,9 @@ pub(crate) struct State {
     /// The causal apply step's memory: who made the changes the document holds back for
     /// missing dependencies, to report them when they take effect.
     causal: Causal<Origin>,
+    /// What the follow loop has said so far about bad and held-back events (it says each
+    /// once per catch-up, with a count, not once per event).
+    pub(crate) told: follow::Told,
 }
 
 impl State {
@@ -193,9 +200,21 @@ impl Replica {
     /// here waits for the log.
     pub fn open(log: Arc<dyn EventLog>, db: &sled::Db, config: Config) -> Result<Self, Error> {
         let store = ReplicaStore::open(db, &config.agent, &config.space, &config.document)?;
+        if let Some(loss) = store.loss() {
+            // `store::open_db` logged the whole store's losses; this names the replica's.
+            warn!(%loss, "this replica's store lost data it once held");
+        }
         let core = load_core(&store)?;
         let loaded = store.load()?;
-        let next_outbox = loaded.outbox.last().map_or(1, |e| e.id + 1);
+        // Outbox ids never go back, even once the outbox is drained: the seal counts writes
+        // by them.
+        let next_outbox = loaded
+            .outbox
+            .last()
+            .map_or(0, |e| e.id)
+            .max(store.written())
+            + 1;
+        let store_loss = store.loss().cloned();
         let shared = Arc::new(Shared {
             log,
             store,
@@ -208,11 +227,13 @@ impl Replica {
                 events_since_snapshot: 0,
                 stats: Stats {
                     resumed_from: loaded.position,
+                    store_loss,
                     ..Stats::default()
                 },
                 publish_error: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
+                told: follow::Told::default(),
             }),
             version: watch::channel(0).0,
             outbox_wake: Notify::new(),

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use automerge::ChangeHash;
 use tracing::{debug, info, warn};
 
 use super::{Replica, Shared, State};
@@ -114,7 +115,21 @@ async fn last_position(s: &Shared) -> Result<u64, Error> {
 }
 
 async fn trim(s: &Shared) -> Result<Trimmed, Error> {
-    let snapshot = write(s, true, 0).await?;
+    let (snapshot, heads) = write_checked(s, true, 0).await?;
+    // What is trimmed is gone for good: the snapshot the log holds now must load, with the
+    // heads of the document it was built from, before any event goes. `write` checked the
+    // bytes it built; reading them back from the log checks what readers will get.
+    let (space, document) = (&s.config.space, &s.config.document);
+    let stored = s.log.get_snapshot(space, document).await?;
+    let Some((info, bytes)) = stored else {
+        return Err(unverified(snapshot.seq, "the log holds no snapshot after writing one").into());
+    };
+    // Another replica may have written a newer one meanwhile: its heads are not known here,
+    // so it is checked for loading only.
+    let expected = (info.seq == snapshot.seq).then_some(heads).flatten();
+    tokio::task::spawn_blocking(move || verify(&bytes, expected.as_deref()))
+        .await
+        .map_err(|e| unverified(info.seq, format!("checking it failed: {e}")))??;
     let removed = s
         .log
         .trim(
@@ -137,28 +152,44 @@ async fn trim(s: &Shared) -> Result<Trimmed, Error> {
 /// `fresh_enough` events behind (then returns that). With `trim`, it is marked as the floor
 /// the log is about to be trimmed to, and written whatever is stored.
 async fn write(s: &Shared, trim: bool, fresh_enough: u64) -> Result<SnapshotInfo, Error> {
+    Ok(write_checked(s, trim, fresh_enough).await?.0)
+}
+
+/// [`write`], also returning the heads of the document the snapshot was built from (`None`
+/// when an existing snapshot was returned instead). The snapshot is checked to load back
+/// with those heads before it is uploaded.
+async fn write_checked(
+    s: &Shared,
+    trim: bool,
+    fresh_enough: u64,
+) -> Result<(SnapshotInfo, Option<Vec<ChangeHash>>), Error> {
     let (space, document) = (&s.config.space, &s.config.document);
     let seq = s.store.position()?;
     let existing = s.log.snapshot_info(space, document).await?;
     if let Some(e) = existing {
         if !trim && e.seq.saturating_add(fresh_enough) >= seq {
-            return Ok(e);
+            return Ok((e, None));
         }
     }
     let store = s.store.clone();
-    let snapshot = tokio::task::spawn_blocking(move || -> Result<Snapshot, Error> {
+    let (bytes, heads) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let (saved, changes) = store.document_parts()?;
         let (doc, _) = DocCore::load(saved.as_deref(), changes.iter().map(Vec::as_slice))?;
         let records = store.records(..=seq).collect::<Result<Vec<_>, _>>()?;
-        Ok(Snapshot {
+        let bytes = Snapshot {
             seq,
             records,
             document: doc.save(),
-        })
+        }
+        .encode();
+        // A snapshot that does not load back with the same heads must never be uploaded:
+        // a reader would start from it, and a trim would make it the only copy.
+        let heads = doc.heads();
+        verify(&bytes, Some(&heads))?;
+        Ok((bytes, heads))
     })
     .await
     .map_err(|e| HistoryError::Corrupt(format!("building the snapshot failed: {e}")))??;
-    let bytes = snapshot.encode();
     let carried = existing.map_or(0, |e| e.trimmed_through);
     let info = SnapshotInfo {
         seq,
@@ -169,7 +200,45 @@ async fn write(s: &Shared, trim: bool, fresh_enough: u64) -> Result<SnapshotInfo
         .put_snapshot(space, document, info, bytes.into())
         .await?;
     debug!(%space, %document, seq, size = info.size, "wrote a snapshot");
-    Ok(info)
+    Ok((info, Some(heads)))
+}
+
+/// A snapshot that failed its check, at position `seq`.
+fn unverified(seq: u64, why: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Corrupt(format!(
+        "the snapshot at position {seq} failed its check, so nothing was trimmed: {why}"
+    ))
+}
+
+/// Checks that the encoded snapshot `bytes` decodes, that its document loads, and (when
+/// known) that it has the heads `expected`. Runs automerge's load: call it off the runtime.
+pub(crate) fn verify(bytes: &[u8], expected: Option<&[ChangeHash]>) -> Result<(), HistoryError> {
+    let snapshot = Snapshot::decode(bytes)?;
+    let seq = snapshot.seq;
+    let (doc, _) = DocCore::load(Some(&snapshot.document), [])
+        .map_err(|e| unverified(seq, format!("its document does not load: {e}")))?;
+    if let Some(expected) = expected {
+        let heads = doc.heads();
+        if heads != expected {
+            return Err(unverified(
+                seq,
+                format!(
+                    "it loads with heads {} where the document has {}",
+                    show_heads(&heads),
+                    show_heads(expected)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn show_heads(heads: &[ChangeHash]) -> String {
+    let short: Vec<String> = heads
+        .iter()
+        .map(|h| h.to_string()[..12].to_owned())
+        .collect();
+    format!("[{}]", short.join(", "))
 }
 
 /// Before following the log: a replica with nothing applied starts from the stored snapshot
@@ -314,5 +383,81 @@ pub(super) async fn run_policy(s: Arc<Shared>) {
                 "writing a snapshot failed; will try again after more events"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::Config;
+    use super::*;
+    use crate::log::{EmbeddedLog, EventLog};
+    use crate::store::RemoteBatch;
+
+    #[tokio::test]
+    async fn a_snapshot_that_does_not_load_back_is_never_uploaded_and_nothing_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let mut config = Config::new(
+            "s".parse().unwrap(),
+            "d".parse().unwrap(),
+            "a".parse().unwrap(),
+        );
+        config.snapshots = SnapshotPolicy::manual();
+        let (space, document) = (config.space.clone(), config.document.clone());
+        let replica = Replica::open(log.clone(), &db, config).unwrap();
+        replica.put("/a", json!(1)).await.unwrap();
+        replica.flush().await.unwrap();
+        let last = replica.sync().await.unwrap();
+        // A change automerge would encode differently, stored behind the decoder's back (as
+        // a version without the decoder's check did): the document it is in saves as bytes
+        // that do not load back with the same heads.
+        let bad = crate::codec::readme_example::issue_example();
+        let hash = DocCore::decode_change(&bad.change).unwrap().hash();
+        let mut batch = RemoteBatch::default();
+        batch.add(last, Some((&hash.0, &bad.change)), None);
+        replica.shared().store.commit_remote(batch).unwrap();
+
+        let err = replica.trim().await.unwrap_err();
+        assert!(err.to_string().contains("failed its check"), "{err}");
+        assert!(err.to_string().contains("nothing was trimmed"), "{err}");
+        assert_eq!(log.snapshot_info(&space, &document).await.unwrap(), None);
+        assert_eq!(log.last_seq(&space, &document).await.unwrap(), last);
+        let err = replica.snapshot().await.unwrap_err();
+        assert!(err.to_string().contains("failed its check"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn trimming_checks_the_snapshot_the_log_holds_and_a_good_one_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let mut config = Config::new(
+            "s".parse().unwrap(),
+            "d".parse().unwrap(),
+            "a".parse().unwrap(),
+        );
+        config.snapshots = SnapshotPolicy::manual();
+        let replica = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        for i in 0..5 {
+            replica.put(&format!("/k{i}"), json!(i)).await.unwrap();
+        }
+        replica.flush().await.unwrap();
+        replica.sync().await.unwrap();
+        let trimmed = replica.trim().await.unwrap();
+        assert_eq!(trimmed.removed, 5);
+        let (_, bytes) = log
+            .get_snapshot(&config.space, &config.document)
+            .await
+            .unwrap()
+            .unwrap();
+        verify(&bytes, Some(&replica.heads())).unwrap();
+        // A snapshot with other heads than the document is refused, naming both.
+        let err = verify(&bytes, Some(&[])).unwrap_err();
+        assert!(err.to_string().contains("loads with heads"), "{err}");
     }
 }

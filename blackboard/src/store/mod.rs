@@ -14,11 +14,20 @@
 //! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads);
 //! - `i` + position (u64, big-endian): the position index, one [`Record`] per change seen on
 //!   the log, at the position of its first event;
-//! - `x` + change hash: the position the change is indexed at.
+//! - `x` + change hash: the position the change is indexed at;
+//! - `n`: the highest outbox id ever written (u64, big-endian), which the outbox itself
+//!   forgets once it is drained; the [seal](crate::seal) compares it with what it remembers.
+//!
+//! Stores opened with [`open_db`] are checked against their seal, a file beside the
+//! database that remembers how far the store had got (see [`crate::seal`]); sled's own open and the
+//! reads of that check run inside `catch_unwind`, because sled 0.34 panics on some damaged
+//! files.
 //!
 //! Every write that must stay consistent (a change and its outbox entry, a change and the
 //! position it came from) goes in one atomic sled batch.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,12 +37,38 @@ use bytes::Bytes;
 use crate::history::Record;
 use crate::position::Position;
 
+use crate::seal::{ReplicaMarks, Seal};
+
 /// Errors of the replica store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// sled failed.
     #[error("replica store: {0}")]
     Sled(#[from] sled::Error),
+    /// The store cannot be opened: sled refused or panicked on its files. Nothing was
+    /// changed; the message says what the seal knew was in it and how to recover.
+    #[error(
+        "the local store {} is damaged and cannot be opened: {reason}. {known}To recover, move \
+         the directory aside (keep it for inspection) and open again: a new store rebuilds from \
+         the log whatever the log has.",
+        path.display()
+    )]
+    Unopenable {
+        /// The store directory.
+        path: PathBuf,
+        /// What sled said (or where it panicked).
+        reason: String,
+        /// What the seal says the store held that only it had (may be empty).
+        known: String,
+    },
+    /// Reading the store panicked inside sled (damaged files).
+    #[error("replica store {tree}: reading it failed inside sled (damaged files): {reason}")]
+    Unreadable {
+        /// The tree being read.
+        tree: String,
+        /// Where sled panicked.
+        reason: String,
+    },
     /// Something on disk is not what this version wrote.
     #[error("replica store {tree}: corrupt {what}")]
     Corrupt {
@@ -90,6 +125,13 @@ pub struct ReplicaStore {
     tree: sled::Tree,
     name: String,
     group: Arc<GroupCommit>,
+    /// The seal of the store directory, if it was opened with [`open_db`].
+    seal: Option<Arc<Seal>>,
+    /// The highest outbox id written and the highest acknowledged, for the seal.
+    written: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
+    /// What opening found missing against the seal.
+    loss: Option<Loss>,
 }
 
 /// Group commit: concurrent [`ReplicaStore::flush`] calls share fsyncs. Each call takes a
@@ -146,6 +188,7 @@ pub type DocumentParts = (Option<Vec<u8>>, Vec<Vec<u8>>);
 
 const POSITION: &[u8] = b"p";
 const SNAPSHOT: &[u8] = b"s";
+const WRITTEN: &[u8] = b"n";
 
 fn change_key(hash: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -200,7 +243,9 @@ fn outbox_key(id: u64) -> Vec<u8> {
 }
 
 impl ReplicaStore {
-    /// Opens (or creates) the tree of `agent`'s replica of `space`/`document` in `db`.
+    /// Opens (or creates) the tree of `agent`'s replica of `space`/`document` in `db`. If the
+    /// database was opened with [`open_db`], the tree is compared with the seal: what it
+    /// lacks is in [`loss`](Self::loss).
     pub fn open(
         db: &sled::Db,
         agent: &AgentId,
@@ -208,12 +253,34 @@ impl ReplicaStore {
         document: &DocumentId,
     ) -> Result<Self, StoreError> {
         let name = format!("replica/{agent}/{space}/{document}");
+        let tree = guarded(&name, || db.open_tree(&name))??;
+        let marks = guarded(&name, || replica_marks(&tree))??;
+        let seal = Seal::of(db);
+        let loss = seal
+            .as_ref()
+            .and_then(|s| s.found_replica(&name))
+            .and_then(|found| Loss::of_replica(&name, found, marks));
         Ok(Self {
-            tree: db.open_tree(&name)?,
+            tree,
             db: db.clone(),
             name,
             group: Arc::default(),
+            seal,
+            written: Arc::new(AtomicU64::new(marks.written)),
+            acked: Arc::new(AtomicU64::new(marks.acked)),
+            loss,
         })
+    }
+
+    /// The highest outbox id ever written to this tree (0: none).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// What this tree lacked, when opened, of what its seal says it had held: `None` when it
+    /// had everything (or there was no seal to compare with).
+    pub fn loss(&self) -> Option<&Loss> {
+        self.loss.as_ref()
     }
 
     fn corrupt(&self, what: impl Into<String>) -> StoreError {
@@ -228,8 +295,12 @@ impl ReplicaStore {
         Ok(u64::from_be_bytes(arr))
     }
 
-    /// Reads everything back.
+    /// Reads everything back. A panic inside sled (damaged files) is an error.
     pub fn load(&self) -> Result<Loaded, StoreError> {
+        guarded(&self.name, || self.load_unguarded())?
+    }
+
+    fn load_unguarded(&self) -> Result<Loaded, StoreError> {
         let position = match self.tree.get(POSITION)? {
             Some(v) => self.u64_at(&v, "position")?,
             None => 0,
@@ -294,7 +365,9 @@ impl ReplicaStore {
         entries: impl IntoIterator<Item = LocalEntry<'a>>,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut highest = 0;
         for e in entries {
+            highest = highest.max(e.outbox_id);
             // Message ids are a change hash (64 characters), or a hash and a document for a
             // fork's copies: well under 256 bytes.
             let id = &e.msg_id.as_bytes()[..e.msg_id.len().min(255)];
@@ -305,7 +378,12 @@ impl ReplicaStore {
             batch.insert(change_key(e.hash), e.change);
             batch.insert(outbox_key(e.outbox_id), value);
         }
-        Ok(self.tree.apply_batch(batch)?)
+        let mark = self.written.load(Ordering::SeqCst).max(highest);
+        batch.insert(WRITTEN, &mark.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        // Raised only once sled has the entries, so a flush that reads it covers them.
+        self.written.fetch_max(highest, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Commits the writes of a run of log events in one atomic batch (not yet durable).
@@ -437,6 +515,10 @@ impl ReplicaStore {
     /// that order, a change folded into the snapshot meanwhile is still found (compaction
     /// writes the snapshot and removes the changes in one batch), without locking writers.
     pub fn document_parts(&self) -> Result<DocumentParts, StoreError> {
+        guarded(&self.name, || self.document_parts_unguarded())?
+    }
+
+    fn document_parts_unguarded(&self) -> Result<DocumentParts, StoreError> {
         let changes = self.stored_changes()?;
         let snapshot = self.tree.get(SNAPSHOT)?.map(|v| v.to_vec());
         Ok((snapshot, changes))
@@ -470,10 +552,14 @@ impl ReplicaStore {
     /// Removes acknowledged outbox entries.
     pub fn remove_outbox(&self, ids: impl IntoIterator<Item = u64>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut highest = 0;
         for id in ids {
+            highest = highest.max(id);
             batch.remove(outbox_key(id));
         }
-        Ok(self.tree.apply_batch(batch)?)
+        self.tree.apply_batch(batch)?;
+        self.acked.fetch_max(highest, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Replaces the stored changes that `folded` says are in `snapshot` with the snapshot,
@@ -549,13 +635,265 @@ impl ReplicaStore {
         }
         // Every ticket taken so far was taken after its writes, so this flush covers them.
         let covered = g.tickets.load(Ordering::SeqCst);
+        // The seal's marks are taken before the fsync, so it never claims more than is durable.
+        let seal = match &self.seal {
+            Some(seal) => {
+                let marks = ReplicaMarks {
+                    written: self.written.load(Ordering::SeqCst),
+                    acked: self.acked.load(Ordering::SeqCst),
+                    position: self.position()?,
+                };
+                seal.set_replica(&self.name, marks);
+                Some((seal, seal.snapshot()))
+            }
+            None => None,
+        };
         flush_db(&self.db).await?;
+        if let Some((seal, text)) = seal {
+            seal.write(&text);
+        }
         g.durable.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
 }
 
 pub use crate::log::flush_db;
+
+/// Runs a sled call that may panic on damaged files, turning the panic into an error.
+fn guarded<T>(tree: &str, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| StoreError::Unreadable {
+        tree: tree.to_owned(),
+        reason: panic_text(&*p),
+    })
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .map_or_else(|| "sled panicked".into(), |m| format!("sled panicked: {m}"))
+}
+
+fn u64_of(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// How far a replica tree has got, as it is on disk.
+fn replica_marks(tree: &sled::Tree) -> Result<ReplicaMarks, sled::Error> {
+    let last_outbox = match tree.scan_prefix(b"o").keys().next_back() {
+        Some(k) => u64_of(Some(sled::IVec::from(&k?[1..]))),
+        None => 0,
+    };
+    let written = u64_of(tree.get(WRITTEN)?).max(last_outbox);
+    // What was acknowledged is not on disk (acknowledged entries are removed); everything
+    // before the oldest entry left was, or was never written.
+    let acked = match tree.scan_prefix(b"o").keys().next() {
+        Some(k) => u64_of(Some(sled::IVec::from(&k?[1..]))).saturating_sub(1),
+        None => written,
+    };
+    Ok(ReplicaMarks {
+        written,
+        acked,
+        position: u64_of(tree.get(POSITION)?),
+    })
+}
+
+/// What a store lacked when it was opened, against what its seal remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// The sled tree: `replica/<agent>/<space>/<document>`, or `log/<space>` for an
+    /// embedded log.
+    pub tree: String,
+    /// Local writes that had returned Ok but that the log had not acknowledged, now gone:
+    /// their outbox ids (first, last). They were only in this store.
+    pub unpublished: Option<(u64, u64)>,
+    /// Log positions the replica had applied and no longer has: (first, last). The
+    /// replica reads them from the log again (a log that still has them gives them back).
+    pub reread: Option<(u64, u64)>,
+    /// Events of an embedded log that are gone: (first, last). The store was the log, so
+    /// they were the only copy.
+    pub log_events: Option<(u64, u64)>,
+}
+
+impl Loss {
+    fn of_replica(tree: &str, found: ReplicaMarks, now: ReplicaMarks) -> Option<Loss> {
+        let from = now.written.max(found.acked) + 1;
+        let unpublished = (found.written >= from).then_some((from, found.written));
+        let reread = (found.position > now.position).then_some((now.position + 1, found.position));
+        (unpublished.is_some() || reread.is_some()).then(|| Loss {
+            tree: tree.to_owned(),
+            unpublished,
+            reread,
+            log_events: None,
+        })
+    }
+
+    /// How many local writes that had returned Ok are gone for good.
+    pub fn unpublished_count(&self) -> u64 {
+        self.unpublished.map_or(0, |(a, b)| b + 1 - a)
+    }
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some((a, b)) = self.unpublished {
+            parts.push(format!(
+                "{} local write(s) not yet acknowledged by the log are lost (outbox {a}..={b}): \
+                 they were only in this store",
+                b + 1 - a
+            ));
+        }
+        if let Some((a, b)) = self.reread {
+            parts.push(format!(
+                "log positions {a}..={b} it had applied are gone from the store and are read \
+                 from the log again"
+            ));
+        }
+        if let Some((a, b)) = self.log_events {
+            parts.push(format!(
+                "the embedded log lost events {a}..={b} ({} event(s)): this store was the \
+                 log, the only copy of them, so they cannot be recovered",
+                b + 1 - a
+            ));
+        }
+        write!(f, "{}: {}", self.tree, parts.join("; "))
+    }
+}
+
+/// Opens the sled database of a store directory, guarded and checked: sled's open runs inside
+/// `catch_unwind` (sled 0.34 panics on some damaged files), and what the database holds is
+/// compared with its seal. The rule:
+///
+/// - a store sled cannot open (an error or a panic) is refused with
+///   [`StoreError::Unopenable`], which says what the seal knew only this store held and how to
+///   recover (move it aside; a new store rebuilds from the log);
+/// - a store that opens but holds less than its seal remembers (sled recovers up to the first
+///   damaged record and drops the rest) is opened: what it has is consistent, and the replica
+///   reads from the log whatever the log has. What is gone is logged as an error, appended to
+///   `blackboard.losses` in the directory, and reported by each replica opened on it
+///   ([`ReplicaStore::loss`], `Stats::store_loss`). The seal is then rewritten, so a loss is
+///   reported once.
+pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    open_db_with(dir, |dir| sled::open(dir))
+}
+
+/// [`open_db`] with `open` in place of `sled::open` (tests give one that panics as sled does).
+fn open_db_with(
+    dir: &Path,
+    open: impl FnOnce(&Path) -> sled::Result<sled::Db>,
+) -> Result<sled::Db, StoreError> {
+    let seal = Seal::read(dir);
+    let known = describe_found(&seal);
+    let unopenable = |reason: String| StoreError::Unopenable {
+        path: dir.to_owned(),
+        reason,
+        known: known.clone(),
+    };
+    let db = match catch_unwind(AssertUnwindSafe(|| open(dir))) {
+        Ok(Ok(db)) => db,
+        // A lock held by another process, a missing permission: not damage.
+        Ok(Err(sled::Error::Io(e))) => return Err(StoreError::Sled(sled::Error::Io(e))),
+        Ok(Err(e)) => return Err(unopenable(e.to_string())),
+        Err(p) => return Err(unopenable(panic_text(&*p))),
+    };
+    let losses = match guarded("(all)", || check(&db, &seal)) {
+        Ok(Ok(losses)) => losses,
+        Ok(Err(e)) => return Err(unopenable(e.to_string())),
+        Err(e) => return Err(unopenable(e.to_string())),
+    };
+    if !losses.is_empty() {
+        let report: Vec<String> = losses.iter().map(ToString::to_string).collect();
+        let note = dir.join("blackboard.losses");
+        tracing::error!(
+            store = %dir.display(),
+            losses = %report.join(" | "),
+            record = %note.display(),
+            "the local store is missing data it once held (damaged or truncated files); it was \
+             opened with what it has"
+        );
+        record_losses(&note, &report);
+        // Reported once: the seal now describes what the store has.
+        seal.write(&seal.snapshot());
+    }
+    seal.attach(&db).map_err(StoreError::Sled)?;
+    Ok(db)
+}
+
+/// Compares every tree the seal names with the database; updates the seal's marks to what
+/// the database has where it has less.
+fn check(db: &sled::Db, seal: &Seal) -> Result<Vec<Loss>, sled::Error> {
+    let (replicas, logs) = seal.found_all();
+    let mut losses = Vec::new();
+    for (name, found) in replicas {
+        let now = replica_marks(&db.open_tree(&name)?)?;
+        if let Some(loss) = Loss::of_replica(&name, found, now) {
+            seal.set_replica(&name, now);
+            losses.push(loss);
+        }
+    }
+    for (space, found) in logs {
+        let now = u64_of(db.open_tree(format!("log/{space}"))?.get(b"s")?);
+        if found > now {
+            seal.set_log(&space, now);
+            losses.push(Loss {
+                tree: format!("log/{space}"),
+                unpublished: None,
+                reread: None,
+                log_events: Some((now + 1, found)),
+            });
+        }
+    }
+    Ok(losses)
+}
+
+/// What the seal says only this store held, for the error of a store that cannot be opened.
+fn describe_found(seal: &Seal) -> String {
+    let (replicas, logs) = seal.found_all();
+    let mut parts = Vec::new();
+    for (tree, m) in replicas {
+        if m.written > m.acked {
+            parts.push(format!(
+                "{} local write(s) of {tree} not yet acknowledged by the log (outbox {}..={})",
+                m.written - m.acked,
+                m.acked + 1,
+                m.written
+            ));
+        }
+    }
+    for (space, last) in logs {
+        parts.push(format!(
+            "the embedded log of space {space}, events 1..={last}: this store is that log, \
+             the only copy"
+        ));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "Its seal ({}) says it held what no other copy has: {}. ",
+        seal.path().display(),
+        parts.join("; ")
+    )
+}
+
+fn record_losses(note: &Path, report: &[String]) {
+    use std::io::Write as _;
+    let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let result = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(note)
+        .and_then(|mut f| {
+            report
+                .iter()
+                .try_for_each(|line| writeln!(f, "{when} {line}"))
+        });
+    if let Err(e) = result {
+        tracing::warn!(file = %note.display(), error = %e, "cannot record the store's losses");
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -593,6 +931,71 @@ mod tests {
         assert_eq!(snapshot.as_deref(), Some(&b"snap"[..]));
         assert_eq!(changes, [&b"three"[..]]);
         assert_eq!(s.tree.scan_prefix(b"b").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_store_sled_panics_on_is_refused_naming_what_only_it_held_and_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let s = store(&db);
+            for id in 1..=7 {
+                let hash = [id as u8; 32];
+                s.add_local(&hash, b"change", id, "msg", b"payload")
+                    .unwrap();
+            }
+            s.remove_outbox([1, 2]).unwrap();
+            s.flush().await.unwrap();
+        }
+        let err =
+            open_db_with(dir.path(), |_| panic!("tried to serialize Uninitialized")).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unopenable { .. }), "{text}");
+        assert!(text.contains("tried to serialize Uninitialized"), "{text}");
+        assert!(
+            text.contains(
+                "5 local write(s) of replica/a/s/d not yet acknowledged by the log (outbox 3..=7)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("move the directory aside"), "{text}");
+        // Nothing was changed: the store opens as it was.
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(store(&db).outbox_len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_opens_with_less_than_its_seal_remembers_reports_the_loss_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let s = store(&db);
+            s.add_local(&[1; 32], b"c", 1, "m", b"p").unwrap();
+            s.flush().await.unwrap();
+        }
+        // The seal remembers more than the store has (as after sled dropped a damaged tail).
+        let text = std::fs::read_to_string(dir.path().join(crate::seal::FILE)).unwrap();
+        let body = text[..text.rfind("sum ").unwrap()].replace("written=1", "written=4");
+        let sum = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        std::fs::write(
+            dir.path().join(crate::seal::FILE),
+            format!("{body}sum {sum:016x}\n"),
+        )
+        .unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let loss = store(&db).loss().cloned().expect("a loss is reported");
+            assert_eq!(loss.unpublished, Some((2, 4)));
+            assert_eq!(loss.unpublished_count(), 3);
+            assert!(loss.to_string().contains("only in this store"), "{loss}");
+        }
+        let note = std::fs::read_to_string(dir.path().join("blackboard.losses")).unwrap();
+        assert!(note.contains("outbox 2..=4"), "{note}");
+        // Reported once: the seal now describes the store as it is.
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(store(&db).loss(), None);
     }
 
     #[test]

@@ -1,0 +1,107 @@
+//! `blackboard get` on a damaged embedded `--store` (issue 14 §1): the embedded log is kept
+//! in the same sled database as the replicas, so that store is the only copy of its events.
+//! Whatever the damage, the command does not show part of the document as if it were all of
+//! it without a word: it fails naming the damage, or it says on stderr which events are gone
+//! and that they had no other copy.
+
+use std::path::Path;
+use std::process::Command;
+
+use blackboard_client::Options;
+use serde_json::json;
+
+const KEYS: usize = 60;
+
+fn get(store: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_blackboard"))
+        .env_remove("NATS_URL")
+        .env_remove("NATS_CREDS")
+        .args(["get", "--store"])
+        .arg(store)
+        .args(["--space", "team", "plan", "--json", "--timeout", "20"])
+        .output()
+        .expect("the blackboard binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An embedded store with `KEYS` keys written one change each, as an SDK application writes
+/// it.
+async fn write_store(store: &Path) {
+    let board = Options::new("writer")
+        .unwrap()
+        .store(store)
+        .embedded()
+        .await
+        .unwrap();
+    let doc = board.doc("team", "plan").unwrap();
+    for i in 0..KEYS {
+        doc.put(&format!("/k{i}"), json!(i)).await.unwrap();
+    }
+    doc.flush().await.unwrap();
+    drop(doc);
+    board.close().await.unwrap();
+}
+
+fn delete_snapshots(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("snap.")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+}
+
+/// Truncates the file to half of its written part (sled's files have zeroed room at the end).
+fn truncate_to_half(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(written as u64 / 2).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_on_a_damaged_embedded_store_fails_or_names_the_events_it_lost_as_the_only_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    write_store(&store).await;
+    let (ok, stdout, stderr) = get(&store);
+    assert!(ok, "the undamaged store reads: {stderr}");
+    let whole: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(whole.as_object().unwrap().len(), KEYS);
+
+    delete_snapshots(&store);
+    truncate_to_half(&store.join("db"));
+    let (ok, stdout, stderr) = get(&store);
+    assert!(
+        !stderr.contains("panicked"),
+        "no panic on a damaged store: {stderr}"
+    );
+    if ok {
+        let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let shown = shown.as_object().map_or(0, |m| m.len());
+        // The damage cost events (else this test would prove nothing).
+        assert!(shown < KEYS, "{shown} of {KEYS} keys after the damage");
+        {
+            assert!(
+                stderr.contains("embedded log lost events") && stderr.contains("only copy"),
+                "showing {shown} of {KEYS} keys, stderr must say which events are gone and \
+                 that the store was their only copy: {stderr}"
+            );
+        }
+        eprintln!("OUTCOME opened, showing {shown} of {KEYS} keys; stderr: {stderr}");
+    } else {
+        assert!(
+            stderr.contains("damaged") && stderr.contains("only copy"),
+            "the error names the damage and that the store was the log's only copy: {stderr}"
+        );
+        eprintln!("OUTCOME refused; stderr: {stderr}");
+    }
+}
