@@ -21,6 +21,6 @@
 pub mod connect;
 pub mod demo;
 pub mod mcp;
-pub mod verbs;
 #[cfg(feature = "http")]
 pub mod ui;
+pub mod verbs;

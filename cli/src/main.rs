@@ -1,8 +1,8 @@
 //! The `blackboard` command: a thin clap + tracing shell over `blackboard_cli`.
 
-use blackboard_cli::{demo, mcp, verbs};
 #[cfg(feature = "http")]
 use blackboard_cli::ui;
+use blackboard_cli::{demo, mcp, verbs};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 

@@ -169,13 +169,11 @@ impl Browser {
                 ],
             }),
         );
-        let client = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .context("opening a chromium session through chromedriver")?;
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("opening a chromium session through chromedriver")?;
         Ok(Browser {
             client,
             driver,
@@ -218,7 +216,9 @@ impl Browser {
         let Some(dir) = std::env::var_os("BLACKBOARD_UI_SCREENSHOTS") else {
             return Ok(());
         };
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(dir);
         std::fs::create_dir_all(&dir)?;
         let png = self.client.screenshot().await?;
         std::fs::write(dir.join(format!("{name}.png")), png)?;
@@ -257,14 +257,20 @@ async fn a_put_from_another_process_appears_in_the_tree_within_a_second_highligh
     let _one = ONE_BROWSER.lock().await;
     let setup = Setup::start().await?;
     let browser = Browser::start().await?;
-    browser.open(&setup.page()).await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
     let url = setup.server.url();
     let put = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_blackboard"))
             .env_remove("NATS_URL")
             .env_remove("NATS_CREDS")
             .args(["put", "--nats", &url, "--space", SPACE, "--as", "bob"])
-            .args(["--message", "picked it up", "plan", "/status", r#""reviewing""#])
+            .args([
+                "--message",
+                "picked it up",
+                "plan",
+                "/status",
+                r#""reviewing""#,
+            ])
             .output()
     })
     .await??;
@@ -299,7 +305,10 @@ async fn choosing_an_older_event_in_the_timeline_shows_the_old_value_and_the_dif
     plan.sync().await?;
     let events = plan.history(&HistoryFilter::default())?;
     let first = events[0].record.seq;
-    assert_eq!(plan.at(&At::Seq(first))?.get("/goal")?, Some(json!("ship v1")));
+    assert_eq!(
+        plan.at(&At::Seq(first))?.get("/goal")?,
+        Some(json!("ship v1"))
+    );
 
     let browser = Browser::start().await?;
     browser.open(&format!("{}#doc=plan", setup.page())).await?;
@@ -307,7 +316,9 @@ async fn choosing_an_older_event_in_the_timeline_shows_the_old_value_and_the_dif
         .client
         .wait()
         .at_most(LOAD)
-        .for_element(Locator::Css(&format!(r#"#timeline li[data-seq="{first}"]"#)))
+        .for_element(Locator::Css(&format!(
+            r#"#timeline li[data-seq="{first}"]"#
+        )))
         .await?
         .click()
         .await?;
@@ -354,8 +365,8 @@ async fn blame_on_a_path_names_the_agent_and_the_message() -> anyhow::Result<()>
 }
 
 #[tokio::test]
-async fn a_claim_taken_through_the_sdk_appears_and_disappears_when_released(
-) -> anyhow::Result<()> {
+async fn a_claim_taken_through_the_sdk_appears_and_disappears_when_released() -> anyhow::Result<()>
+{
     let _one = ONE_BROWSER.lock().await;
     let setup = Setup::start().await?;
     let browser = Browser::start().await?;
