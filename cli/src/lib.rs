@@ -8,6 +8,8 @@
 //! - [`verbs`]: `ls`, `get`, `put`, `watch`, `history`, `show`, `diff`, `blame`,
 //!   `snapshot`, `replay`;
 //! - [`demo`]: several agents editing one document at once;
+//! - [`ui`]: `blackboard ui`, a live web view of a space (the `http` feature), with
+//!   [`ui::serve`];
 //! - [`mcp`]: the MCP server, with [`mcp::serve`], the streamable HTTP transport as a
 //!   function of a bound listener and a shutdown future.
 //!
@@ -19,4 +21,6 @@
 pub mod connect;
 pub mod demo;
 pub mod mcp;
+#[cfg(feature = "http")]
+pub mod ui;
 pub mod verbs;

@@ -1,5 +1,7 @@
 //! The `blackboard` command: a thin clap + tracing shell over `blackboard_cli`.
 
+#[cfg(feature = "http")]
+use blackboard_cli::ui;
 use blackboard_cli::{demo, mcp, verbs};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -75,6 +77,13 @@ enum Command {
     /// Serve the board to AI agents over the Model Context Protocol (stdio, or --http),
     /// acting as one agent.
     Mcp(mcp::Args),
+    /// Serve a live web view of a space: its documents, changes as they happen (who and
+    /// why), the timeline with the document at any event, blame, presence and claims.
+    ///
+    /// Prints the page's URL with its access token (http://127.0.0.1:8080/?token=...);
+    /// every request must carry the token. Listens on loopback unless --addr says otherwise.
+    #[cfg(feature = "http")]
+    Ui(ui::Args),
 }
 
 #[tokio::main]
@@ -101,6 +110,8 @@ async fn main() -> std::process::ExitCode {
         Command::Snapshot(args) => verbs::snapshot::run(args).await,
         Command::Replay(args) => verbs::replay::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
+        #[cfg(feature = "http")]
+        Command::Ui(args) => ui::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

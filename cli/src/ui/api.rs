@@ -1,0 +1,288 @@
+//! The JSON API the page reads. Every read of a document first waits until its replica has
+//! every event the log holds (bounded by the site's timeout), so the page shows the log, not
+//! a replica that is still catching up.
+
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use blackboard_client::{At, Doc, DocumentId, HistoryEvent, HistoryFilter, Patch};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::events::Present;
+use super::Site;
+
+/// The most events one timeline page holds.
+const MAX_PAGE: usize = 500;
+
+/// Why an API request failed; the page shows the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request named something malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request named something that is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The log did not deliver in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The board failed.
+    #[error(transparent)]
+    Board(#[from] blackboard_client::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Board(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+impl Site {
+    /// The document `name`, caught up with the log.
+    async fn doc(&self, name: &str) -> Result<Doc, ApiError> {
+        let id: DocumentId = name
+            .parse()
+            .map_err(|e| ApiError::BadRequest(format!("document {name:?}: {e}")))?;
+        let doc = self.board.doc(self.space.as_str(), id.as_str())?;
+        match tokio::time::timeout(self.timeout, doc.sync()).await {
+            Ok(done) => {
+                done?;
+            }
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "the log did not deliver {}/{name} within {:?}",
+                    self.space, self.timeout
+                )))
+            }
+        }
+        Ok(doc)
+    }
+}
+
+/// A document of the space in the list.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// Its id.
+    pub document: String,
+    /// How many events the log holds for it.
+    pub events: u64,
+    /// Its last change this server has applied, if any.
+    pub last: Option<HistoryEvent>,
+}
+
+/// `GET /api/documents`: the space's documents, with event counts and their last change.
+pub async fn documents(State(site): State<Arc<Site>>) -> Answer<Value> {
+    let listed = site.board.list_documents(site.space.as_str()).await?;
+    let mut out = Vec::with_capacity(listed.len());
+    for summary in listed {
+        // The space watch keeps a replica of every document open, so this reads memory.
+        let doc = site
+            .board
+            .doc(site.space.as_str(), summary.document.as_str())?;
+        out.push(Listed {
+            document: summary.document.to_string(),
+            events: summary.events,
+            last: last_event(&doc)?,
+        });
+    }
+    Ok(Json(json!({
+        "space": site.space.to_string(),
+        "documents": out,
+    })))
+}
+
+/// The last event `doc`'s replica has applied.
+fn last_event(doc: &Doc) -> Result<Option<HistoryEvent>, ApiError> {
+    let seq = doc.position().seq;
+    if seq == 0 {
+        return Ok(None);
+    }
+    Ok(doc
+        .history(&HistoryFilter {
+            after: Some(At::Seq(seq - 1)),
+            ..Default::default()
+        })?
+        .pop())
+}
+
+/// `GET /api/doc/{doc}`: the document now.
+pub async fn document(
+    State(site): State<Arc<Site>>,
+    UrlPath(name): UrlPath<String>,
+) -> Answer<Value> {
+    let doc = site.doc(&name).await?;
+    Ok(Json(json!({
+        "document": name,
+        "seq": doc.position().seq,
+        "json": doc.to_json(),
+    })))
+}
+
+/// A timeline page's bounds.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    /// Only events before this position (exclusive); the newest when absent.
+    pub before: Option<u64>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/doc/{doc}/timeline?before=SEQ&limit=N`: a page of events, newest first, and
+/// `next`, the `before` of the page after it (`null` at the first event).
+///
+/// A page is read from a window of positions below `before` that grows until it holds
+/// enough events, so a page of a long history reads about a page of records, not all of
+/// them (positions are the space's, shared by its documents, so a window may hold few).
+pub async fn timeline(
+    State(site): State<Arc<Site>>,
+    UrlPath(name): UrlPath<String>,
+    Query(page): Query<Page>,
+) -> Answer<Value> {
+    let doc = site.doc(&name).await?;
+    let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let position = doc.position().seq;
+    let top = match page.before {
+        Some(b) => b.saturating_sub(1).min(position),
+        None => position,
+    };
+    let mut span = u64::try_from(limit).unwrap_or(u64::MAX).saturating_mul(4);
+    let events = loop {
+        let floor = top.saturating_sub(span);
+        let events = doc.history(&HistoryFilter {
+            after: (floor > 0).then_some(At::Seq(floor)),
+            until: Some(At::Seq(top)),
+            ..Default::default()
+        })?;
+        if events.len() > limit || floor == 0 {
+            break events;
+        }
+        span = span.saturating_mul(4);
+    };
+    // One more than a page was read when there is one: that says whether a next page exists.
+    let more = events.len() > limit;
+    let newest: Vec<HistoryEvent> = events.into_iter().rev().take(limit).collect();
+    let next = if more {
+        newest.last().map(|e| e.record.seq)
+    } else {
+        None
+    };
+    Ok(Json(json!({ "events": newest, "next": next })))
+}
+
+/// `GET /api/doc/{doc}/at/{seq}`: the document as it was right after the event at `seq`, the
+/// event, and the diff from the moment before it.
+pub async fn at(
+    State(site): State<Arc<Site>>,
+    UrlPath((name, seq)): UrlPath<(String, u64)>,
+) -> Answer<Value> {
+    let doc = site.doc(&name).await?;
+    if seq == 0 || seq > doc.position().seq {
+        return Err(ApiError::NotFound(format!(
+            "{name} has no event at position {seq}"
+        )));
+    }
+    let event = doc
+        .history(&HistoryFilter {
+            after: Some(At::Seq(seq - 1)),
+            until: Some(At::Seq(seq)),
+            ..Default::default()
+        })?
+        .pop();
+    let view = doc.at(&At::Seq(seq))?;
+    let diff = doc.diff(&At::Seq(seq - 1), &At::Seq(seq))?;
+    Ok(Json(json!({
+        "seq": seq,
+        "event": event,
+        "json": view.to_json(),
+        "diff": diff,
+    })))
+}
+
+/// A diff's two ends.
+#[derive(Debug, Deserialize)]
+pub struct Range {
+    /// From here (a position, a time or heads).
+    pub from: String,
+    /// To here.
+    pub to: String,
+}
+
+/// `GET /api/doc/{doc}/diff?from=A&to=B`: the patches from `from` to `to`.
+pub async fn diff(
+    State(site): State<Arc<Site>>,
+    UrlPath(name): UrlPath<String>,
+    Query(range): Query<Range>,
+) -> Answer<Value> {
+    let parse = |s: &str| {
+        s.parse::<At>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    };
+    let (from, to) = (parse(&range.from)?, parse(&range.to)?);
+    let doc = site.doc(&name).await?;
+    let patches: Vec<Patch> = doc.diff(&from, &to)?;
+    Ok(Json(
+        json!({ "from": range.from, "to": range.to, "diff": patches }),
+    ))
+}
+
+/// Which path to blame.
+#[derive(Debug, Deserialize)]
+pub struct BlamePath {
+    /// The path (`/tasks/7/status`).
+    pub path: String,
+}
+
+/// `GET /api/doc/{doc}/blame?path=P`: who wrote the value at `path`, when and why (per run
+/// of characters for text).
+pub async fn blame(
+    State(site): State<Arc<Site>>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<BlamePath>,
+) -> Answer<Value> {
+    let doc = site.doc(&name).await?;
+    match doc.blame(&q.path)? {
+        Some(b) => Ok(Json(serde_json::to_value(&b).unwrap_or(Value::Null))),
+        None => Err(ApiError::NotFound(format!(
+            "{name} has no value at {}",
+            q.path
+        ))),
+    }
+}
+
+/// Whose presence to list.
+#[derive(Debug, Deserialize)]
+pub struct Place {
+    /// A document; the whole space when absent.
+    pub doc: Option<String>,
+}
+
+/// `GET /api/presence?doc=D`: the agents present on a document (or in the space) now.
+pub async fn presence(State(site): State<Arc<Site>>, Query(place): Query<Place>) -> Answer<Value> {
+    let Some(name) = place.doc else {
+        return Ok(Json(json!({ "members": site.hub.present() })));
+    };
+    let id: DocumentId = name
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("document {name:?}: {e}")))?;
+    let members = site
+        .board
+        .presence(site.space.as_str(), Some(id.as_str()))
+        .await?
+        .members()
+        .await
+        .map_err(blackboard_client::Error::from)?;
+    let members: Vec<Present> = members.iter().map(Present::of).collect();
+    Ok(Json(json!({ "document": name, "members": members })))
+}

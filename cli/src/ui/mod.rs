@@ -1,0 +1,205 @@
+//! `blackboard ui`: a live web view of one space of the board, for the people who run a team
+//! of agents: its documents, each document's JSON tree with the changes highlighted as they
+//! arrive (agent and message), the timeline of events with the document as it was at each
+//! one and the diff to the one before, blame for a path, and who is present and which claims
+//! are held.
+//!
+//! One file per job:
+//! - [`server`]: the routes, the access guard (a bearer token, and a DNS-rebinding guard on
+//!   the Host and Origin headers) and [`serve`];
+//! - [`events`]: the live event stream (server-sent events): the space's changes, its claims
+//!   and its presence, watched once and fanned out to every open page;
+//! - [`api`]: the JSON API the page reads (documents, a document, its timeline, `at`, diff,
+//!   blame, presence);
+//! - [`assets`]: the page, hand-written HTML, CSS and JavaScript embedded in the binary.
+
+pub mod api;
+pub mod assets;
+pub mod events;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use blackboard_client::{AgentId, SpaceId};
+
+use crate::connect::{self, BoardArgs, Missing};
+use crate::verbs::Usage;
+
+pub use server::serve;
+
+/// The environment variable the access token is read from when `--token` is not given.
+pub const TOKEN_ENV: &str = "BLACKBOARD_UI_TOKEN";
+
+/// `blackboard ui`: serve a live web view of a space.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Where the board is: --nats URL (or $NATS_URL), or --store DIR for the embedded log in
+    /// DIR (which only one process can open at a time).
+    #[command(flatten)]
+    pub board: BoardArgs,
+    /// The space to show.
+    #[arg(long, default_value = "demo")]
+    pub space: SpaceId,
+    /// The address to listen on. Loopback by default: the page shows everything on the
+    /// board to whoever holds the token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The access token every request must carry (`?token=` or `Authorization: Bearer`).
+    /// Default: $BLACKBOARD_UI_TOKEN, or a random one, printed in the page's URL.
+    #[arg(long, value_name = "TOKEN", env = TOKEN_ENV, hide_env_values = true)]
+    pub token: Option<String>,
+    /// How long a read waits for the log to deliver a document's events, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+}
+
+/// The space as the page sees it: the SDK board (one live replica per document), the space's
+/// watches fanned out to the open pages, and the access token. Start it with
+/// [`Site::start`], serve it with [`serve`], then [`Site::close`] it.
+#[derive(Debug)]
+pub struct Site {
+    board: blackboard_client::Board,
+    space: SpaceId,
+    token: String,
+    timeout: Duration,
+    hub: events::Hub,
+}
+
+impl Site {
+    /// Starts watching `space` on `board` (its changes, claims and presence) for the pages
+    /// that will open. `token` is what every request must carry; see [`new_token`].
+    pub async fn start(
+        board: blackboard_client::Board,
+        space: SpaceId,
+        token: String,
+        timeout: Duration,
+    ) -> anyhow::Result<Arc<Site>> {
+        check_token(&token)?;
+        let hub = events::Hub::start(&board, &space).await?;
+        Ok(Arc::new(Site {
+            board,
+            space,
+            token,
+            timeout,
+            hub,
+        }))
+    }
+
+    /// The token requests must carry.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The space shown.
+    pub fn space(&self) -> &SpaceId {
+        &self.space
+    }
+
+    /// Whether `given` is the token, compared in constant time so the answer's timing does
+    /// not tell how much of a guess was right.
+    pub fn token_matches(&self, given: &str) -> bool {
+        let (a, b) = (self.token.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Stops the watches and ends the open event streams, so a graceful shutdown does not
+    /// wait for pages that never hang up.
+    pub fn close(&self) {
+        self.hub.stop();
+    }
+}
+
+/// A fresh random token: 32 hex digits (128 bits).
+pub fn new_token() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A token must be long enough not to be guessed and travel in a URL unescaped.
+fn check_token(token: &str) -> Result<(), Usage> {
+    let url_safe = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if token.len() < 16 || !url_safe {
+        return Err(Usage(format!(
+            "the token must be at least 16 characters of A-Z a-z 0-9 - . _ ~ (it travels in \
+             the page's URL); got {} characters",
+            token.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Serves the page until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => new_token(),
+    };
+    check_token(&token)?;
+    let log = args.board.required_log()?;
+    let agent: AgentId = "ui".parse().context("the ui's agent id")?;
+    let connected = connect::open(&args.board, log, &agent, Missing::Refuse, "ui", |o| o).await?;
+    let site = Site::start(
+        connected.board.clone(),
+        args.space.clone(),
+        token,
+        Duration::from_secs(args.timeout),
+    )
+    .await
+    .with_context(|| format!("watching space {} on {}", args.space, connected.place()))?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    // On stdout, so a script can read the URL (and the port of --addr 127.0.0.1:0).
+    println!("blackboard ui: http://{local}/?token={}", site.token());
+    let result = serve(site.clone(), listener, terminated())
+        .await
+        .context("serving HTTP");
+    site.close();
+    connected.close().await?;
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_url_safe_and_short_ones_are_refused() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(check_token(&a).is_ok());
+        assert!(check_token("short").is_err());
+        assert!(check_token("has spaces in it, 16+").is_err());
+    }
+}

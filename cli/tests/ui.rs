@@ -1,0 +1,445 @@
+//! `blackboard ui` in a real browser: Debian's chromium, driven through chromedriver
+//! (WebDriver) by fantoccini, against a real nats-server. `scripts/test` installs chromium
+//! and chromium-driver when chromedriver is missing.
+//!
+//! With `BLACKBOARD_UI_SCREENSHOTS=docs/ui` (a directory, relative to the workspace root)
+//! the tests save screenshots of the page there; the README shows them.
+
+#![cfg(feature = "http")]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use blackboard_cli::ui;
+use blackboard_client::{At, Board, HistoryFilter, Options};
+use blackboard_tests::NatsServer;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The space the tests show.
+const SPACE: &str = "team";
+/// How long a WebDriver wait may take for something the page loads at once.
+const LOAD: Duration = Duration::from_secs(10);
+
+/// One browser at a time: each chromium takes a core while it starts, and the machine has
+/// few.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A nats-server, a writer agent (alice) with two documents, and `blackboard ui`'s site
+/// serving the space on a free loopback port.
+struct Setup {
+    server: NatsServer,
+    alice: Board,
+    site: Arc<ui::Site>,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl Setup {
+    /// alice writes `plan` (/goal twice, each with a message) and `notes`, then the site
+    /// starts.
+    async fn start() -> anyhow::Result<Setup> {
+        let server = NatsServer::start().await?;
+        let (alice_dir, ui_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let alice = Options::new("alice")?
+            .store(alice_dir.path())
+            .connect(&server.url())
+            .await?;
+        let plan = alice.doc(SPACE, "plan")?;
+        plan.put_with_message("/goal", json!("ship v1"), "first idea")
+            .await?;
+        plan.put_with_message("/goal", json!("ship v2"), "rethought")
+            .await?;
+        plan.flush().await?;
+        let notes = alice.doc(SPACE, "notes")?;
+        notes.put("/todo", json!(["write the docs"])).await?;
+        notes.flush().await?;
+
+        let viewer = Options::new("ui")?
+            .store(ui_dir.path())
+            .connect(&server.url())
+            .await?;
+        let site = ui::Site::start(
+            viewer,
+            SPACE.parse()?,
+            ui::new_token(),
+            Duration::from_secs(10),
+        )
+        .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(ui::serve(site.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Setup {
+            server,
+            alice,
+            site,
+            addr,
+            stop: Some(stop),
+            served,
+            _dirs: [alice_dir, ui_dir],
+        })
+    }
+
+    /// The URL `blackboard ui` would print.
+    fn page(&self) -> String {
+        format!("http://{}/?token={}", self.addr, self.site.token())
+    }
+
+    /// Stops the server; it must end although a page still has its event stream open.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(LOAD, &mut self.served)
+            .await
+            .context("the server did not stop with a page open")???;
+        Ok(())
+    }
+}
+
+/// chromedriver on a free port and a headless chromium session through it.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Starts chromedriver on `port` and waits for it to say it is listening.
+fn start_driver(port: u16) -> anyhow::Result<Child> {
+    let mut driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context(
+            "starting chromedriver: install Debian's chromium and chromium-driver \
+             (scripts/test does when chromedriver is missing)",
+        )?;
+    let stdout = driver.stdout.take().context("chromedriver's stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line.contains("started successfully") {
+            return Ok(driver);
+        }
+    }
+    let _ = driver.kill();
+    bail!("chromedriver exited without starting")
+}
+
+impl Browser {
+    async fn start() -> anyhow::Result<Browser> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let driver = tokio::task::spawn_blocking(move || start_driver(port)).await??;
+        let profile = tempfile::tempdir()?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    // Without these chromium keeps calling home, which floods a closed network.
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1400,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("opening a chromium session through chromedriver")?;
+        Ok(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Opens the page and waits until its event stream is live and a document is shown.
+    async fn open(&self, url: &str) -> anyhow::Result<()> {
+        self.client.goto(url).await?;
+        self.client
+            .wait()
+            .at_most(LOAD)
+            .for_element(Locator::Css("#status.live"))
+            .await
+            .context("the page's event stream did not go live")?;
+        self.client
+            .wait()
+            .at_most(LOAD)
+            .for_element(Locator::Css("#tree [data-path]"))
+            .await
+            .context("the page showed no document")?;
+        Ok(())
+    }
+
+    /// Waits for the element `css` and returns its text.
+    async fn text_of(&self, css: &str, within: Duration) -> anyhow::Result<String> {
+        let element = self
+            .client
+            .wait()
+            .at_most(within)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting for {css}"))?;
+        Ok(element.text().await?)
+    }
+
+    /// Saves a screenshot as NAME.png when BLACKBOARD_UI_SCREENSHOTS names a directory.
+    async fn screenshot(&self, name: &str) -> anyhow::Result<()> {
+        let Some(dir) = std::env::var_os("BLACKBOARD_UI_SCREENSHOTS") else {
+            return Ok(());
+        };
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(dir);
+        std::fs::create_dir_all(&dir)?;
+        let png = self.client.screenshot().await?;
+        std::fs::write(dir.join(format!("{name}.png")), png)?;
+        Ok(())
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.client.clone().close().await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_page_lists_the_documents_of_a_space() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&setup.page()).await?;
+    let plan = browser
+        .text_of(r#"#documents li[data-doc="plan"]"#, LOAD)
+        .await?;
+    assert!(plan.contains("2 events"), "{plan}");
+    assert!(plan.contains("alice: rethought"), "{plan}");
+    let notes = browser
+        .text_of(r#"#documents li[data-doc="notes"]"#, LOAD)
+        .await?;
+    assert!(notes.contains("1 event"), "{notes}");
+    browser.screenshot("documents").await?;
+    browser.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn a_put_from_another_process_appears_in_the_tree_within_a_second_highlighted_with_its_agent(
+) -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    let url = setup.server.url();
+    let put = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_blackboard"))
+            .env_remove("NATS_URL")
+            .env_remove("NATS_CREDS")
+            .args(["put", "--nats", &url, "--space", SPACE, "--as", "bob"])
+            .args([
+                "--message",
+                "picked it up",
+                "plan",
+                "/status",
+                r#""reviewing""#,
+            ])
+            .output()
+    })
+    .await??;
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    // `put` returns once the log has the change: from then on the page has a second.
+    let acknowledged = Instant::now();
+    let changed = browser
+        .text_of(
+            r#"#tree [data-path="/status"].changed"#,
+            Duration::from_secs(1),
+        )
+        .await?;
+    let took = acknowledged.elapsed();
+    assert!(changed.contains("reviewing"), "{changed}");
+    assert!(changed.contains("bob: picked it up"), "{changed}");
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    browser.screenshot("live-change").await?;
+    browser.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn choosing_an_older_event_in_the_timeline_shows_the_old_value_and_the_diff_names_the_changed_path(
+) -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let plan = setup.alice.doc(SPACE, "plan")?;
+    plan.sync().await?;
+    let events = plan.history(&HistoryFilter::default())?;
+    let first = events[0].record.seq;
+    assert_eq!(
+        plan.at(&At::Seq(first))?.get("/goal")?,
+        Some(json!("ship v1"))
+    );
+
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(Locator::Css(&format!(
+            r#"#timeline li[data-seq="{first}"]"#
+        )))
+        .await?
+        .click()
+        .await?;
+    let old = browser
+        .text_of(&format!(r#"#at-json[data-seq="{first}"]"#), LOAD)
+        .await?;
+    assert!(old.contains("ship v1"), "{old}");
+    assert!(!old.contains("ship v2"), "{old}");
+    let diff = browser.text_of("#diff", LOAD).await?;
+    assert!(diff.contains("/goal"), "{diff}");
+    browser
+        .client
+        .find(Locator::Css(r#"#diff li[data-path="/goal"]"#))
+        .await
+        .context("the diff has a line for /goal")?;
+    browser.screenshot("timeline").await?;
+    browser.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn blame_on_a_path_names_the_agent_and_the_message() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    let input = browser.client.find(Locator::Css("#blame-path")).await?;
+    input.clear().await?;
+    input.send_keys("/goal").await?;
+    browser
+        .client
+        .find(Locator::Css("#blame-go"))
+        .await?
+        .click()
+        .await?;
+    let blamed = browser
+        .text_of(r#"#blame .blamed[data-path="/goal"]"#, LOAD)
+        .await?;
+    assert!(blamed.contains("alice"), "{blamed}");
+    assert!(blamed.contains("rethought"), "{blamed}");
+    browser.screenshot("blame").await?;
+    browser.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn a_claim_taken_through_the_sdk_appears_and_disappears_when_released() -> anyhow::Result<()>
+{
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&setup.page()).await?;
+    browser.text_of("#claims li.muted", LOAD).await?;
+
+    let claims = setup.alice.claims(SPACE).await?;
+    let claim = claims.claim("task-7", Duration::from_secs(60)).await?;
+    let held = browser
+        .text_of(r#"#claims li[data-resource="task-7"]"#, LOAD)
+        .await?;
+    assert!(held.contains("alice"), "{held}");
+    assert!(held.contains(&format!("token {}", claim.token)), "{held}");
+    browser.screenshot("claims").await?;
+
+    claims.release(claim).await?;
+    let none = browser.text_of("#claims li.muted", LOAD).await?;
+    assert_eq!(none, "none held");
+    assert!(browser
+        .client
+        .find(Locator::Css(r#"#claims li[data-resource="task-7"]"#))
+        .await
+        .is_err());
+    browser.close().await?;
+    setup.stop().await
+}
+
+/// A plain HTTP/1.1 GET: the status code and the headers and body.
+async fn http_get(
+    addr: std::net::SocketAddr,
+    target: &str,
+    host: &str,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    // The event stream never ends: its head is enough.
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(LOAD, stream.read(&mut buf)).await??;
+        answer.extend_from_slice(&buf[..n]);
+        if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    Ok((status, text))
+}
+
+#[tokio::test]
+async fn without_the_token_the_page_and_the_event_stream_are_refused() -> anyhow::Result<()> {
+    let setup = Setup::start().await?;
+    let (addr, host) = (setup.addr, setup.addr.to_string());
+    let token = setup.site.token().to_owned();
+    for target in ["/", "/api/events", "/api/documents", "/api/doc/plan"] {
+        let (status, _) = http_get(addr, target, &host).await?;
+        assert_eq!(status, 401, "{target} without a token");
+        let (status, _) = http_get(addr, &format!("{target}?token=not-the-token"), &host).await?;
+        assert_eq!(status, 401, "{target} with a wrong token");
+        // A page of another site whose name resolves to loopback (DNS rebinding).
+        let (status, _) = http_get(addr, target, "evil.example:80").await?;
+        assert_eq!(status, 403, "{target} for another host");
+    }
+    let (status, page) = http_get(addr, &format!("/?token={token}"), &host).await?;
+    assert_eq!(status, 200, "{page}");
+    let (status, events) = http_get(addr, &format!("/api/events?token={token}"), &host).await?;
+    assert_eq!(status, 200, "{events}");
+    assert!(events.contains("text/event-stream"), "{events}");
+    setup.stop().await
+}
