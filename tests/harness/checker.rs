@@ -1,11 +1,10 @@
 //! Accounting for every written change in the fault tests.
 //!
-//! Every change a fault test writes carries a unique **tag**: it sets the root key
-//! `tag:<tag>` to `true` and records the tag as the change's message. (The keys are at the
-//! root, which every replica has, rather than in a `/tags` map: agents that each create
-//! `/tags` before seeing the others' make concurrent maps under one key, and automerge
-//! shows only the winner's, so the losers' first tags would look lost although every
-//! event is there.) A writer remembers each tag whose
+//! Every change a fault test writes carries a unique **tag**: it sets `/tags/<tag>` to `true`
+//! in one map all the agents share, and records the tag as the change's message. The agents
+//! create `/tags` concurrently, each before seeing the others' writes; the container recipe
+//! makes that one map (an earlier version of the engine made one map per agent, and all but
+//! one agent's first tags vanished from view). A writer remembers each tag whose
 //! write returned Ok (acknowledged). The [`check`] then accounts for every acknowledged tag:
 //! is its event on the stream (read straight from JetStream and decoded with
 //! `codec::decode_event`, the replicas' own decoder), and does every replica hold it?
@@ -14,37 +13,33 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use anyhow::Context as _;
+use blackboard::doc::containers;
 use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
 use blackboard::schemas::{DocumentId, SpaceId};
 use blackboard_client::Doc;
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
 
-/// The prefix of a tag's root key.
-pub const TAG_KEY_PREFIX: &str = "tag:";
+/// The map every tag is a key of.
+pub const TAGS: &str = "tags";
 
-/// Writes one tagged change to `doc`: `/tag:<tag>` = `true`, with `tag` as its message.
+/// Writes one tagged change to `doc`: `/tags/<tag>` = `true`, with `tag` as its message.
 /// Returns once the change is durable locally (see `Doc::put`).
 ///
 /// # Errors
 ///
 /// When the write fails; the tag is then not acknowledged.
 pub async fn write_tag(doc: &Doc, tag: &str) -> Result<(), blackboard_client::Error> {
-    doc.put_with_message(&format!("/{TAG_KEY_PREFIX}{tag}"), json!(true), tag)
+    doc.put_with_message(&format!("/{TAGS}/{tag}"), json!(true), tag)
         .await?;
     Ok(())
 }
 
 /// The tags a replica's document holds.
 pub fn replica_tags(document: &Json) -> BTreeSet<String> {
-    document
+    document[TAGS]
         .as_object()
-        .map(|root| {
-            root.keys()
-                .filter_map(|k| k.strip_prefix(TAG_KEY_PREFIX))
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|tags| tags.keys().cloned().collect())
         .unwrap_or_default()
 }
 
@@ -53,8 +48,10 @@ pub fn replica_tags(document: &Json) -> BTreeSet<String> {
 pub struct StreamRead {
     /// `(stream sequence, tag)` of every tagged event.
     pub events: Vec<(u64, String)>,
-    /// Events without a tag (or that did not decode).
+    /// Events without a tag (or that did not decode), container creations left out.
     pub untagged: usize,
+    /// Container creations (the container recipe's changes, such as the one making `/tags`).
+    pub creations: usize,
 }
 
 impl StreamRead {
@@ -82,6 +79,7 @@ impl StreamRead {
                 .cloned()
                 .collect(),
             untagged: self.untagged,
+            creations: self.creations,
         }
     }
 }
@@ -111,6 +109,9 @@ pub async fn read_stream(
         match blackboard::codec::decode_event(&space, &document, &entry.payload) {
             Ok(event) => match event.envelope.message {
                 Some(tag) => read.events.push((entry.seq, tag)),
+                None if containers::generation_of(event.change.actor_id()).is_some() => {
+                    read.creations += 1
+                }
                 None => read.untagged += 1,
             },
             Err(_) => read.untagged += 1,
@@ -214,6 +215,7 @@ mod tests {
         let stream = StreamRead {
             events: vec![(1, "a".into()), (2, "b".into()), (3, "b".into())],
             untagged: 0,
+            creations: 0,
         };
         let replicas = vec![
             ("r1".to_owned(), set(&["a", "b", "c"])),
@@ -234,7 +236,7 @@ mod tests {
 
     #[test]
     fn replica_tags_reads_the_tag_map() {
-        let doc = json!({"tag:x": true, "tag:y": true, "other": 1});
+        let doc = json!({"tags": {"x": true, "y": true}, "other": 1});
         assert_eq!(replica_tags(&doc), set(&["x", "y"]));
         assert_eq!(replica_tags(&json!({})), set(&[]));
     }

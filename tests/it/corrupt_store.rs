@@ -111,6 +111,9 @@ async fn run(server: &mut NatsServer, how: Damage, space: &str) -> String {
         for i in 0..ONLINE {
             doc.put(&format!("/online/{i}"), json!(i)).await.unwrap();
         }
+        // The map the offline writes go into exists and is on the log, so each offline write
+        // is exactly one change (a first write into it would also create it: one more).
+        doc.put("/offline/ready", json!(true)).await.unwrap();
         within("the online writes to be acknowledged", doc.flush())
             .await
             .unwrap();

@@ -247,6 +247,15 @@ async fn killing_the_server_again_and_again_loses_no_acknowledged_change() {
     // is not in this test: every write returned Ok).
     assert_eq!(read.tags(), acked);
     assert_eq!(read.untagged, 0);
+    // The four agents each created /tags before seeing the others' writes: the container
+    // recipe made that one change (same hash, same message id), so the log's duplicate
+    // window keeps one copy; a copy stored again across a server restart would be harmless
+    // (applying is idempotent), so up to one per agent is allowed.
+    assert!(
+        (1..=4).contains(&read.creations),
+        "creations of /tags on the stream: {}",
+        read.creations
+    );
     drop(boards);
 }
 
