@@ -22,5 +22,7 @@ pub mod connect;
 pub mod demo;
 pub mod mcp;
 #[cfg(feature = "http")]
+pub mod shutdown;
+#[cfg(feature = "http")]
 pub mod ui;
 pub mod verbs;

@@ -7,16 +7,12 @@
 use automerge::ChangeHash;
 use blackboard_schemas::MAX_ENVELOPE_BYTES;
 
-use super::write::now_ms;
+use super::write::{now_ms, LocalWrite};
 use super::{load_core, Replica};
 use crate::apply::Origin;
 use crate::codec;
 use crate::doc::{Edit, LocalChange};
-use crate::store::LocalEntry;
 use crate::Error;
-
-/// One change to store and queue: hash, bytes, outbox id, message id, envelope.
-type Entry = (ChangeHash, Vec<u8>, u64, String, Vec<u8>);
 
 /// What [`Replica::edit`] wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,18 +74,14 @@ impl Replica {
             };
             // Creations first, under `<hash>:<document>`: the same creation may be made in
             // another document of the space, and the log's duplicate window spans the space.
-            let mut entries: Vec<Entry> = Vec::new();
-            let mut id = st.next_outbox;
+            let mut writes: Vec<LocalWrite> = Vec::new();
             for (local, _) in &edited.created {
-                let msg_id = format!("{}:{}", local.hash, s.config.document);
-                entries.push((
-                    local.hash,
-                    local.bytes.clone(),
-                    id,
-                    msg_id,
-                    envelope(local, None),
-                ));
-                id += 1;
+                writes.push(LocalWrite {
+                    hash: local.hash,
+                    change: local.bytes.clone(),
+                    msg_id: format!("{}:{}", local.hash, s.config.document),
+                    payload: envelope(local, None),
+                });
             }
             if let Some(local) = &edited.change {
                 let payload = envelope(local, message.map(str::to_owned));
@@ -100,33 +92,14 @@ impl Replica {
                         max: MAX_ENVELOPE_BYTES,
                     });
                 }
-                entries.push((
-                    local.hash,
-                    local.bytes.clone(),
-                    id,
-                    local.hash.to_string(),
+                writes.push(LocalWrite {
+                    hash: local.hash,
+                    change: local.bytes.clone(),
+                    msg_id: local.hash.to_string(),
                     payload,
-                ));
-                id += 1;
+                });
             }
-            let stored = s
-                .store
-                .add_locals(entries.iter().map(|(h, c, id, m, p)| LocalEntry {
-                    hash: &h.0,
-                    change: c,
-                    outbox_id: *id,
-                    msg_id: m,
-                    payload: p,
-                }));
-            if let Err(e) = stored {
-                // The changes exist only in memory: take them back by reloading from disk, so
-                // the document never holds a change that will not reach the log.
-                st.core = load_core(&s.store)?;
-                return Err(e.into());
-            }
-            st.next_outbox = id;
-            st.stored_since_compaction += entries.len();
-            s.maybe_compact(&mut st);
+            s.store_locals(&mut st, &writes)?;
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = |message: Option<String>| Origin {
                 seq: None,
@@ -149,10 +122,7 @@ impl Replica {
                 counters: edited.counters,
             }
         };
-        s.version.send_modify(|v| *v += 1);
-        // As in `change_with_message`: publishing and the local fsync overlap.
-        s.outbox_wake.notify_one();
-        s.store.flush().await?;
+        s.made_durable().await?;
         Ok(written)
     }
 }

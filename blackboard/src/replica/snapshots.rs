@@ -397,10 +397,9 @@ mod tests {
     use crate::log::{EmbeddedLog, EventLog};
     use crate::store::RemoteBatch;
 
-    #[tokio::test]
-    async fn a_snapshot_that_does_not_load_back_is_never_uploaded_and_nothing_is_trimmed() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+    /// A replica of s/d on an embedded log in `dir`, snapshotting only when asked.
+    fn manual(dir: &std::path::Path) -> (Replica, Arc<EmbeddedLog>, Config) {
+        let db = sled::open(dir).unwrap();
         let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
         let mut config = Config::new(
             "s".parse().unwrap(),
@@ -408,8 +407,15 @@ mod tests {
             "a".parse().unwrap(),
         );
         config.snapshots = SnapshotPolicy::manual();
-        let (space, document) = (config.space.clone(), config.document.clone());
-        let replica = Replica::open(log.clone(), &db, config).unwrap();
+        let replica = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        (replica, log, config)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_does_not_load_back_is_never_uploaded_and_nothing_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (replica, log, config) = manual(dir.path());
+        let (space, document) = (config.space, config.document);
         replica.put("/a", json!(1)).await.unwrap();
         replica.flush().await.unwrap();
         let last = replica.sync().await.unwrap();
@@ -434,15 +440,7 @@ mod tests {
     #[tokio::test]
     async fn trimming_checks_the_snapshot_the_log_holds_and_a_good_one_passes() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
-        let mut config = Config::new(
-            "s".parse().unwrap(),
-            "d".parse().unwrap(),
-            "a".parse().unwrap(),
-        );
-        config.snapshots = SnapshotPolicy::manual();
-        let replica = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        let (replica, log, config) = manual(dir.path());
         for i in 0..5 {
             replica.put(&format!("/k{i}"), json!(i)).await.unwrap();
         }

@@ -8,11 +8,12 @@ use automerge::ChangeHash;
 use blackboard_schemas::MAX_ENVELOPE_BYTES;
 use serde_json::Value as Json;
 
-use super::{load_core, Replica};
+use super::{load_core, Replica, Shared, State};
 use crate::apply::Origin;
 use crate::codec;
 use crate::doc::{Edit, Path};
 use crate::history::Record;
+use crate::store::LocalEntry;
 use crate::Error;
 
 impl Replica {
@@ -67,32 +68,22 @@ impl Replica {
                 message.map(str::to_owned),
             )
             .encode();
-            let id = st.next_outbox;
-            let stored = if envelope.len() > MAX_ENVELOPE_BYTES {
-                Err(Error::TooLarge {
-                    len: envelope.len(),
-                    max: MAX_ENVELOPE_BYTES,
-                })
-            } else {
-                s.store
-                    .add_local(
-                        &local.hash.0,
-                        &local.bytes,
-                        id,
-                        &local.hash.to_string(),
-                        &envelope,
-                    )
-                    .map_err(Error::from)
-            };
-            if let Err(e) = stored {
+            if envelope.len() > MAX_ENVELOPE_BYTES {
                 // The change exists only in memory: take it back by reloading from disk, so
                 // the document never holds a change that will not reach the log.
                 st.core = load_core(&s.store)?;
-                return Err(e);
+                return Err(Error::TooLarge {
+                    len: envelope.len(),
+                    max: MAX_ENVELOPE_BYTES,
+                });
             }
-            st.next_outbox += 1;
-            st.stored_since_compaction += 1;
-            s.maybe_compact(&mut st);
+            let entry = LocalWrite {
+                hash: local.hash,
+                change: local.bytes,
+                msg_id: local.hash.to_string(),
+                payload: envelope,
+            };
+            s.store_locals(&mut st, &[entry])?;
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = Origin {
                 seq: None,
@@ -103,13 +94,7 @@ impl Replica {
             s.announce(&mut st, &local.hash, &meta, patches);
             (out, local.hash)
         };
-        s.version.send_modify(|v| *v += 1);
-        // Publishing and the local fsync overlap: the outbox reads the entry from sled
-        // before it is durable. A crash in between can leave the change on the log but not
-        // on disk; the replica then reads it back from the log like any other event (and a
-        // re-published outbox entry is dropped by the log's duplicate window).
-        s.outbox_wake.notify_one();
-        s.store.flush().await?;
+        s.made_durable().await?;
         Ok((out, Some(hash)))
     }
 
@@ -208,6 +193,54 @@ impl Replica {
             insert: insert.to_owned(),
         };
         Ok(self.edit(None, &[edit]).await?.hash)
+    }
+}
+
+/// A local change to store and queue: its hash and bytes, the message id it is published
+/// under, and its encoded envelope.
+pub(super) struct LocalWrite {
+    pub(super) hash: ChangeHash,
+    pub(super) change: Vec<u8>,
+    pub(super) msg_id: String,
+    pub(super) payload: Vec<u8>,
+}
+
+impl Shared {
+    /// Stores `writes` (changes already in the document, in causal order) with outbox entries
+    /// in one sled batch, under the lock. If the batch fails, the changes exist only in memory:
+    /// the document is reloaded from disk, so it never holds a change that will not reach the
+    /// log.
+    pub(super) fn store_locals(&self, st: &mut State, writes: &[LocalWrite]) -> Result<(), Error> {
+        let first = st.next_outbox;
+        let stored = self
+            .store
+            .add_locals(writes.iter().zip(first..).map(|(w, id)| LocalEntry {
+                hash: &w.hash.0,
+                change: &w.change,
+                outbox_id: id,
+                msg_id: &w.msg_id,
+                payload: &w.payload,
+            }));
+        if let Err(e) = stored {
+            st.core = load_core(&self.store)?;
+            return Err(e.into());
+        }
+        st.next_outbox = first + writes.len() as u64;
+        st.stored_since_compaction += writes.len();
+        self.maybe_compact(st);
+        Ok(())
+    }
+
+    /// After local changes were stored and announced (and the lock released): wakes waiters
+    /// and the outbox, then fsyncs. Publishing and the local fsync overlap: the outbox reads
+    /// the entries from sled before they are durable. A crash in between can leave a change on
+    /// the log but not on disk; the replica then reads it back from the log like any other
+    /// event (and a re-published outbox entry is dropped by the log's duplicate window).
+    pub(super) async fn made_durable(&self) -> Result<(), Error> {
+        self.version.send_modify(|v| *v += 1);
+        self.outbox_wake.notify_one();
+        self.store.flush().await?;
+        Ok(())
     }
 }
 

@@ -87,7 +87,7 @@ async fn serve_http(board: std::sync::Arc<Board>, addr: SocketAddr) -> anyhow::R
     let local = listener.local_addr()?;
     // On stderr, so a script can learn the port of `--http 127.0.0.1:0`.
     eprintln!("blackboard mcp: serving MCP over HTTP at http://{local}/mcp");
-    serve(board, listener, terminated())
+    serve(board, listener, crate::shutdown::terminated())
         .await
         .context("serving HTTP")
 }
@@ -98,28 +98,4 @@ async fn serve_http(_board: std::sync::Arc<Board>, addr: SocketAddr) -> anyhow::
         "--http {addr}: this blackboard was built without the HTTP transport; rebuild with \
          `cargo install --path cli --features http` (or use stdio)"
     )
-}
-
-/// Resolves on Ctrl-C or SIGTERM (how service managers stop a server), so `run` closes the
-/// board and flushes an embedded store before the process exits.
-#[cfg(feature = "http")]
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

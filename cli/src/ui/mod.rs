@@ -160,34 +160,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // On stdout, so a script can read the URL (and the port of --addr 127.0.0.1:0).
     println!("blackboard ui: http://{local}/?token={}", site.token());
-    let result = serve(site.clone(), listener, terminated())
+    let result = serve(site.clone(), listener, crate::shutdown::terminated())
         .await
         .context("serving HTTP");
     site.close();
     connected.close().await?;
     result
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]
