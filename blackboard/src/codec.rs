@@ -144,6 +144,8 @@ pub fn encode_event(
         change_hash: change.hash.to_string(),
         time_ms,
         message,
+        provenance: None,
+        signer: None,
         signature: None,
         change: change.bytes.clone(),
     }

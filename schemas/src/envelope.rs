@@ -29,6 +29,8 @@ pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
 ///     change_hash: "ab".repeat(32),
 ///     time_ms: 1_700_000_000_000,
 ///     message: Some("add task 7".into()),
+///     provenance: None,
+///     signer: None,
 ///     signature: None,
 ///     change: vec![1, 2, 3],
 /// };
@@ -61,13 +63,36 @@ pub struct Envelope {
     /// Optional human-readable reason for the change ("why").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Reserved for the agent's signature over the change (base64); null until signing lands.
+    /// Who acted through the agent, when the writer says so (see [`Provenance`]). Signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    /// The nkey user public key (`U…`) that signed the event; absent when unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// The signer's ed25519 signature over the event's signing input (see
+    /// [`crate::signature`]), standard base64; null when unsigned.
     #[serde(default)]
     pub signature: Option<String>,
     /// The automerge change in its binary format, standard base64 with padding.
     #[serde(with = "base64_bytes")]
     #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub change: Vec<u8>,
+}
+
+/// Who and what stood behind an agent's change, as the writer declares it: the person or
+/// agent it acted for, the model that decided, the tool call that made it. Covered by the
+/// signature, so a verified change's provenance is the signer's own claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Provenance {
+    /// The person or agent this change was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// The model behind the change (for example `claude-sonnet-4`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The tool call that made the change (for example an MCP tool name and call id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<String>,
 }
 
 /// Why bytes could not be decoded as an [`Envelope`].
@@ -166,6 +191,8 @@ mod tests {
             change_hash: "0f".repeat(32),
             time_ms: 42,
             message: None,
+            provenance: None,
+            signer: None,
             signature: None,
             change: vec![0x85, 0x6f, 0x4a, 0x83],
         }

@@ -17,10 +17,12 @@
 
 mod envelope;
 mod id;
+pub mod signature;
 pub mod subject;
 
-pub use envelope::{DecodeError, Envelope, MAX_ENVELOPE_BYTES, WIRE_VERSION};
+pub use envelope::{DecodeError, Envelope, Provenance, MAX_ENVELOPE_BYTES, WIRE_VERSION};
 pub use id::{AgentId, DocumentId, IdError, SpaceId, MAX_ID_LEN};
+pub use signature::SignatureError;
 
 /// The JSON Schemas generated from the wire types, as `(file name, pretty JSON)` pairs.
 ///

@@ -45,6 +45,8 @@ async fn bad_payloads() -> Vec<(Bytes, &'static str)> {
         change_hash: hash.to_owned(),
         time_ms: 0,
         message: None,
+        provenance: None,
+        signer: None,
         signature: None,
         change: change.to_vec(),
     };
