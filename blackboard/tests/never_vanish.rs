@@ -703,3 +703,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn conflicted_paths_lists_every_path_with_concurrent_values_nested_and_in_lists() {
+    let mut base = Agent::new();
+    base.put(
+        "/",
+        json!({"plan": {"lead": "none"}, "steps": ["a", "b"], "calm": 1}),
+    );
+    let shared = base.made.clone();
+    let mut agents = agents(2);
+    for (i, a) in agents.iter_mut().enumerate() {
+        for bytes in &shared {
+            a.core.apply_bytes(bytes).unwrap();
+        }
+        // Each writes its own value at the same map key, list slot and top-level key.
+        a.put("/plan/lead", json!(format!("agent{i}")));
+        a.put("/steps/1", json!(format!("b{i}")));
+        a.put("/top", json!(i));
+    }
+    agents[0].made.extend(shared);
+    exchange(&mut agents, 7);
+    let found: Vec<String> = agents[0]
+        .core
+        .conflicted_paths()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(found, ["/plan/lead", "/steps/1", "/top"]);
+    for path in &found {
+        assert_eq!(
+            agents[1].core.conflicts(&p(path)).unwrap().len(),
+            2,
+            "{path}"
+        );
+    }
+    // A document without concurrent writes has none.
+    assert!(base.core.conflicted_paths().is_empty());
+}

@@ -297,6 +297,44 @@ async fn a_put_from_another_process_appears_in_the_tree_within_a_second_highligh
 }
 
 #[tokio::test]
+async fn a_conflict_is_marked_in_the_tree_with_every_value_and_its_writer() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let mut setup = Setup::start().await?;
+    let bob_dir = tempfile::tempdir()?;
+    let bob = Options::new("bob")?
+        .store(bob_dir.path())
+        .connect(&setup.server.url())
+        .await?;
+    let (a, b) = (setup.alice.doc(SPACE, "plan")?, bob.doc(SPACE, "plan")?);
+    b.wait_for(&a.heads()).await?;
+    // With the log down neither sees the other's write: two concurrent values at /lead.
+    setup.server.stop().await;
+    a.put("/lead", json!("alice")).await?;
+    b.put("/lead", json!("bob")).await?;
+    setup.server.restart().await?;
+    a.flush().await?;
+    b.flush().await?;
+    bob.close().await?;
+
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    let marked = browser
+        .text_of(r#"#tree [data-path="/lead"].conflict"#, LOAD)
+        .await?;
+    assert!(marked.contains(r#""alice" by alice"#), "{marked}");
+    assert!(marked.contains(r#""bob" by bob"#), "{marked}");
+    assert_eq!(marked.matches(", shown").count(), 1, "{marked}");
+    // Only the conflicted path is marked.
+    let goal = browser
+        .text_of(r#"#tree [data-path="/goal"]"#, LOAD)
+        .await?;
+    assert!(!goal.contains("conflict"), "{goal}");
+    browser.screenshot("conflict").await?;
+    browser.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
 async fn choosing_an_older_event_in_the_timeline_shows_the_old_value_and_the_diff_names_the_changed_path(
 ) -> anyhow::Result<()> {
     let _one = ONE_BROWSER.lock().await;

@@ -186,30 +186,65 @@ impl Doc {
             .replica
             .read(|core| core.conflicts(&path))
             .map_err(blackboard::Error::from)?;
-        candidates
+        candidates.into_iter().map(|c| self.attribute(c)).collect()
+    }
+
+    /// Every path of the document that holds concurrent values, each with all of its values
+    /// and who wrote each (see [`conflicts`](Self::conflicts)), sorted by path. Empty when
+    /// nothing conflicts.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use blackboard_client::Options;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let doc = board.doc("team", "plan")?;
+    /// doc.put("/goal", serde_json::json!("ship")).await?;
+    /// assert!(doc.all_conflicts()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn all_conflicts(&self) -> Result<Vec<(String, Vec<Conflict>)>, Error> {
+        let found = self
+            .replica
+            .read(|core| {
+                core.conflicted_paths()
+                    .into_iter()
+                    .map(|p| core.conflicts(&p).map(|all| (p.to_string(), all)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(blackboard::Error::from)?;
+        found
             .into_iter()
-            .map(|c| {
-                let record = match &c.change {
-                    Some(hash) => self.replica.record_of(hash)?,
-                    None => None,
-                };
-                // A change of ours the log has not indexed yet is still ours.
-                let agent = match (&record, c.change) {
-                    (Some(r), _) => Some(r.agent.clone()),
-                    (None, Some(hash)) if self.is_local(&hash) => {
-                        Some(self.replica.config().agent.clone())
-                    }
-                    _ => None,
-                };
-                Ok(Conflict {
-                    value: c.value,
-                    winner: c.winner,
-                    agent,
-                    change: c.change,
-                    seq: record.map(|r| r.seq),
-                })
+            .map(|(path, all)| {
+                let all = all
+                    .into_iter()
+                    .map(|c| self.attribute(c))
+                    .collect::<Result<_, _>>()?;
+                Ok((path, all))
             })
             .collect()
+    }
+
+    /// Names the writer of one of a path's concurrent values from the log's index.
+    fn attribute(&self, c: blackboard::doc::Candidate) -> Result<Conflict, Error> {
+        let record = match &c.change {
+            Some(hash) => self.replica.record_of(hash)?,
+            None => None,
+        };
+        // A change of ours the log has not indexed yet is still ours.
+        let agent = match (&record, c.change) {
+            (Some(r), _) => Some(r.agent.clone()),
+            (None, Some(hash)) if self.is_local(&hash) => Some(self.replica.config().agent.clone()),
+            _ => None,
+        };
+        Ok(Conflict {
+            value: c.value,
+            winner: c.winner,
+            agent,
+            change: c.change,
+            seq: record.map(|r| r.seq),
+        })
     }
 
     /// Whether `hash` is one of this replica's own unacknowledged changes.

@@ -393,6 +393,49 @@ impl DocCore {
         Ok(Some((id, ty)))
     }
 
+    /// Every path that holds concurrent values (see [`conflicts`](Self::conflicts)), sorted
+    /// by segment. Walks the visible document once; below a conflicted path only the
+    /// winning value's subtree is visible, so only that one is walked.
+    pub fn conflicted_paths(&self) -> Vec<Path> {
+        let mut found = Vec::new();
+        let mut todo = vec![(ROOT, Path::root())];
+        while let Some((obj, path)) = todo.pop() {
+            let slots: Vec<(String, Vec<(Value<'_>, ObjId)>)> = match self.doc.object_type(&obj) {
+                Ok(ObjType::Map | ObjType::Table) => self
+                    .doc
+                    .keys(&obj)
+                    .map(|k| {
+                        let all = self.doc.get_all(&obj, k.as_str()).unwrap_or_default();
+                        (k, all)
+                    })
+                    .collect(),
+                Ok(ObjType::List) => (0..self.doc.length(&obj))
+                    .map(|i| (i.to_string(), self.doc.get_all(&obj, i).unwrap_or_default()))
+                    .collect(),
+                // Text is edited character by character: no values to conflict.
+                Ok(ObjType::Text) | Err(_) => Vec::new(),
+            };
+            for (key, all) in slots {
+                let child = path.join(key.clone());
+                if all.len() > 1 {
+                    found.push(child.clone());
+                }
+                let winner = match self.doc.object_type(&obj) {
+                    Ok(ObjType::List) => key
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| self.doc.get(&obj, i).ok().flatten()),
+                    _ => self.doc.get(&obj, key.as_str()).ok().flatten(),
+                };
+                if let Some((Value::Object(_), id)) = winner {
+                    todo.push((id, child));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.segments().cmp(b.segments()));
+        found
+    }
+
     /// Every value concurrently at `path` (automerge shows one, the winner, and hides the
     /// rest), with the operation and change that wrote each. Empty when nothing is there; one
     /// element when there is no conflict. The root has no conflicts.

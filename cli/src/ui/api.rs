@@ -117,16 +117,23 @@ fn last_event(doc: &Doc) -> Result<Option<HistoryEvent>, ApiError> {
         .pop())
 }
 
-/// `GET /api/doc/{doc}`: the document now.
+/// `GET /api/doc/{doc}`: the document now, and every path holding concurrent values with
+/// each value and its writer (`conflicts: [{path, values: [{value, winner, agent, seq}]}]`).
 pub async fn document(
     State(site): State<Arc<Site>>,
     UrlPath(name): UrlPath<String>,
 ) -> Answer<Value> {
     let doc = site.doc(&name).await?;
+    let conflicts: Vec<Value> = doc
+        .all_conflicts()?
+        .into_iter()
+        .map(|(path, values)| json!({ "path": path, "values": values }))
+        .collect();
     Ok(Json(json!({
         "document": name,
         "seq": doc.position().seq,
         "json": doc.to_json(),
+        "conflicts": conflicts,
     })))
 }
 

@@ -8,7 +8,7 @@ const state = {
   doc: null,          // the document shown
   expanded: new Set([""]),
   marks: new Map(),   // path -> {agent, message, seq}: the latest change at each path
-  conflicts: new Map(), // path -> {winner, values, agent}
+  conflicts: new Map(), // path -> [{value, winner, agent, seq}], from the document's answer
   selected: null,     // the timeline event shown
   next: null,         // the timeline's next page
 };
@@ -112,6 +112,7 @@ async function loadTree() {
   if (answer.document !== state.doc) return;
   $("doc-seq").textContent = "at #" + answer.seq;
   $("tree").dataset.seq = String(answer.seq);
+  state.conflicts = new Map(answer.conflicts.map((c) => [c.path, c.values]));
   const tree = $("tree");
   tree.replaceChildren(node(answer.json, "", null, 0));
   applyMarks();
@@ -186,14 +187,15 @@ function applyMarks() {
       where.append(el("span", { class: "who", title: `#${mark.seq}` }, who(mark)));
     }
   }
-  for (const [path, c] of state.conflicts) {
+  for (const [path, values] of state.conflicts) {
     const target = shown(path);
     if (!target) continue;
     target.classList.add("conflict");
     const where = target.tagName === "DETAILS" ? target.querySelector("summary") : target;
+    const written = (v) => JSON.stringify(v.value) + " by " + (v.agent || "an unknown writer") +
+      (v.seq ? ` (#${v.seq})` : "") + (v.winner ? ", shown" : "");
     where.append(el("span", { class: "conflict-values" },
-      "conflict: " + c.values.map((v) => JSON.stringify(v)).join(" | ") +
-      ` (shown: ${JSON.stringify(c.winner)}; merged by ${c.agent}'s change)`));
+      "conflict: " + values.map(written).join(" | ")));
   }
 }
 
@@ -357,11 +359,6 @@ function onChange(change) {
   if (change.document !== state.doc) return;
   for (const p of change.patches) {
     state.marks.set(p.path, { agent: change.agent, message: change.message, seq: change.seq });
-    if (p.kind === "conflict") {
-      state.conflicts.set(p.path, { winner: p.winner, values: p.values, agent: change.agent });
-    } else if (p.kind === "put") {
-      state.conflicts.delete(p.path);
-    }
   }
   loadTree().catch(showError);
   // Only the first page follows live; an older page the reader opened stays put.
