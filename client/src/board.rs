@@ -374,6 +374,33 @@ impl Board {
         Ok(Doc::new(r))
     }
 
+    /// Opens every document of this agent whose store holds writes the log has not
+    /// acknowledged, so they are published now rather than when the document is next opened
+    /// (an agent restarted during an outage may never open that document again). Called when
+    /// the board opens; a document that cannot be opened is reported and left for the caller
+    /// to meet when it opens it.
+    pub(crate) fn open_unpublished(&self) {
+        let pending = match blackboard::store::unpublished(&self.inner.db, &self.inner.agent) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the documents with unpublished writes");
+                return;
+            }
+        };
+        for (space, document) in pending {
+            match self.doc(space.as_str(), document.as_str()) {
+                Ok(_) => tracing::info!(
+                    %space, %document,
+                    "opened to publish the writes its store holds for the log"
+                ),
+                Err(e) => tracing::warn!(
+                    %space, %document, error = %e,
+                    "cannot open this document to publish its unpublished writes"
+                ),
+            }
+        }
+    }
+
     /// Closes this agent's open documents and makes local state durable. Changes the log has
     /// not acknowledged stay in the outbox and are published when the store is next opened;
     /// call [`Doc::flush`] first to wait for them instead.

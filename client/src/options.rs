@@ -139,10 +139,12 @@ impl Options {
                 source,
             })?;
         let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);
-        Ok(self
+        let board = self
             .board(Arc::new(log.clone()), db)
             .with_leases(Arc::new(leases))
-            .with_nats(log))
+            .with_nats(log);
+        board.open_unpublished();
+        Ok(board)
     }
 
     /// Opens the board on the embedded log, stored with the agent's state: one process, no
@@ -150,7 +152,9 @@ impl Options {
     pub async fn embedded(self) -> Result<Board, Error> {
         let db = self.open_db()?;
         let log = EmbeddedLog::open(db.clone()).map_err(blackboard::Error::from)?;
-        Ok(self.board(Arc::new(log) as Arc<dyn EventLog>, db))
+        let board = self.board(Arc::new(log) as Arc<dyn EventLog>, db);
+        board.open_unpublished();
+        Ok(board)
     }
 }
 

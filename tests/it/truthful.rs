@@ -80,3 +80,53 @@ async fn sync_keeps_asking_through_a_server_restart_instead_of_failing_on_the_fi
         .expect("sync retried transient errors instead of returning the first");
     assert_eq!(last, doc.replica().position().seq);
 }
+
+#[tokio::test]
+async fn writes_left_unpublished_are_published_when_the_board_opens_without_their_document() {
+    let mut server = NatsServer::start().await.unwrap();
+    let dir = temp_dir();
+    let heads = {
+        let board = nats_board(&server, "agent", dir.path()).await.unwrap();
+        let (plan, notes) = (
+            board.doc("team", "plan").unwrap(),
+            board.doc("team", "notes").unwrap(),
+        );
+        server.stop().await;
+        // Durable in the store, not on the log; then the agent stops.
+        plan.put("/queued", json!(1)).await.unwrap();
+        notes.put("/queued", json!(2)).await.unwrap();
+        assert_eq!((plan.pending(), notes.pending()), (1, 1));
+        let heads = (plan.heads(), notes.heads());
+        board.close().await.unwrap();
+        heads
+    };
+    server.restart().await.unwrap();
+
+    // The agent starts again and opens no document at all.
+    let board = nats_board(&server, "agent", dir.path()).await.unwrap();
+
+    // Another agent sees both writes on the log.
+    let other_dir = temp_dir();
+    let other = nats_board(&server, "other", other_dir.path())
+        .await
+        .unwrap();
+    let (plan, notes) = (
+        other.doc("team", "plan").unwrap(),
+        other.doc("team", "notes").unwrap(),
+    );
+    within(
+        "plan's queued write to reach the log",
+        plan.wait_for(&heads.0),
+    )
+    .await
+    .unwrap();
+    within(
+        "notes' queued write to reach the log",
+        notes.wait_for(&heads.1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.get("/queued").unwrap(), Some(json!(1)));
+    assert_eq!(notes.get("/queued").unwrap(), Some(json!(2)));
+    board.close().await.unwrap();
+}

@@ -762,6 +762,35 @@ impl std::fmt::Display for Loss {
     }
 }
 
+/// The documents of `agent` whose replica trees in `db` hold local changes the log has not
+/// acknowledged (a non-empty outbox), so that opening a board can publish them without
+/// waiting for someone to open those documents again.
+pub fn unpublished(
+    db: &sled::Db,
+    agent: &AgentId,
+) -> Result<Vec<(SpaceId, DocumentId)>, StoreError> {
+    let prefix = format!("replica/{agent}/");
+    let mut found = Vec::new();
+    for name in db.tree_names() {
+        let Some(rest) = std::str::from_utf8(&name)
+            .ok()
+            .and_then(|n| n.strip_prefix(prefix.as_str()))
+        else {
+            continue;
+        };
+        let Some((space, document)) = rest.split_once('/') else {
+            continue;
+        };
+        let (Ok(space), Ok(document)) = (space.parse(), document.parse()) else {
+            continue;
+        };
+        if db.open_tree(&name)?.scan_prefix(b"o").next().is_some() {
+            found.push((space, document));
+        }
+    }
+    Ok(found)
+}
+
 /// Opens the sled database of a store directory, guarded and checked: sled's open runs inside
 /// `catch_unwind` (sled 0.34 panics on some damaged files), and what the database holds is
 /// compared with its seal. The rule:
