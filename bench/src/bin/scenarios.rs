@@ -1,7 +1,7 @@
 //! Blackboard's scenarios, each beside a baseline measured in the same run (issue 7).
 //!
 //! ```text
-//! cargo run --release -p blackboard-bench --bin scenarios -- [--quick] [--nats URL] [--only 1,4,8]
+//! cargo run --release -p blackboard-bench --bin scenarios -- [--quick] [--nats URL] [--only 1,4,8] [--history N]
 //! ```
 //!
 //! Starts its own `nats-server -js` through the test harness's launcher
@@ -62,6 +62,10 @@ struct Args {
     /// Run only these scenarios (comma-separated numbers, 1 to 11).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=11))]
     only: Vec<u8>,
+    /// Events of history behind scenarios 1, 4, 5 and 8 (default 10,000 for 1 and 100,000
+    /// for the others): run at 10k, 100k and 1M to see how each cost grows.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(100..))]
+    history: Option<u64>,
     /// Internal: run as one watcher process of scenario 6 (URL SPACE DOCUMENT STORE NAME).
     #[arg(long, hide = true, num_args = 5, value_names = ["URL", "SPACE", "DOCUMENT", "STORE", "NAME"])]
     watch_child: Option<Vec<String>>,
@@ -1337,7 +1341,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .with_context(|| format!("connect to {url}"))?;
     let log = Arc::new(JetStreamLog::new(main.clone(), JetStreamConfig::default()));
     log.ensure_stream(&space).await?;
-    let sizes = if args.quick { QUICK } else { FULL };
+    let mut sizes = if args.quick { QUICK } else { FULL };
+    if let Some(n) = args.history {
+        sizes.history = n as usize;
+        sizes.catch_up = n as usize;
+    }
     // The size of one live event, for the raw baselines.
     let sample = build_history(&space, &"propagation".parse()?, 1)?;
     let mut ctx = Ctx {
