@@ -1,7 +1,8 @@
 //! The verbs of the `blackboard` command besides `demo`:
 //! - the document verbs `ls`, `get`, `put` and `watch`: list a space's documents, read a
 //!   document or one value, write a value, follow changes as they happen;
-//! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`.
+//! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`;
+//! - `keys`: make an agent's key pair, show a seed file's public key.
 //!
 //! Each opens the board through the SDK ([`crate::connect`]) and one document on it
 //! ([`open`]), brings the document up to date with the log, and answers. Over NATS the
@@ -19,6 +20,7 @@ pub mod blame;
 pub mod diff;
 pub mod get;
 pub mod history;
+pub mod keys;
 pub mod ls;
 pub mod open;
 pub mod patches;
