@@ -135,7 +135,7 @@ async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_repli
     // A watch from the beginning reports the same.
     let mut watch = r
         .watch_with(
-            "**",
+            "/**",
             WatchOptions {
                 start: Start::Beginning,
                 ..WatchOptions::default()
