@@ -49,6 +49,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A change's signature status for a table: `U…` (the first 8 characters of the verified
+/// signer), `unsigned`, or `INVALID (signer …)`; JSON output carries the whole key and the
+/// reason (`signer`, `verified`, `signature_error`).
+pub fn signed(signature: &blackboard_client::Signature) -> String {
+    use blackboard_client::Signature;
+    match signature {
+        Signature::Unsigned => "unsigned".into(),
+        Signature::Verified(key) => format!("{}…", key.get(..8).unwrap_or(key)),
+        Signature::Invalid { signer, .. } => match signer {
+            Some(key) => format!("INVALID ({}…)", key.get(..8).unwrap_or(key)),
+            None => "INVALID".into(),
+        },
+    }
+}
+
 /// A bad argument found after clap parsed the command line (say, JSON read from stdin
 /// that does not parse): the command exits with status 2, as for clap's own usage errors.
 #[derive(Debug, thiserror::Error)]
