@@ -330,6 +330,71 @@ mod tests {
     }
 
     #[test]
+    fn decoding_reports_the_signature_status_and_rejects_nothing_for_it() {
+        let (s, d, a) = ids();
+        let c = local();
+        let key = Arc::new(KeyPair::new_user());
+        let provenance = Provenance {
+            on_behalf_of: Some("bob".into()),
+            model: None,
+            tool_call: Some("put".into()),
+        };
+        let stamp = Stamp {
+            key: Some(key.clone()),
+            provenance: Some(provenance.clone()),
+        };
+        let mut env = encode_event(&s, &d, &a, &c, 5, None);
+        let unsigned = decode_event(&s, &d, &env.encode()).unwrap();
+        assert_eq!(unsigned.signature, Signature::Unsigned);
+
+        stamp.apply(&mut env).unwrap();
+        let signed = decode_event(&s, &d, &env.encode()).unwrap();
+        assert_eq!(signed.signature, Signature::Verified(key.public_key()));
+        assert_eq!(signed.signature, stamp.local_signature());
+        assert_eq!(signed.envelope.provenance, Some(provenance));
+        let json = serde_json::to_value(&signed.signature).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"signer": key.public_key(), "verified": true})
+        );
+
+        // Another agent's name on the same signature: still decoded, reported invalid.
+        env.agent = "mallory".parse().unwrap();
+        let forged = decode_event(&s, &d, &env.encode()).unwrap();
+        assert!(
+            matches!(&forged.signature, Signature::Invalid { signer: Some(k), reason }
+                if *k == key.public_key() && reason.contains("does not verify")),
+            "{:?}",
+            forged.signature
+        );
+        let json = serde_json::to_value(&forged.signature).unwrap();
+        assert_eq!(json["verified"], false);
+        assert!(json["signature_error"].is_string(), "{json}");
+        assert_eq!(forged.signature.verified_signer(), None);
+    }
+
+    #[test]
+    fn a_stamp_with_a_key_that_cannot_sign_fails_and_its_debug_never_shows_the_seed() {
+        let (s, d, a) = ids();
+        let mut env = encode_event(&s, &d, &a, &local(), 5, None);
+        let account = Stamp {
+            key: Some(Arc::new(KeyPair::new_account())),
+            provenance: None,
+        };
+        assert!(account.apply(&mut env).is_err());
+        let key = KeyPair::new_user();
+        let seed = key.seed().unwrap();
+        let shown = format!(
+            "{:?}",
+            Stamp {
+                key: Some(Arc::new(key)),
+                provenance: None
+            }
+        );
+        assert!(!shown.contains(&seed) && shown.contains("Some(\"U"), "{shown}");
+    }
+
+    #[test]
     fn events_for_another_document_or_with_a_forged_hash_are_rejected() {
         let (s, d, a) = ids();
         let c = local();
