@@ -391,7 +391,10 @@ mod tests {
                 provenance: None
             }
         );
-        assert!(!shown.contains(&seed) && shown.contains("Some(\"U"), "{shown}");
+        assert!(
+            !shown.contains(&seed) && shown.contains("Some(\"U"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -167,6 +167,8 @@ impl Options {
     /// would not help). Credentials refused only later, on a reconnection, are reported in
     /// the log (tracing) and the board stays disconnected.
     pub async fn connect(self, url: &str) -> Result<Board, Error> {
+        // Credentials first: an unreadable file is an error before anything is opened.
+        let first = self.nats_options(false).await?;
         let db = self.open_db()?;
         // One attempt first, so a server that answers and refuses the credentials is an
         // error now rather than a retry loop in the background; a server that cannot be
@@ -175,13 +177,7 @@ impl Options {
             url: url.to_owned(),
             source,
         };
-        let log = match JetStreamLog::connect(
-            url,
-            self.nats_options(false).await?,
-            self.jetstream.clone(),
-        )
-        .await
-        {
+        let log = match JetStreamLog::connect(url, first, self.jetstream.clone()).await {
             Ok(log) => log,
             Err(e @ blackboard::log::Error::Denied(_)) => return Err(connect_error(e)),
             Err(e) => {
