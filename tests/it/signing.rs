@@ -280,3 +280,38 @@ async fn a_key_file_readable_by_others_or_without_a_user_seed_is_refused_naming_
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn changes_signed_while_the_server_is_down_are_published_later_with_their_signatures() {
+    blackboard_tests::init_tracing();
+    let mut server = NatsServer::start().await.unwrap();
+    let key = KeyPair::new_user();
+    let public = key.public_key();
+    let dir = tempdir().unwrap();
+    server.stop().await;
+    // The board opens with the server down and writes into its outbox.
+    let alice = Options::new("alice")
+        .unwrap()
+        .store(dir.path())
+        .key(key)
+        .unwrap()
+        .connect(&server.url())
+        .await
+        .unwrap();
+    assert!(!alice.is_connected());
+    let doc = alice.doc(SPACE, DOC).unwrap();
+    doc.put("/offline/note", "written while down".into())
+        .await
+        .unwrap();
+    assert!(doc.pending() > 0, "the changes wait in the outbox");
+    server.restart().await.unwrap();
+    within("the outbox to drain", doc.flush()).await.unwrap();
+    let envelopes = raw_envelopes(&server).await;
+    assert!(
+        envelopes.len() >= 2,
+        "creations and the write: {envelopes:?}"
+    );
+    for env in &envelopes {
+        assert_eq!(env.verify(), Ok(public.as_str()), "{env:?}");
+    }
+}
