@@ -20,7 +20,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::{Change, ChangeHash, ReadDoc};
-use blackboard_schemas::{AgentId, DocumentId, Envelope, SpaceId};
+use blackboard_schemas::{AgentId, DocumentId, Envelope, Provenance, SpaceId};
 
 use crate::codec;
 use crate::doc::{Applied, DocCore, DocError, Patch};
@@ -37,16 +37,23 @@ pub struct Origin {
     pub time_ms: i64,
     /// Why it was made, if the writer said.
     pub message: Option<String>,
+    /// Whether its event was signed, and by whom (see [`codec::Signature`]).
+    pub signature: codec::Signature,
+    /// Who acted through the agent, as the event declares.
+    pub provenance: Option<Provenance>,
 }
 
 impl Origin {
-    /// The origin an event at log position `seq` names.
-    pub fn of_event(envelope: &Envelope, seq: u64) -> Self {
+    /// The origin a decoded event at log position `seq` names.
+    pub fn of_event(event: &codec::Event, seq: u64) -> Self {
+        let envelope = &event.envelope;
         Self {
             seq: Some(seq),
             agent: envelope.agent.clone(),
             time_ms: envelope.time_ms,
             message: envelope.message.clone(),
+            signature: event.signature.clone(),
+            provenance: envelope.provenance.clone(),
         }
     }
 
@@ -58,6 +65,8 @@ impl Origin {
             agent: AgentId::new("unknown").unwrap_or_else(|_| fallback.clone()),
             time_ms: 0,
             message: None,
+            signature: codec::Signature::Unsigned,
+            provenance: None,
         }
     }
 }
@@ -91,6 +100,8 @@ pub struct Accepted<A> {
 pub struct AcceptedEvent<A> {
     /// The event's envelope (its change bytes, writer, time and message).
     pub envelope: Envelope,
+    /// Its signature status (see [`codec::Signature`]).
+    pub signature: codec::Signature,
     /// What applying it did.
     pub accepted: Accepted<A>,
 }
@@ -211,10 +222,11 @@ impl Causal<Origin> {
         patches: bool,
     ) -> Result<AcceptedEvent<Origin>, Rejected> {
         let event = codec::decode_event(space, document, payload)?;
-        let origin = Origin::of_event(&event.envelope, seq);
+        let origin = Origin::of_event(&event, seq);
         let accepted = self.change(core, event.change, origin, patches)?;
         Ok(AcceptedEvent {
             envelope: event.envelope,
+            signature: event.signature,
             accepted,
         })
     }

@@ -13,9 +13,14 @@
 //! would let a snapshot destroy the document when the log is trimmed below it (issue 14 §6).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use automerge::Change;
-use blackboard_schemas::{AgentId, DecodeError, DocumentId, Envelope, SpaceId, WIRE_VERSION};
+use blackboard_schemas::nkeys::KeyPair;
+use blackboard_schemas::signature::SignatureError;
+use blackboard_schemas::{
+    AgentId, DecodeError, DocumentId, Envelope, Provenance, SpaceId, WIRE_VERSION,
+};
 
 use crate::doc::{DocCore, DocError, LocalChange};
 
@@ -26,6 +31,141 @@ pub struct Event {
     pub envelope: Envelope,
     /// The parsed change.
     pub change: Change,
+    /// Whether the envelope is signed, and whether its signature verifies. Computed, never
+    /// acted on here: an open space accepts every change whatever its status (a space's
+    /// roster decides what to reject).
+    pub signature: Signature,
+}
+
+/// The signature status of an event: unsigned, verified by a key, or invalid (with why).
+///
+/// Serialized as `{"signer": "U…" | null, "verified": bool}` plus `"signature_error"` when
+/// a signature is present but does not check out, so history, blame and watch events carry
+/// the same three fields in JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Signature {
+    /// No signer and no signature.
+    #[default]
+    Unsigned,
+    /// The signature verifies against this nkey user public key (`U…`).
+    Verified(String),
+    /// A signer or signature is present but does not check out.
+    Invalid {
+        /// The signer the envelope names, if any (not to be trusted: it did not verify).
+        signer: Option<String>,
+        /// Why it did not verify.
+        reason: String,
+    },
+}
+
+impl Signature {
+    /// Checks `envelope`'s signature. Never panics, whatever the fields hold.
+    pub fn of(envelope: &Envelope) -> Self {
+        match envelope.verify() {
+            Ok(signer) => Signature::Verified(signer.to_owned()),
+            Err(SignatureError::Unsigned) => Signature::Unsigned,
+            Err(e) => Signature::Invalid {
+                signer: envelope.signer.clone(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// The verified signer's public key; `None` when unsigned or invalid.
+    pub fn verified_signer(&self) -> Option<&str> {
+        match self {
+            Signature::Verified(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The signer the envelope names, verified or not.
+    pub fn signer(&self) -> Option<&str> {
+        match self {
+            Signature::Unsigned => None,
+            Signature::Verified(s) => Some(s),
+            Signature::Invalid { signer, .. } => signer.as_deref(),
+        }
+    }
+
+    /// Whether the signature verified.
+    pub fn is_verified(&self) -> bool {
+        matches!(self, Signature::Verified(_))
+    }
+
+    /// Why the signature did not verify; `None` when unsigned or verified.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Signature::Invalid { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signature::Unsigned => f.write_str("unsigned"),
+            Signature::Verified(s) => write!(f, "verified by {s}"),
+            Signature::Invalid { reason, .. } => write!(f, "invalid: {reason}"),
+        }
+    }
+}
+
+impl serde::Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("signer", &self.signer())?;
+        map.serialize_entry("verified", &self.is_verified())?;
+        if let Some(reason) = self.error() {
+            map.serialize_entry("signature_error", reason)?;
+        }
+        map.end()
+    }
+}
+
+/// How a writer stamps the envelopes it publishes: the key it signs with (when it has one)
+/// and the provenance it declares by default. Applied when an envelope is built, before it
+/// is stored in the outbox, so the signed bytes are the ones every retry publishes.
+#[derive(Clone, Default)]
+pub struct Stamp {
+    /// The agent's nkey user key pair (with its seed); `None` writes unsigned envelopes.
+    pub key: Option<Arc<KeyPair>>,
+    /// Who and what stands behind this writer's changes, declared in every envelope.
+    pub provenance: Option<Provenance>,
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the seed: only the public key.
+        f.debug_struct("Stamp")
+            .field("key", &self.key.as_ref().map(|k| k.public_key()))
+            .field("provenance", &self.provenance)
+            .finish()
+    }
+}
+
+impl Stamp {
+    /// The status of a change this writer made and stamped: verified by its own key when
+    /// it has one (it made the signature), unsigned otherwise.
+    pub fn local_signature(&self) -> Signature {
+        match &self.key {
+            Some(key) => Signature::Verified(key.public_key()),
+            None => Signature::Unsigned,
+        }
+    }
+
+    /// Declares this writer's provenance on `envelope`, then signs it with the key (if any).
+    pub fn apply(&self, envelope: &mut Envelope) -> Result<(), SignatureError> {
+        if envelope.provenance.is_none() {
+            envelope.provenance = self.provenance.clone();
+        }
+        match &self.key {
+            Some(key) => envelope.sign(key),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Why an event was rejected.
@@ -93,7 +233,14 @@ pub fn decode_event(
         });
     }
     check_canonical(&change)?;
-    Ok(Event { envelope, change })
+    // Last, and only for an event otherwise sound: an ed25519 check costs tens of
+    // microseconds, more than the checks above.
+    let signature = Signature::of(&envelope);
+    Ok(Event {
+        envelope,
+        change,
+        signature,
+    })
 }
 
 /// Checks that `change` survives a round trip through automerge's encoding: decoded to its
@@ -180,6 +327,74 @@ mod tests {
         let ev = decode_event(&s, &d, &bytes).unwrap();
         assert_eq!(ev.change.hash(), c.hash);
         assert_eq!(ev.envelope.message.as_deref(), Some("why"));
+    }
+
+    #[test]
+    fn decoding_reports_the_signature_status_and_rejects_nothing_for_it() {
+        let (s, d, a) = ids();
+        let c = local();
+        let key = Arc::new(KeyPair::new_user());
+        let provenance = Provenance {
+            on_behalf_of: Some("bob".into()),
+            model: None,
+            tool_call: Some("put".into()),
+        };
+        let stamp = Stamp {
+            key: Some(key.clone()),
+            provenance: Some(provenance.clone()),
+        };
+        let mut env = encode_event(&s, &d, &a, &c, 5, None);
+        let unsigned = decode_event(&s, &d, &env.encode()).unwrap();
+        assert_eq!(unsigned.signature, Signature::Unsigned);
+
+        stamp.apply(&mut env).unwrap();
+        let signed = decode_event(&s, &d, &env.encode()).unwrap();
+        assert_eq!(signed.signature, Signature::Verified(key.public_key()));
+        assert_eq!(signed.signature, stamp.local_signature());
+        assert_eq!(signed.envelope.provenance, Some(provenance));
+        let json = serde_json::to_value(&signed.signature).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"signer": key.public_key(), "verified": true})
+        );
+
+        // Another agent's name on the same signature: still decoded, reported invalid.
+        env.agent = "mallory".parse().unwrap();
+        let forged = decode_event(&s, &d, &env.encode()).unwrap();
+        assert!(
+            matches!(&forged.signature, Signature::Invalid { signer: Some(k), reason }
+                if *k == key.public_key() && reason.contains("does not verify")),
+            "{:?}",
+            forged.signature
+        );
+        let json = serde_json::to_value(&forged.signature).unwrap();
+        assert_eq!(json["verified"], false);
+        assert!(json["signature_error"].is_string(), "{json}");
+        assert_eq!(forged.signature.verified_signer(), None);
+    }
+
+    #[test]
+    fn a_stamp_with_a_key_that_cannot_sign_fails_and_its_debug_never_shows_the_seed() {
+        let (s, d, a) = ids();
+        let mut env = encode_event(&s, &d, &a, &local(), 5, None);
+        let account = Stamp {
+            key: Some(Arc::new(KeyPair::new_account())),
+            provenance: None,
+        };
+        assert!(account.apply(&mut env).is_err());
+        let key = KeyPair::new_user();
+        let seed = key.seed().unwrap();
+        let shown = format!(
+            "{:?}",
+            Stamp {
+                key: Some(Arc::new(key)),
+                provenance: None
+            }
+        );
+        assert!(
+            !shown.contains(&seed) && shown.contains("Some(\"U"),
+            "{shown}"
+        );
     }
 
     #[test]

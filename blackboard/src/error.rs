@@ -19,6 +19,10 @@ pub enum Error {
     /// outbox, and publishing is retried.
     #[error("the log refuses this replica's changes: {0}")]
     Publish(String),
+    /// The replica's key could not sign a change (a key without its seed, or not a user
+    /// key); the change was not made.
+    #[error("cannot sign the change, nothing was changed: {0}")]
+    Sign(blackboard_schemas::SignatureError),
     /// The replica was closed.
     #[error("replica closed")]
     Closed,

@@ -88,6 +88,62 @@ pub fn decode_envelope(data: &[u8]) -> Outcome {
     }
 }
 
+/// The fuzz target `signature`: `data` as an envelope whose signature is checked, as
+/// [`codec::decode_event`] checks every event's.
+///
+/// Runs [`Envelope::decode`], then [`Envelope::verify`] and [`codec::Signature::of`], and
+/// checks that they agree; for an envelope that verifies, that it names its signer, and that
+/// changing a signed field (the time) or the signer's key breaks it. `Accepted` means the
+/// signature verified; anything else (undecodable, unsigned, invalid) is `Rejected`.
+pub fn verify_signature(data: &[u8]) -> Outcome {
+    let mut env = match Envelope::decode(data) {
+        Ok(env) => env,
+        Err(e) => return Outcome::Rejected(e.to_string()),
+    };
+    let verified = env.verify().map(str::to_owned);
+    let status = codec::Signature::of(&env);
+    match &verified {
+        Ok(signer) => {
+            assert_eq!(status, codec::Signature::Verified(signer.clone()));
+            assert_eq!(env.signer.as_deref(), Some(signer.as_str()));
+            assert!(env.signature.is_some());
+        }
+        Err(blackboard_schemas::SignatureError::Unsigned) => {
+            assert_eq!(status, codec::Signature::Unsigned);
+        }
+        Err(e) => assert_eq!(
+            status.error(),
+            Some(e.to_string().as_str()),
+            "Signature::of disagrees with verify"
+        ),
+    }
+    let signer = match verified {
+        Ok(signer) => signer,
+        Err(e) => return Outcome::Rejected(e.to_string()),
+    };
+    let mut moved = env.clone();
+    moved.time_ms = moved.time_ms.wrapping_add(1);
+    assert!(
+        moved.verify().is_err(),
+        "a signature survived a changed time"
+    );
+    env.signer = Some(
+        blackboard_schemas::nkeys::KeyPair::new_from_raw(
+            blackboard_schemas::nkeys::KeyPairType::User,
+            [7; 32],
+        )
+        .map(|k| k.public_key())
+        .unwrap_or_default(),
+    );
+    if env.signer.as_deref() != Some(signer.as_str()) {
+        assert!(
+            env.verify().is_err(),
+            "a signature verified for another key"
+        );
+    }
+    Outcome::Accepted
+}
+
 /// The fuzz target `apply_change`: `data` as a foreign automerge change.
 ///
 /// Applies it to [`base_doc`] with [`DocCore::apply_bytes`], and again with
@@ -350,6 +406,74 @@ pub fn seed_corpus() -> Vec<Seed> {
         "envelope",
         "not-json".into(),
         b"\xff\x00\x13 not json".to_vec(),
+    );
+
+    // Signed envelopes (ed25519 is deterministic, so these bytes are stable) and broken
+    // signatures, for the `signature` target.
+    let key = |byte: u8| {
+        blackboard_schemas::nkeys::KeyPair::new_from_raw(
+            blackboard_schemas::nkeys::KeyPairType::User,
+            [byte; 32],
+        )
+        .expect("a raw seed makes a key")
+    };
+    let signed = |bytes: &[u8], byte: u8, provenance: Option<blackboard_schemas::Provenance>| {
+        let change = LocalChange {
+            hash: DocCore::decode_change(bytes)
+                .expect("seed changes decode")
+                .hash(),
+            bytes: bytes.to_vec(),
+        };
+        let mut env = codec::encode_event(&space, &document, &agent, &change, 1_000, None);
+        env.provenance = provenance;
+        env.sign(&key(byte)).expect("a user key signs");
+        env
+    };
+    for (i, (name, bytes)) in changes.iter().enumerate().take(4) {
+        let provenance = (i % 2 == 1).then(|| blackboard_schemas::Provenance {
+            on_behalf_of: Some("someone".into()),
+            model: Some("a-model".into()),
+            tool_call: None,
+        });
+        add(
+            "signature",
+            format!("valid-{name}"),
+            signed(bytes, i as u8 + 1, provenance).encode(),
+        );
+    }
+    let base = signed(sample, 9, None);
+    let mut variant = |name: &str, f: &dyn Fn(&mut Envelope)| {
+        let mut env = base.clone();
+        f(&mut env);
+        add("signature", name.into(), env.encode());
+    };
+    variant("unsigned", &|e| {
+        e.signer = None;
+        e.signature = None;
+    });
+    variant("no-signature", &|e| e.signature = None);
+    variant("no-signer", &|e| e.signer = None);
+    variant("truncated-signature", &|e| {
+        e.signature = e.signature.as_ref().map(|s| s[..40].to_owned())
+    });
+    variant("short-signature", &|e| e.signature = Some("AAAA".into()));
+    variant("other-key", &|e| e.signer = Some(key(10).public_key()));
+    variant("account-key", &|e| {
+        e.signer = Some(
+            blackboard_schemas::nkeys::KeyPair::new_from_raw(
+                blackboard_schemas::nkeys::KeyPairType::Account,
+                [9; 32],
+            )
+            .expect("a raw seed makes a key")
+            .public_key(),
+        )
+    });
+    variant("moved-time", &|e| e.time_ms += 1);
+    variant("bad-signer", &|e| e.signer = Some("U123".into()));
+    add(
+        "signature",
+        "not-json".into(),
+        b"{\"v\":1,\"signer\":".to_vec(),
     );
     seeds
 }

@@ -14,9 +14,10 @@ use rand::{Rng, SeedableRng};
 /// A fuzz target's entry point.
 type Target = fn(&[u8]) -> Outcome;
 
-const TARGETS: [(&str, Target); 2] = [
+const TARGETS: [(&str, Target); 3] = [
     ("envelope", fuzzing::decode_envelope),
     ("apply_change", fuzzing::apply_change),
+    ("signature", fuzzing::verify_signature),
 ];
 
 fn corpus_dir() -> PathBuf {

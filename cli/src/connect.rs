@@ -1,6 +1,7 @@
-//! Where the board is: the flags every command shares (`--nats`, `--creds`, `--store`,
-//! `--replicas`), read together with `NATS_URL` and `NATS_CREDS`, and opening the board
-//! they name through the SDK's [`Options`], the one way a board is opened.
+//! Where the board is and who opens it: the flags every command shares (`--nats`,
+//! `--creds`, `--key`, `--store`, `--replicas`), read together with `NATS_URL`,
+//! `NATS_CREDS` and `BLACKBOARD_KEY`, and opening the board they name through the SDK's
+//! [`Options`], the one way a board is opened.
 //!
 //! `--store DIR` means what [`Options::store`] means: the agent's store directory. Alone, the
 //! board is the embedded log in it (so the CLI reads an SDK application's embedded store);
@@ -18,6 +19,8 @@ use crate::verbs::Usage;
 pub const NATS_URL: &str = "NATS_URL";
 /// The environment variable a NATS credentials file is read from when `--creds` is not given.
 pub const NATS_CREDS: &str = "NATS_CREDS";
+/// The environment variable the agent's key file is read from when `--key` is not given.
+pub const BLACKBOARD_KEY: &str = "BLACKBOARD_KEY";
 
 /// The flags that say where the board is.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,6 +32,11 @@ pub struct BoardArgs {
     /// NATS credentials file. Default: $NATS_CREDS.
     #[arg(long, value_name = "FILE")]
     pub creds: Option<PathBuf>,
+    /// The agent's nkey seed file (`blackboard keys new` writes one): every change is signed
+    /// with it, and with a NATS server (and no --creds) the connection authenticates as
+    /// that nkey user. Default: $BLACKBOARD_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// The store directory, as the SDK's `Options::store`. Without a NATS server: the board
     /// is the embedded log in it (an SDK application's `.embedded()` store; only one process
     /// can open it at a time). With --nats: the replicas are kept there (a temporary
@@ -110,6 +118,13 @@ impl BoardArgs {
         Ok(log)
     }
 
+    /// The agent's key file: `--key`, or `BLACKBOARD_KEY`.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        self.key
+            .clone()
+            .or_else(|| var(BLACKBOARD_KEY).map(PathBuf::from))
+    }
+
     /// The log these flags name; naming none is a usage error.
     pub fn required_log(&self) -> Result<Log, Usage> {
         self.log()?.ok_or_else(|| {
@@ -130,6 +145,9 @@ impl BoardArgs {
         let mut options = Options::new(agent.as_str())?
             .store(store)
             .replicas(usize::from(self.replicas));
+        if let Some(key) = self.key_file() {
+            options = options.key_file(key)?;
+        }
         if let Log::Nats {
             creds: Some(creds), ..
         } = log
@@ -340,6 +358,7 @@ mod tests {
         BoardArgs {
             nats: nats.map(str::to_owned),
             creds: creds.map(PathBuf::from),
+            key: None,
             store: store.map(PathBuf::from),
             replicas: 1,
         }

@@ -2,9 +2,9 @@
 //! document and history verbs, and `blackboard mcp`, the Model Context Protocol server.
 //!
 //! The binary (`main.rs`) is a thin clap and tracing shell over this library:
-//! - [`connect`]: the flags every command shares (`--nats`, `--creds`, `--store`,
-//!   `--replicas`, with `NATS_URL` and `NATS_CREDS`) and opening the board they name
-//!   through the SDK's `Options`;
+//! - [`connect`]: the flags every command shares (`--nats`, `--creds`, `--key`, `--store`,
+//!   `--replicas`, with `NATS_URL`, `NATS_CREDS` and `BLACKBOARD_KEY`) and opening the
+//!   board they name through the SDK's `Options`;
 //! - [`verbs`]: `ls`, `get`, `put`, `watch`, `history`, `show`, `diff`, `blame`,
 //!   `snapshot`, `replay`;
 //! - [`demo`]: several agents editing one document at once;

@@ -74,6 +74,13 @@ enum Command {
     Snapshot(verbs::snapshot::Args),
     /// Run the document's events through a projection, one line per event.
     Replay(verbs::replay::Args),
+    /// Make an agent's key pair (`keys new NAME`) or print a seed file's public key
+    /// (`keys show FILE`).
+    ///
+    /// An agent's key is an nkey user key pair: with --key FILE (or $BLACKBOARD_KEY) every
+    /// command signs the changes it writes with it, and authenticates to a NATS server that
+    /// lists the public key as an nkey user.
+    Keys(verbs::keys::Args),
     /// Serve the board to AI agents over the Model Context Protocol (stdio, or --http),
     /// acting as one agent.
     Mcp(mcp::Args),
@@ -109,6 +116,7 @@ async fn main() -> std::process::ExitCode {
         Command::Blame(args) => verbs::blame::run(args).await,
         Command::Snapshot(args) => verbs::snapshot::run(args).await,
         Command::Replay(args) => verbs::replay::run(args).await,
+        Command::Keys(args) => verbs::keys::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
         #[cfg(feature = "http")]
         Command::Ui(args) => ui::run(args).await,

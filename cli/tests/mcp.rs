@@ -768,6 +768,7 @@ async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolve
         board: BoardArgs {
             nats: Some(nats.url()),
             creds: None,
+            key: None,
             store: None,
             replicas: 1,
         },

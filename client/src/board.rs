@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use blackboard::codec::Stamp;
 use blackboard::lease::{EmbeddedLeases, LeaseBuckets};
 use blackboard::log::EventLog;
 use blackboard::replica::{self, Replica};
@@ -37,6 +38,8 @@ struct Inner {
     db: sled::Db,
     watch_capacity: Option<usize>,
     snapshots: Option<blackboard::replica::SnapshotPolicy>,
+    /// The agent's key and default provenance, stamped on every envelope its replicas build.
+    stamp: Stamp,
     /// Where claims and presence keep their leases (JetStream KV, or sled).
     leases: Arc<dyn LeaseBuckets>,
     /// Open replicas, shared by every board over the same store: two replicas on one sled
@@ -63,6 +66,7 @@ impl Board {
                 db,
                 watch_capacity: None,
                 snapshots: None,
+                stamp: Stamp::default(),
                 leases,
                 docs: Arc::default(),
                 nats: None,
@@ -79,6 +83,7 @@ impl Board {
             db: self.inner.db.clone(),
             watch_capacity: self.inner.watch_capacity,
             snapshots: self.inner.snapshots.clone(),
+            stamp: self.inner.stamp.clone(),
             leases,
             docs: self.inner.docs.clone(),
             nats: self.inner.nats.clone(),
@@ -89,7 +94,9 @@ impl Board {
     }
 
     /// A board for another agent of this process, sharing this board's log connection and
-    /// local store (each agent keeps its own replicas in it).
+    /// local store (each agent keeps its own replicas in it). It signs with this board's key
+    /// (the connection's identity), if it has one: a space's roster accepts those changes
+    /// only if it lists that key for `agent`.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -111,6 +118,7 @@ impl Board {
                 db: self.inner.db.clone(),
                 watch_capacity: self.inner.watch_capacity,
                 snapshots: self.inner.snapshots.clone(),
+                stamp: self.inner.stamp.clone(),
                 leases: self.inner.leases.clone(),
                 docs: self.inner.docs.clone(),
                 nats: self.inner.nats.clone(),
@@ -253,6 +261,7 @@ impl Board {
         self,
         watch_capacity: Option<usize>,
         snapshots: Option<blackboard::replica::SnapshotPolicy>,
+        stamp: Stamp,
     ) -> Self {
         let inner = Inner {
             agent: self.inner.agent.clone(),
@@ -260,6 +269,7 @@ impl Board {
             db: self.inner.db.clone(),
             watch_capacity,
             snapshots,
+            stamp,
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
             nats: self.inner.nats.clone(),
@@ -277,6 +287,7 @@ impl Board {
             db: self.inner.db.clone(),
             watch_capacity: self.inner.watch_capacity,
             snapshots: self.inner.snapshots.clone(),
+            stamp: self.inner.stamp.clone(),
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
             nats: Some(log),
@@ -369,6 +380,7 @@ impl Board {
         if let Some(p) = &self.inner.snapshots {
             config.snapshots = p.clone();
         }
+        config.stamp = self.inner.stamp.clone();
         let r = Replica::open(self.inner.log.clone(), &self.inner.db, config)?;
         docs.insert(key, r.clone());
         Ok(Doc::new(r))

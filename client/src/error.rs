@@ -26,6 +26,15 @@ pub enum Error {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The agent's key is unusable: an unreadable or unsafe seed file, not a user seed, or
+    /// a key that cannot sign.
+    #[error("{}{reason}", path.as_ref().map(|p| format!("agent key file {}: ", p.display())).unwrap_or_else(|| "agent key: ".into()))]
+    Key {
+        /// The seed file, when the key was read from one.
+        path: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A space's stream could not be looked up on the NATS server.
     #[error("cannot look up stream {stream}: {source}")]
     Stream {

@@ -37,6 +37,9 @@ mod space_watch;
 
 pub use blackboard::automerge;
 pub use blackboard::claim::{Claim, ClaimError, ClaimEvent, ClaimEventKind, ClaimWatch, Claims};
+/// A change's signature status (unsigned, verified by a key, invalid), as history, blame
+/// and watch events report it.
+pub use blackboard::codec::Signature;
 /// JSON values in automerge transactions: `json::put(tx, &path, &value)` writes a JSON value
 /// at a path inside a [`Doc::change`] closure, as [`Doc::put`] does.
 pub use blackboard::doc::json;
@@ -57,7 +60,7 @@ pub use blackboard::replica::{
 };
 /// The wire contract: ids, the event envelope, subject and stream names.
 pub use blackboard::schemas;
-pub use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+pub use blackboard::schemas::{AgentId, DocumentId, Provenance, SpaceId};
 pub use blackboard::watch::{
     ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,
 };

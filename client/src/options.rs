@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use blackboard::codec::Stamp;
 use blackboard::lease::JetStreamLeases;
 use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
-use blackboard::schemas::AgentId;
+use blackboard::schemas::nkeys::{KeyPair, KeyPairType};
+use blackboard::schemas::{AgentId, Provenance};
 
 use crate::{Board, Error};
 
@@ -32,6 +34,7 @@ pub struct Options {
     jetstream: JetStreamConfig,
     watch_capacity: Option<usize>,
     snapshots: Option<blackboard::replica::SnapshotPolicy>,
+    stamp: Stamp,
 }
 
 impl Options {
@@ -44,7 +47,46 @@ impl Options {
             jetstream: JetStreamConfig::default(),
             watch_capacity: None,
             snapshots: None,
+            stamp: Stamp::default(),
         })
+    }
+
+    /// The agent's nkey user key pair (with its seed): its NATS identity and the signer of
+    /// its changes. With a key, every envelope the board's replicas publish is signed, and
+    /// [`connect`](Self::connect) authenticates as this nkey user (unless a credentials file
+    /// is given too, which then authenticates the connection). Fails for a key that cannot
+    /// sign changes (not a user key, or no seed).
+    ///
+    /// ```
+    /// use blackboard_client::{schemas::nkeys::KeyPair, Options};
+    /// let options = Options::new("planner")?.key(KeyPair::new_user())?;
+    /// assert!(Options::new("planner")?.key(KeyPair::new_account()).is_err());
+    /// # Ok::<(), blackboard_client::Error>(())
+    /// ```
+    pub fn key(mut self, key: KeyPair) -> Result<Self, Error> {
+        check_key(&key).map_err(|reason| Error::Key { path: None, reason })?;
+        self.stamp.key = Some(Arc::new(key));
+        Ok(self)
+    }
+
+    /// Reads the agent's key from a seed file (`SU…`, as `blackboard keys new` writes it)
+    /// and uses it as [`key`](Self::key) does. Fails, naming the file, when it cannot be
+    /// read, does not hold a user seed, or (on Unix) can be read by its group or others.
+    pub fn key_file(self, path: impl AsRef<Path>) -> Result<Self, Error> {
+        let key = read_key_file(path.as_ref())?;
+        self.key(key)
+    }
+
+    /// The provenance declared in every envelope this board writes: who the agent acts for,
+    /// the model, the tool call. Signed with the change when the board has a key.
+    pub fn provenance(mut self, provenance: Provenance) -> Self {
+        self.stamp.provenance = Some(provenance);
+        self
+    }
+
+    /// The public key (`U…`) of the agent's key, if it has one.
+    pub fn public_key(&self) -> Option<String> {
+        self.stamp.key.as_ref().map(|k| k.public_key())
     }
 
     /// The directory of the agent's local store (sled). Defaults to `.blackboard/<agent>` in
@@ -98,7 +140,11 @@ impl Options {
     }
 
     fn board(self, log: Arc<dyn EventLog>, db: sled::Db) -> Board {
-        Board::with_log(self.agent, log, db).with_settings(self.watch_capacity, self.snapshots)
+        Board::with_log(self.agent, log, db).with_settings(
+            self.watch_capacity,
+            self.snapshots,
+            self.stamp,
+        )
     }
 
     fn open_db(&self) -> Result<sled::Db, Error> {
@@ -115,13 +161,49 @@ impl Options {
     /// waits for it.
     ///
     /// Fails only for what the server cannot fix: a store that cannot be opened, an
-    /// unreadable credentials file, a URL that is not one. Credentials the server refuses
-    /// are reported in the log (tracing) and the board stays disconnected.
+    /// unreadable credentials file, a URL that is not one, and credentials or a key the
+    /// server refuses when it can be reached now ([`Error::Connect`] with
+    /// [`Denied`](blackboard::log::Error::Denied), naming the authorization failure: retrying
+    /// would not help). Credentials refused only later, on a reconnection, are reported in
+    /// the log (tracing) and the board stays disconnected.
     pub async fn connect(self, url: &str) -> Result<Board, Error> {
+        // Credentials first: an unreadable file is an error before anything is opened.
+        let first = self.nats_options(false).await?;
+        let db = self.open_db()?;
+        // One attempt first, so a server that answers and refuses the credentials is an
+        // error now rather than a retry loop in the background; a server that cannot be
+        // reached is tried again in the background.
+        let connect_error = |source| Error::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let log = match JetStreamLog::connect(url, first, self.jetstream.clone()).await {
+            Ok(log) => log,
+            Err(e @ blackboard::log::Error::Denied(_)) => return Err(connect_error(e)),
+            Err(e) => {
+                tracing::debug!(error = %e, "NATS not reachable now, connecting in the background");
+                JetStreamLog::connect(url, self.nats_options(true).await?, self.jetstream.clone())
+                    .await
+                    .map_err(connect_error)?
+            }
+        };
+        let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);
+        let board = self
+            .board(Arc::new(log.clone()), db)
+            .with_leases(Arc::new(leases))
+            .with_nats(log);
+        board.open_unpublished();
+        Ok(board)
+    }
+
+    /// The connection's options: its name, reconnection, credentials or nkey.
+    async fn nats_options(&self, retry_initial: bool) -> Result<async_nats::ConnectOptions, Error> {
         let mut nats = async_nats::ConnectOptions::new()
             .name(format!("blackboard:{}", self.agent))
-            .retry_on_initial_connect()
             .reconnect_delay_callback(reconnect_delay);
+        if retry_initial {
+            nats = nats.retry_on_initial_connect();
+        }
         if let Some(path) = &self.credentials {
             nats = nats
                 .credentials_file(path)
@@ -130,21 +212,14 @@ impl Options {
                     path: path.clone(),
                     source,
                 })?;
-        }
-        let db = self.open_db()?;
-        let log = JetStreamLog::connect(url, nats, self.jetstream.clone())
-            .await
-            .map_err(|source| Error::Connect {
-                url: url.to_owned(),
-                source,
+        } else if let Some(key) = &self.stamp.key {
+            let seed = key.seed().map_err(|e| Error::Key {
+                path: None,
+                reason: e.to_string(),
             })?;
-        let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);
-        let board = self
-            .board(Arc::new(log.clone()), db)
-            .with_leases(Arc::new(leases))
-            .with_nats(log);
-        board.open_unpublished();
-        Ok(board)
+            nats = nats.nkey(seed);
+        }
+        Ok(nats)
     }
 
     /// Opens the board on the embedded log, stored with the agent's state: one process, no
@@ -156,6 +231,52 @@ impl Options {
         board.open_unpublished();
         Ok(board)
     }
+}
+
+/// Why `key` cannot sign changes, if it cannot.
+fn check_key(key: &KeyPair) -> Result<(), String> {
+    if key.key_pair_type() != KeyPairType::User {
+        return Err(format!(
+            "the key is a {:?} key, not an nkey user key (its public key would start with U)",
+            key.key_pair_type()
+        ));
+    }
+    key.seed()
+        .map(drop)
+        .map_err(|_| "the key has no seed (a public key alone cannot sign)".to_owned())
+}
+
+/// Reads an nkey user seed file (see [`Options::key_file`]).
+pub(crate) fn read_key_file(path: &Path) -> Result<KeyPair, Error> {
+    let bad = |reason: String| Error::Key {
+        path: Some(path.to_owned()),
+        reason,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| bad(format!("cannot read it: {e}")))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "it is readable by others (mode {:o}); a seed is a secret: chmod 600 it",
+                mode & 0o777
+            )));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let seed = text.trim();
+    if !seed.starts_with("SU") {
+        return Err(bad(
+            "it does not hold an nkey user seed (one line starting with SU, as `blackboard keys new` writes)"
+                .into(),
+        ));
+    }
+    let key = KeyPair::from_seed(seed).map_err(|e| bad(format!("its seed is not valid: {e}")))?;
+    check_key(&key).map_err(bad)?;
+    Ok(key)
 }
 
 /// How long the client waits before its `attempts`th try to reach the server again: at

@@ -22,6 +22,9 @@ pub mod subject;
 
 pub use envelope::{DecodeError, Envelope, Provenance, MAX_ENVELOPE_BYTES, WIRE_VERSION};
 pub use id::{AgentId, DocumentId, IdError, SpaceId, MAX_ID_LEN};
+/// The nkeys crate, whose user key pairs are agents' identities and change signers;
+/// re-exported so every crate of the workspace names the same version.
+pub use nkeys;
 pub use signature::SignatureError;
 
 /// The JSON Schemas generated from the wire types, as `(file name, pretty JSON)` pairs.

@@ -293,6 +293,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_prints_the_test_vectors_input_and_signature_exactly() {
+        const README: &str = include_str!("../README.md");
+        let key = vector_key();
+        let mut env = vector();
+        env.sign(&key).unwrap();
+        let input = change_signing_input(&env, &key.public_key()).unwrap();
+        let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
+        let start = README
+            .find("00000014 626c")
+            .expect("the README's vector input");
+        let len = README[start..].find("```").unwrap();
+        let printed: String = README[start..start + len]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        assert_eq!(printed, hex);
+        assert!(README.contains(&format!("`{}`", env.signature.unwrap())));
+        assert!(README.contains(&format!("`{}`", key.public_key())));
+        assert!(README.contains(&format!("hex, {} bytes", input.len())));
+    }
+
+    #[test]
     fn changing_any_signed_field_breaks_the_signature() {
         let key = KeyPair::new_user();
         let mut env = vector();

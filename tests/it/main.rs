@@ -15,6 +15,7 @@ mod offline;
 mod presence;
 mod restart;
 mod said_once;
+mod signing;
 mod stream_config;
 mod task_board;
 mod truthful;

@@ -1,9 +1,10 @@
 //! One entry of the position index: what the log said about one change.
 
 use automerge::ChangeHash;
-use blackboard_schemas::AgentId;
+use blackboard_schemas::{AgentId, Provenance};
 
 use super::HistoryError;
+use crate::codec::Signature;
 
 /// What the event log says about one change: where it is (stream sequence), when the log
 /// took it, and the writer's envelope (agent, the writer's clock, message). The position
@@ -24,10 +25,23 @@ pub struct Record {
     pub agent: AgentId,
     /// Why, if the writer said.
     pub message: Option<String>,
+    /// Whether the event was signed and verified, and by whom (JSON: `signer`, `verified`,
+    /// and `signature_error` when invalid).
+    #[serde(flatten)]
+    pub signature: Signature,
+    /// Who acted through the agent, as the (signed, when verified) event declares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// No message (a length no real message has).
 const NO_MESSAGE: u32 = u32::MAX;
+
+/// The message tag of an extended record: the top bit set, the low 31 bits the message
+/// length plus one (0: no message); the signature and provenance follow the message.
+/// Records of unsigned events without provenance keep the original form, so stores and
+/// snapshots written before signatures still read (and such records encode as they did).
+const EXTENDED: u32 = 0x8000_0000;
 
 impl Record {
     /// Appends the binary form: seq, hash, logged, time, agent (u8 length + bytes), message
@@ -41,12 +55,43 @@ impl Record {
         // Agent ids are at most 64 bytes (validated), so the length fits a byte.
         out.push(agent.len() as u8);
         out.extend_from_slice(agent);
-        match &self.message {
-            Some(m) => {
-                out.extend_from_slice(&(m.len() as u32).to_be_bytes());
-                out.extend_from_slice(m.as_bytes());
+        let extended = self.signature != Signature::Unsigned || self.provenance.is_some();
+        if !extended {
+            match &self.message {
+                Some(m) => {
+                    out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                    out.extend_from_slice(m.as_bytes());
+                }
+                None => out.extend_from_slice(&NO_MESSAGE.to_be_bytes()),
             }
-            None => out.extend_from_slice(&NO_MESSAGE.to_be_bytes()),
+            return;
+        }
+        // Messages are bounded by the 1 MiB envelope, far below 2^31 - 1.
+        let tag = EXTENDED | self.message.as_ref().map_or(0, |m| m.len() as u32 + 1);
+        out.extend_from_slice(&tag.to_be_bytes());
+        if let Some(m) = &self.message {
+            out.extend_from_slice(m.as_bytes());
+        }
+        match &self.signature {
+            Signature::Unsigned => out.push(0),
+            Signature::Verified(signer) => {
+                out.push(1);
+                put_str(out, signer);
+            }
+            Signature::Invalid { signer, reason } => {
+                out.push(2);
+                put_opt(out, signer.as_deref());
+                put_str(out, reason);
+            }
+        }
+        match &self.provenance {
+            None => out.push(0),
+            Some(p) => {
+                out.push(1);
+                put_opt(out, p.on_behalf_of.as_deref());
+                put_opt(out, p.model.as_deref());
+                put_opt(out, p.tool_call.as_deref());
+            }
         }
     }
 
@@ -70,13 +115,37 @@ impl Record {
             .ok()
             .and_then(|a| a.parse::<AgentId>().ok())
             .ok_or_else(|| bad("agent"))?;
-        let message = match r.u32()? {
-            NO_MESSAGE => None,
-            n => Some(
-                std::str::from_utf8(r.take(n as usize)?)
-                    .map_err(|_| bad("message"))?
-                    .to_owned(),
-            ),
+        let tag = r.u32()?;
+        let (message, extended) = match tag {
+            NO_MESSAGE => (None, false),
+            n if n & EXTENDED == 0 => (Some(r.string(n as usize, "message")?), false),
+            n => match (n & !EXTENDED) as usize {
+                0 => (None, true),
+                len => (Some(r.string(len - 1, "message")?), true),
+            },
+        };
+        let (signature, provenance) = if extended {
+            let signature = match r.take(1)?[0] {
+                0 => Signature::Unsigned,
+                1 => Signature::Verified(r.str32("signer")?),
+                2 => Signature::Invalid {
+                    signer: r.opt("signer")?,
+                    reason: r.str32("signature error")?,
+                },
+                _ => return Err(bad("signature status")),
+            };
+            let provenance = match r.take(1)?[0] {
+                0 => None,
+                1 => Some(Provenance {
+                    on_behalf_of: r.opt("on_behalf_of")?,
+                    model: r.opt("model")?,
+                    tool_call: r.opt("tool_call")?,
+                }),
+                _ => return Err(bad("provenance")),
+            };
+            (signature, provenance)
+        } else {
+            (Signature::Unsigned, None)
         };
         Ok((
             Record {
@@ -86,9 +155,28 @@ impl Record {
                 time_ms,
                 agent,
                 message,
+                signature,
+                provenance,
             },
             r.0,
         ))
+    }
+}
+
+/// A u32 length, then the bytes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// 0, or 1 then [`put_str`].
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
     }
 }
 
@@ -125,6 +213,25 @@ impl<'a> Reader<'a> {
             b.try_into().map_err(|_| bad("integer"))?,
         ))
     }
+
+    fn string(&mut self, len: usize, what: &str) -> Result<String, HistoryError> {
+        Ok(std::str::from_utf8(self.take(len)?)
+            .map_err(|_| bad(what))?
+            .to_owned())
+    }
+
+    fn str32(&mut self, what: &str) -> Result<String, HistoryError> {
+        let len = self.u32()? as usize;
+        self.string(len, what)
+    }
+
+    fn opt(&mut self, what: &str) -> Result<Option<String>, HistoryError> {
+        match self.take(1)?[0] {
+            0 => Ok(None),
+            1 => self.str32(what).map(Some),
+            _ => Err(bad(what)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +246,52 @@ mod tests {
             time_ms: -5,
             agent: "agent-3".parse().unwrap(),
             message: message.map(str::to_owned),
+            signature: Signature::Unsigned,
+            provenance: None,
         }
+    }
+
+    fn signed(message: Option<&str>) -> Vec<Record> {
+        let verified = Record {
+            signature: Signature::Verified("U".repeat(56)),
+            ..record(message)
+        };
+        let invalid = Record {
+            signature: Signature::Invalid {
+                signer: None,
+                reason: "the event names a signer but carries no signature".into(),
+            },
+            provenance: Some(Provenance {
+                on_behalf_of: Some("bob".into()),
+                model: None,
+                tool_call: Some("put #3".into()),
+            }),
+            ..record(message)
+        };
+        let provenance_only = Record {
+            provenance: Some(Provenance::default()),
+            ..record(message)
+        };
+        vec![verified, invalid, provenance_only]
+    }
+
+    #[test]
+    fn signed_records_round_trip_and_unsigned_ones_keep_the_original_bytes() {
+        for m in [Some("because ✓"), None, Some("")] {
+            for r in signed(m) {
+                let bytes = r.encode();
+                let (back, rest) = Record::decode(&bytes).unwrap();
+                assert_eq!(back, r);
+                assert!(rest.is_empty());
+                for n in 0..bytes.len() {
+                    assert!(Record::decode(&bytes[..n]).is_err(), "prefix of {n} bytes");
+                }
+            }
+        }
+        // The form before signatures: seq, hash, logged, time, agent, message.
+        let old = record(Some("why")).encode();
+        assert_eq!(old.len(), 8 + 32 + 8 + 8 + 1 + 7 + 4 + 3);
+        assert_eq!(&old[old.len() - 7..], b"\0\0\0\x03why");
     }
 
     #[test]

@@ -97,6 +97,11 @@ mod tests {
                     time_ms: 990 + i as i64,
                     agent: format!("agent-{i}").parse().unwrap(),
                     message: (i % 2 == 0).then(|| format!("step {i}")),
+                    signature: match i {
+                        1 => crate::codec::Signature::Unsigned,
+                        _ => crate::codec::Signature::Verified(format!("U{i}")),
+                    },
+                    provenance: None,
                 })
                 .collect(),
             document: vec![1, 2, 3, 4],

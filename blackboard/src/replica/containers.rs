@@ -62,15 +62,15 @@ impl Replica {
                 });
             }
             let envelope = |local: &LocalChange, message: Option<String>| {
-                codec::encode_event(
+                let mut env = codec::encode_event(
                     &s.config.space,
                     &s.config.document,
                     &s.config.agent,
                     local,
                     time,
                     message,
-                )
-                .encode()
+                );
+                s.config.stamp.apply(&mut env).map(|()| env.encode())
             };
             // Creations first, under `<hash>:<document>`: the same creation may be made in
             // another document of the space, and the log's duplicate window spans the space.
@@ -80,11 +80,23 @@ impl Replica {
                     hash: local.hash,
                     change: local.bytes.clone(),
                     msg_id: format!("{}:{}", local.hash, s.config.document),
-                    payload: envelope(local, None),
+                    payload: match envelope(local, None) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            st.core = load_core(&s.store)?;
+                            return Err(Error::Sign(e));
+                        }
+                    },
                 });
             }
             if let Some(local) = &edited.change {
-                let payload = envelope(local, message.map(str::to_owned));
+                let payload = match envelope(local, message.map(str::to_owned)) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        st.core = load_core(&s.store)?;
+                        return Err(Error::Sign(e));
+                    }
+                };
                 if payload.len() > MAX_ENVELOPE_BYTES {
                     st.core = load_core(&s.store)?;
                     return Err(Error::TooLarge {
@@ -106,6 +118,8 @@ impl Replica {
                 agent: s.config.agent.clone(),
                 time_ms: time,
                 message,
+                signature: s.config.stamp.local_signature(),
+                provenance: s.config.stamp.provenance.clone(),
             };
             let mut created = Vec::with_capacity(edited.created.len());
             for (local, patches) in edited.created {

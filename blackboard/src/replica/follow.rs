@@ -207,7 +207,7 @@ impl Shared {
                 return;
             }
         };
-        let (envelope, accepted) = (event.envelope, event.accepted);
+        let (envelope, signature, accepted) = (event.envelope, event.signature, event.accepted);
         let (hash, applied) = (accepted.hash, accepted.applied);
         // The first event carrying a change is where the index puts it; our own changes
         // are indexed here too, when they come back from the log. A change new to the
@@ -226,6 +226,8 @@ impl Shared {
                 time_ms: envelope.time_ms,
                 agent: envelope.agent.clone(),
                 message: envelope.message.clone(),
+                signature,
+                provenance: envelope.provenance.clone(),
             }),
             Err(e) => {
                 warn!(error = %e, "cannot read the position index");

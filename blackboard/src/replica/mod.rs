@@ -62,6 +62,10 @@ pub struct Config {
     pub watch_capacity: usize,
     /// When this replica writes snapshots to the log by itself.
     pub snapshots: SnapshotPolicy,
+    /// The agent's key and default provenance: with a key, every envelope this replica
+    /// publishes (changes, container creations, imports) is signed when it is built, before
+    /// it enters the outbox. Default: unsigned, no provenance.
+    pub stamp: crate::codec::Stamp,
 }
 
 impl Config {
@@ -75,6 +79,7 @@ impl Config {
             outbox_batch: 128,
             watch_capacity: 1024,
             snapshots: SnapshotPolicy::default(),
+            stamp: crate::codec::Stamp::default(),
         }
     }
 }
@@ -351,6 +356,8 @@ impl Shared {
             agent: meta.agent.clone(),
             time_ms: meta.time_ms,
             message: meta.message.clone(),
+            signature: meta.signature.clone(),
+            provenance: meta.provenance.clone(),
             local: meta.agent == self.config.agent,
             patches,
         };

@@ -319,6 +319,8 @@ impl Shared {
                         agent: r.agent.clone(),
                         time_ms: r.time_ms,
                         message: r.message.clone(),
+                        signature: r.signature.clone(),
+                        provenance: r.provenance.clone(),
                     },
                     None => Origin::unknown(&self.config.agent),
                 };

@@ -61,6 +61,7 @@ impl Replica {
             space: s.config.space.clone(),
             document: s.config.document.clone(),
             agent: s.config.agent.clone(),
+            stamp: s.config.stamp.clone(),
         };
         Ok(watch::spawn(
             &source,

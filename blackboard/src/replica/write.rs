@@ -59,15 +59,19 @@ impl Replica {
             let Some(local) = local else {
                 return Ok((out, None));
             };
-            let envelope = codec::encode_event(
+            let mut envelope = codec::encode_event(
                 &s.config.space,
                 &s.config.document,
                 &s.config.agent,
                 &local,
                 time,
                 message.map(str::to_owned),
-            )
-            .encode();
+            );
+            if let Err(e) = s.config.stamp.apply(&mut envelope) {
+                st.core = load_core(&s.store)?;
+                return Err(Error::Sign(e));
+            }
+            let envelope = envelope.encode();
             if envelope.len() > MAX_ENVELOPE_BYTES {
                 // The change exists only in memory: take it back by reloading from disk, so
                 // the document never holds a change that will not reach the log.
@@ -90,6 +94,8 @@ impl Replica {
                 agent: s.config.agent.clone(),
                 time_ms: time,
                 message: message.map(str::to_owned),
+                signature: s.config.stamp.local_signature(),
+                provenance: s.config.stamp.provenance.clone(),
             };
             s.announce(&mut st, &local.hash, &meta, patches);
             (out, local.hash)
@@ -121,15 +127,19 @@ impl Replica {
                     hash,
                     bytes: change.raw_bytes().to_vec(),
                 };
-                let envelope = codec::encode_event(
+                let mut envelope = codec::encode_event(
                     &s.config.space,
                     &s.config.document,
                     &agent,
                     &local,
                     time_ms,
                     message,
-                )
-                .encode();
+                );
+                // A copy keeps its writer's provenance; this replica's key vouches for the
+                // copy (a roster accepts it only if the key is one of that writer's).
+                envelope.provenance = record.as_ref().and_then(|r| r.provenance.clone());
+                s.config.stamp.apply(&mut envelope).map_err(Error::Sign)?;
+                let envelope = envelope.encode();
                 let id = st.next_outbox;
                 st.next_outbox += 1;
                 entries.push((

@@ -1,10 +1,11 @@
 //! Change events: what a watch hands its caller.
 
 use automerge::ChangeHash;
-use blackboard_schemas::{AgentId, DocumentId};
+use blackboard_schemas::{AgentId, DocumentId, Provenance};
 use serde::Serialize;
 
 use super::Pattern;
+use crate::codec::Signature;
 use crate::doc::Patch;
 use crate::position::Position;
 
@@ -26,6 +27,14 @@ pub struct ChangeEvent {
     pub time_ms: i64,
     /// Why the change was made, if the writer said.
     pub message: Option<String>,
+    /// Whether the change's event was signed and verified, and by whom (JSON: `signer`,
+    /// `verified`, and `signature_error` when invalid). Unsigned for a local change not
+    /// yet read back from the log when this replica has no key.
+    #[serde(flatten)]
+    pub signature: Signature,
+    /// Who acted through the agent, as its event declares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     /// Whether this agent made the change (through this replica or an earlier run of it).
     pub local: bool,
     /// What the change did, restricted to the watched paths.

@@ -193,6 +193,8 @@ pub(crate) struct Feed {
     pub(crate) space: SpaceId,
     pub(crate) document: DocumentId,
     pub(crate) agent: AgentId,
+    /// How the replica stamps its own changes (for local changes the watch reports).
+    pub(crate) stamp: crate::codec::Stamp,
 }
 
 /// Starts a watch. Called by [`Replica::watch`](crate::Replica::watch).
@@ -311,6 +313,8 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
                     agent: feed.agent.clone(),
                     time_ms: change.timestamp() * 1000,
                     message: change.message().cloned(),
+                    signature: feed.stamp.local_signature(),
+                    provenance: feed.stamp.provenance.clone(),
                 };
                 let hash = change.hash();
                 let accepted = match causal.change(&mut copy, change, origin, true) {
@@ -422,6 +426,8 @@ fn events(
             agent: origin.agent,
             time_ms: origin.time_ms,
             message: origin.message,
+            signature: origin.signature,
+            provenance: origin.provenance,
             patches: effect.patches,
         });
     }

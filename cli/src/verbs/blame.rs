@@ -51,6 +51,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             r.map_or("-".into(), |r| format_time(r.logged_ms)),
         ]);
         table.row(vec!["message".into(), message(r)]);
+        table.row(vec![
+            "signed".into(),
+            r.map_or("-".into(), |r| super::signed(&r.signature)),
+        ]);
         table.row(vec!["hash".into(), blame.change.to_string()]);
         table.write(&mut out)?;
         if !blame.spans.is_empty() {

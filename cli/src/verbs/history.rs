@@ -71,7 +71,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             super::json_line(&mut out, &Line { event: e, logged })?;
         }
     } else {
-        let mut table = Table::new(&["seq", "logged", "agent", "hash", "message", "paths"]);
+        let mut table = Table::new(&[
+            "seq", "logged", "agent", "signed", "hash", "message", "paths",
+        ]);
         for e in &events {
             let r = &e.record;
             let paths: Vec<String> = e.paths.iter().map(ToString::to_string).collect();
@@ -79,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 r.seq.to_string(),
                 format_time(r.logged_ms),
                 r.agent.to_string(),
+                super::signed(&r.signature),
                 super::short(&r.hash),
                 r.message.clone().unwrap_or_else(|| "-".to_owned()),
                 paths.join(" "),

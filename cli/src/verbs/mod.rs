@@ -1,7 +1,8 @@
 //! The verbs of the `blackboard` command besides `demo`:
 //! - the document verbs `ls`, `get`, `put` and `watch`: list a space's documents, read a
 //!   document or one value, write a value, follow changes as they happen;
-//! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`.
+//! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`;
+//! - `keys`: make an agent's key pair, show a seed file's public key.
 //!
 //! Each opens the board through the SDK ([`crate::connect`]) and one document on it
 //! ([`open`]), brings the document up to date with the log, and answers. Over NATS the
@@ -19,6 +20,7 @@ pub mod blame;
 pub mod diff;
 pub mod get;
 pub mod history;
+pub mod keys;
 pub mod ls;
 pub mod open;
 pub mod patches;
@@ -45,6 +47,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// A change's signature status for a table: `U…` (the first 8 characters of the verified
+/// signer), `unsigned`, or `INVALID (signer …)`; JSON output carries the whole key and the
+/// reason (`signer`, `verified`, `signature_error`).
+pub fn signed(signature: &blackboard_client::Signature) -> String {
+    use blackboard_client::Signature;
+    match signature {
+        Signature::Unsigned => "unsigned".into(),
+        Signature::Verified(key) => format!("{}…", key.get(..8).unwrap_or(key)),
+        Signature::Invalid { signer, .. } => match signer {
+            Some(key) => format!("INVALID ({}…)", key.get(..8).unwrap_or(key)),
+            None => "INVALID".into(),
+        },
+    }
 }
 
 /// A bad argument found after clap parsed the command line (say, JSON read from stdin
