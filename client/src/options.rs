@@ -114,14 +114,25 @@ impl Options {
     /// [`Board::is_connected`] says whether the connection is up, and [`Board::connected`]
     /// waits for it.
     ///
+    /// A user and password may be given in the URL (`nats://reader:secret@host:4222`, as
+    /// they are written, not percent-decoded).
+    ///
     /// Fails only for what the server cannot fix: a store that cannot be opened, an
-    /// unreadable credentials file, a URL that is not one. Credentials the server refuses
-    /// are reported in the log (tracing) and the board stays disconnected.
+    /// unreadable credentials file, a URL that is not one, and credentials the server
+    /// refuses ([`Error::Connect`] with `log::Error::Credentials`, at once: the first
+    /// connection attempt is awaited for up to two seconds).
     pub async fn connect(self, url: &str) -> Result<Board, Error> {
         let mut nats = async_nats::ConnectOptions::new()
             .name(format!("blackboard:{}", self.agent))
             .retry_on_initial_connect()
             .reconnect_delay_callback(reconnect_delay);
+        // A user and password in the URL (`nats://reader:secret@host:4222`): async-nats
+        // 0.51 reads the host from it but not them.
+        if let Ok(addr) = url.parse::<async_nats::ServerAddr>() {
+            if let (Some(user), Some(password)) = (addr.username(), addr.password()) {
+                nats = nats.user_and_password(user.to_owned(), password.to_owned());
+            }
+        }
         if let Some(path) = &self.credentials {
             nats = nats
                 .credentials_file(path)

@@ -12,6 +12,7 @@ mod history;
 mod log_access;
 mod never_vanish;
 mod offline;
+mod permissions;
 mod presence;
 mod restart;
 mod said_once;
