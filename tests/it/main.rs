@@ -9,6 +9,7 @@ mod convergence;
 mod corrupt_store;
 mod faults;
 mod history;
+mod kill_damage;
 mod log_access;
 mod never_vanish;
 mod offline;

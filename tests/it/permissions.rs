@@ -66,7 +66,9 @@ async fn a_writer_with_the_documented_permissions_writes_reads_watches_claims_an
     let mut changes = rdoc.watch("/**").unwrap();
 
     let wdoc = writer.doc("team", "plan").unwrap();
-    wdoc.put("/tasks/t1", json!({"title": "docs"})).await.unwrap();
+    wdoc.put("/tasks/t1", json!({"title": "docs"}))
+        .await
+        .unwrap();
     within("the writer's flush", wdoc.flush()).await.unwrap();
     let seq = within("the writer's sync", wdoc.sync()).await.unwrap();
     assert!(seq >= 1);
@@ -105,11 +107,17 @@ async fn a_writer_with_the_documented_permissions_writes_reads_watches_claims_an
     let fresh_dir = temp_dir();
     let fresh = board(&server, "reader", "reader-secret", fresh_dir.path()).await;
     let fdoc = fresh.doc("team", "plan").unwrap();
-    within("the fresh reader's sync", fdoc.sync()).await.unwrap();
+    within("the fresh reader's sync", fdoc.sync())
+        .await
+        .unwrap();
     assert_eq!(fdoc.get("/tasks/t1/title").unwrap(), Some(json!("docs")));
     assert_eq!(fdoc.stats().snapshot_loaded, Some(info.seq));
 
-    assert_eq!(violations(&server), Vec::<String>::new(), "nothing was refused");
+    assert_eq!(
+        violations(&server),
+        Vec::<String>::new(),
+        "nothing was refused"
+    );
 }
 
 #[tokio::test]
@@ -215,7 +223,11 @@ async fn a_read_only_agents_write_fails_for_good_naming_the_permission_and_nothi
     within("the reopened reader's sync", rdoc.sync())
         .await
         .unwrap();
-    assert_eq!(rdoc.pending(), 0, "the outbox is still empty after a restart");
+    assert_eq!(
+        rdoc.pending(),
+        0,
+        "the outbox is still empty after a restart"
+    );
     within("the reopened reader's flush", rdoc.flush())
         .await
         .unwrap();
@@ -225,5 +237,9 @@ async fn a_read_only_agents_write_fails_for_good_naming_the_permission_and_nothi
     let history = wdoc.history(&Default::default()).unwrap();
     assert!(history.iter().all(|e| e.record.agent.as_str() == "planner"));
     assert!(history.iter().all(|e| e.record.seq <= last));
-    assert_eq!(violations(&server).len(), refused_so_far, "no retry after restart");
+    assert_eq!(
+        violations(&server).len(),
+        refused_so_far,
+        "no retry after restart"
+    );
 }

@@ -297,7 +297,9 @@ impl JetStreamLog {
         let mut outcome = attempts.subscribe();
         let _ = tokio::time::timeout(FIRST_ATTEMPT_WAIT, outcome.wait_for(|n| *n > 0)).await;
         if let Some(message) = credentials.borrow().clone() {
-            return Err(Error::Credentials(format!("connecting to {url}: {message}")));
+            return Err(Error::Credentials(format!(
+                "connecting to {url}: {message}"
+            )));
         }
         Ok(Self::with_events(
             client,
