@@ -151,8 +151,9 @@ pub(crate) fn not_sent(reason: &str) -> Error {
 impl Error {
     /// Whether retrying the same call later can succeed: true for `Unavailable` (timeouts,
     /// a lost connection, no responders while a server restarts or a cluster elects a
-    /// leader); false for everything else (`Denied`, `Credentials`, `Refused`, `StreamMismatch`, ...),
-    /// which the callers that retry report instead of retrying forever.
+    /// leader); false for everything else (`Denied`, `Credentials`, `Refused`,
+    /// `StreamMismatch`, ...), which the callers that retry report instead of retrying
+    /// forever.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }
