@@ -146,7 +146,7 @@ impl Options {
         let log = JetStreamLog::connect(url, nats, self.jetstream.clone())
             .await
             .map_err(|source| Error::Connect {
-                url: url.to_owned(),
+                url: blackboard::log::redact_url(url),
                 source,
             })?;
         let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);

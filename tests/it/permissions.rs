@@ -152,6 +152,10 @@ async fn a_wrong_password_fails_connect_at_once_saying_the_server_refused_the_cr
             && err.to_string().contains("authorization violation"),
         "{err}"
     );
+    assert!(
+        !err.to_string().contains("wrong"),
+        "the password is not shown: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,27 @@ struct Inner {
 /// it (the connection is retried in the background).
 const FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(2);
 
+/// `url` with the password of any `user:password@` in it replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Whether a connection error (async-nats's `ConnectErrorKind` as text) says the server
 /// refused the credentials rather than could not be reached.
 fn refuses_credentials(message: &str) -> bool {
@@ -282,8 +303,10 @@ impl JetStreamLog {
                 }
             }
         });
+        let shown = redact_url(url);
         let client = options.connect(url).await.map_err(|e| {
             use async_nats::ConnectErrorKind as K;
+            let url = &shown;
             match e.kind() {
                 K::AuthorizationViolation | K::Authentication => {
                     Error::Credentials(format!("connecting to {url}: {e}"))
@@ -291,6 +314,7 @@ impl JetStreamLog {
                 _ => unavailable(format!("connecting to {url}: {e}")),
             }
         })?;
+        let url = redact_url(url);
         // With `retry_on_initial_connect` the client is returned before it has connected:
         // wait for the first attempt, so refused credentials fail here, at once, instead of
         // leaving an agent retrying a password that will never work.
@@ -890,5 +914,21 @@ impl JetStreamLog {
                 })
             })
             .boxed())
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        assert_eq!(
+            redact_url("nats://reader:secret@127.0.0.1:4222"),
+            "nats://reader:***@127.0.0.1:4222"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("nats://token@host"), "nats://token@host");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use embedded::EmbeddedLog;
-pub use jetstream::{Config as JetStreamConfig, JetStreamLog};
+pub use jetstream::{redact_url, Config as JetStreamConfig, JetStreamLog};
 
 /// An event as stored in the log: its position and its raw bytes (an encoded envelope, or
 /// anything else someone published on the subject; the replica's decoder decides).
