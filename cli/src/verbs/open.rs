@@ -306,22 +306,6 @@ impl FromArg {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_start_is_the_beginning_or_a_position() {
-        assert_eq!("beginning".parse::<FromArg>(), Ok(FromArg::Beginning));
-        assert_eq!("0".parse::<FromArg>(), Ok(FromArg::Beginning));
-        assert_eq!("7".parse::<FromArg>(), Ok(FromArg::After(At::Seq(7))));
-        assert!("yesterday"
-            .parse::<FromArg>()
-            .unwrap_err()
-            .contains("yesterday"));
-    }
-}
-
 /// What a kept store has lost, from its `blackboard.losses` record: the engine appends
 /// there what a damaged store lacked against its seal, on the opening that finds it. Every
 /// later answer from the store lacks it too, so every reading command says so until the
@@ -361,5 +345,21 @@ impl Losses {
             }
         }
         lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_is_the_beginning_or_a_position() {
+        assert_eq!("beginning".parse::<FromArg>(), Ok(FromArg::Beginning));
+        assert_eq!("0".parse::<FromArg>(), Ok(FromArg::Beginning));
+        assert_eq!("7".parse::<FromArg>(), Ok(FromArg::After(At::Seq(7))));
+        assert!("yesterday"
+            .parse::<FromArg>()
+            .unwrap_err()
+            .contains("yesterday"));
     }
 }
