@@ -15,14 +15,23 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
-    /// The log refused local changes for a reason retrying cannot fix; they stay in the
-    /// outbox, and publishing is retried.
+    /// The log refused local changes for a reason retrying cannot fix. A misconfigured
+    /// stream (`Refused`, `StreamMismatch`): the changes stay in the outbox and publishing is
+    /// retried, since fixing the stream lets them through. A permission the server denies
+    /// (`log::Error::Denied`): the changes are taken out of the outbox (they will never be
+    /// published; retrying for ever would only spam the server) and further writes to the
+    /// document fail with [`Error::WriteDenied`].
     #[error("the log refuses this replica's changes: {0}")]
     Publish(String),
     /// The replica's key could not sign a change (a key without its seed, or not a user
     /// key); the change was not made.
     #[error("cannot sign the change, nothing was changed: {0}")]
     Sign(blackboard_schemas::SignatureError),
+    /// A write to a document whose log has denied this agent's publishing (a permission the
+    /// server refuses, such as a read-only agent's): nothing was changed. Reopen the replica
+    /// once the permission is granted.
+    #[error("this agent may not write to {0}")]
+    WriteDenied(String),
     /// The replica was closed.
     #[error("replica closed")]
     Closed,

@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
           after_help = "Exit status: 0 done; 1 failed, nothing was written; 2 bad arguments; \
                         3 written (durable in the local store) but not yet acknowledged by the \
                         log (`put`: it is published when the store is next opened with the \
-                        server up).")]
+                        server up); 4 answered, but the local store was found damaged and \
+                        lost data for good (stderr names it).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -125,6 +126,10 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader went away (`blackboard history | head`): nothing more to say.
         Err(e) if verbs::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if verbs::is_store_lost(&e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(verbs::EXIT_STORE_LOST)
+        }
         Err(e) if verbs::is_not_acknowledged(&e) => {
             eprintln!("warning: {e:#}");
             std::process::ExitCode::from(verbs::EXIT_NOT_ACKNOWLEDGED)

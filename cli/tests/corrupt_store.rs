@@ -1,8 +1,8 @@
 //! `blackboard get` on a damaged embedded `--store` (issue 14 §1): the embedded log is kept
 //! in the same sled database as the replicas, so that store is the only copy of its events.
 //! Whatever the damage, the command does not show part of the document as if it were all of
-//! it without a word: it fails naming the damage, or it says on stderr which events are gone
-//! and that they had no other copy.
+//! it: it fails naming the damage (exit 1), or it answers and exits 4, saying on stderr which
+//! events are gone and that they had no other copy, on that run and every later one.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,8 @@ use serde_json::json;
 
 const KEYS: usize = 60;
 
-fn get(store: &Path) -> (bool, String, String) {
+/// Runs `blackboard get` on the store: (exit status, stdout, stderr).
+fn get(store: &Path) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_blackboard"))
         .env_remove("NATS_URL")
         .env_remove("NATS_CREDS")
@@ -22,7 +23,7 @@ fn get(store: &Path) -> (bool, String, String) {
         .output()
         .expect("the blackboard binary runs");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -72,36 +73,48 @@ async fn get_on_a_damaged_embedded_store_fails_or_names_the_events_it_lost_as_th
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     write_store(&store).await;
-    let (ok, stdout, stderr) = get(&store);
-    assert!(ok, "the undamaged store reads: {stderr}");
+    let (code, stdout, stderr) = get(&store);
+    assert_eq!(code, Some(0), "the undamaged store reads: {stderr}");
     let whole: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(whole.as_object().unwrap().len(), KEYS);
 
     delete_snapshots(&store);
     truncate_to_half(&store.join("db"));
-    let (ok, stdout, stderr) = get(&store);
+    let (code, stdout, stderr) = get(&store);
     assert!(
         !stderr.contains("panicked"),
         "no panic on a damaged store: {stderr}"
     );
-    if ok {
-        let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        let shown = shown.as_object().map_or(0, |m| m.len());
-        // The damage cost events (else this test would prove nothing).
-        assert!(shown < KEYS, "{shown} of {KEYS} keys after the damage");
-        {
+    match code {
+        Some(4) => {
+            let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            let shown = shown.as_object().map_or(0, |m| m.len());
+            // The damage cost events (else this test would prove nothing).
+            assert!(shown < KEYS, "{shown} of {KEYS} keys after the damage");
             assert!(
-                stderr.contains("embedded log lost events") && stderr.contains("only copy"),
+                stderr.contains("store damaged")
+                    && stderr.contains("embedded log lost events")
+                    && stderr.contains("only copy"),
                 "showing {shown} of {KEYS} keys, stderr must say which events are gone and \
                  that the store was their only copy: {stderr}"
             );
+            // Not only on the run that found the damage: every answer lacks the events.
+            let (again, _, stderr) = get(&store);
+            assert_eq!(again, Some(4), "the next get says it too: {stderr}");
+            assert!(stderr.contains("embedded log lost events"), "{stderr}");
+            eprintln!("OUTCOME opened, showing {shown} of {KEYS} keys, exit 4; stderr: {stderr}");
         }
-        eprintln!("OUTCOME opened, showing {shown} of {KEYS} keys; stderr: {stderr}");
-    } else {
-        assert!(
-            stderr.contains("damaged") && stderr.contains("only copy"),
-            "the error names the damage and that the store was the log's only copy: {stderr}"
-        );
-        eprintln!("OUTCOME refused; stderr: {stderr}");
+        Some(1) => {
+            assert!(
+                stderr.contains("damaged") && stderr.contains("only copy"),
+                "the error names the damage and that the store was the log's only copy: \
+                 {stderr}"
+            );
+            eprintln!("OUTCOME refused; stderr: {stderr}");
+        }
+        other => panic!(
+            "a damaged store must fail (1) or answer with exit 4 naming the loss, not \
+             {other:?}; stderr: {stderr}"
+        ),
     }
 }

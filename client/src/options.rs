@@ -162,31 +162,18 @@ impl Options {
     ///
     /// Fails only for what the server cannot fix: a store that cannot be opened, an
     /// unreadable credentials file, a URL that is not one, and credentials or a key the
-    /// server refuses when it can be reached now ([`Error::Connect`] with
-    /// [`Denied`](blackboard::log::Error::Denied), naming the authorization failure: retrying
-    /// would not help). Credentials refused only later, on a reconnection, are reported in
-    /// the log (tracing) and the board stays disconnected.
+    /// server refuses ([`Error::Connect`] with `log::Error::Credentials`, at once: the first
+    /// connection attempt is awaited for up to two seconds; retrying would not help).
     pub async fn connect(self, url: &str) -> Result<Board, Error> {
         // Credentials first: an unreadable file is an error before anything is opened.
-        let first = self.nats_options(false).await?;
+        let nats = self.nats_options(url).await?;
         let db = self.open_db()?;
-        // One attempt first, so a server that answers and refuses the credentials is an
-        // error now rather than a retry loop in the background; a server that cannot be
-        // reached is tried again in the background.
-        let connect_error = |source| Error::Connect {
-            url: url.to_owned(),
-            source,
-        };
-        let log = match JetStreamLog::connect(url, first, self.jetstream.clone()).await {
-            Ok(log) => log,
-            Err(e @ blackboard::log::Error::Denied(_)) => return Err(connect_error(e)),
-            Err(e) => {
-                tracing::debug!(error = %e, "NATS not reachable now, connecting in the background");
-                JetStreamLog::connect(url, self.nats_options(true).await?, self.jetstream.clone())
-                    .await
-                    .map_err(connect_error)?
-            }
-        };
+        let log = JetStreamLog::connect(url, nats, self.jetstream.clone())
+            .await
+            .map_err(|source| Error::Connect {
+                url: blackboard::log::redact_url(url),
+                source,
+            })?;
         let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);
         let board = self
             .board(Arc::new(log.clone()), db)
@@ -196,13 +183,19 @@ impl Options {
         Ok(board)
     }
 
-    /// The connection's options: its name, reconnection, credentials or nkey.
-    async fn nats_options(&self, retry_initial: bool) -> Result<async_nats::ConnectOptions, Error> {
+    /// The connection's options: its name, reconnection, and who it authenticates as (a user
+    /// and password in the URL, a credentials file, or the agent's nkey).
+    async fn nats_options(&self, url: &str) -> Result<async_nats::ConnectOptions, Error> {
         let mut nats = async_nats::ConnectOptions::new()
             .name(format!("blackboard:{}", self.agent))
+            .retry_on_initial_connect()
             .reconnect_delay_callback(reconnect_delay);
-        if retry_initial {
-            nats = nats.retry_on_initial_connect();
+        // A user and password in the URL (`nats://reader:secret@host:4222`): async-nats
+        // 0.51 reads the host from it but not them.
+        if let Ok(addr) = url.parse::<async_nats::ServerAddr>() {
+            if let (Some(user), Some(password)) = (addr.username(), addr.password()) {
+                nats = nats.user_and_password(user.to_owned(), password.to_owned());
+            }
         }
         if let Some(path) = &self.credentials {
             nats = nats

@@ -1,6 +1,6 @@
 //! What reading and refused writes do on NATS: reading a space nobody has published to
 //! creates nothing, and a publish the server's permissions refuse fails at once as a
-//! permanent error instead of being retried forever.
+//! permanent error, taken out of the outbox instead of being retried forever.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ no_auth_user: admin
 "#;
 
 #[tokio::test]
-async fn a_publish_the_servers_permissions_refuse_fails_at_once_as_a_permanent_error() {
+async fn a_publish_the_servers_permissions_refuse_fails_at_once_and_leaves_nothing_in_the_outbox() {
     blackboard_tests::init_tracing();
     let server = NatsServer::start_with(Options::config(USERS))
         .await
@@ -132,7 +132,8 @@ async fn a_publish_the_servers_permissions_refuse_fails_at_once_as_a_permanent_e
         started.elapsed()
     );
 
-    // A replica's flush reports it instead of waiting forever; the change stays queued.
+    // A replica's flush reports it instead of waiting forever, and the refused change is
+    // taken out of the outbox: retrying cannot fix a permission.
     let dir = temp_dir();
     let db = sled::open(dir.path()).unwrap();
     let mut config = Config::new(space, doc, "writer".parse().unwrap());
@@ -144,5 +145,12 @@ async fn a_publish_the_servers_permissions_refuse_fails_at_once_as_a_permanent_e
         .unwrap_err();
     assert!(matches!(err, blackboard::Error::Publish(_)), "{err:?}");
     assert!(err.to_string().contains("refused access"), "{err}");
-    assert_eq!(replica.pending(), 1, "the change stays in the outbox");
+    assert!(err.to_string().contains("never be published"), "{err}");
+    assert_eq!(replica.pending(), 0, "nothing left in the outbox to retry");
+    assert_eq!(replica.stats().refused, 1);
+    // Later writes are refused at once and change nothing.
+    let before = replica.to_json();
+    let err = replica.put("/k2", json!(2)).await.unwrap_err();
+    assert!(matches!(err, blackboard::Error::WriteDenied(_)), "{err:?}");
+    assert_eq!(replica.to_json(), before);
 }

@@ -221,7 +221,7 @@ async fn a_server_with_nkey_users_lets_the_agents_key_in_and_refuses_an_unknown_
         matches!(
             &err,
             Error::Connect {
-                source: blackboard::log::Error::Denied(_),
+                source: blackboard::log::Error::Credentials(_),
                 ..
             }
         ),

@@ -76,6 +76,42 @@ struct Inner {
     /// moves, so its reader resubscribes at once after a server restart instead of waiting for
     /// the client to notice that the server-side consumer is gone.
     connects: tokio::sync::watch::Sender<u64>,
+    /// Why the server refused the connection's credentials on the last attempt, until a
+    /// connection succeeds (only for a log opened with [`JetStreamLog::connect`]).
+    credentials: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// How long [`JetStreamLog::connect`] waits for the first connection attempt's outcome, so
+/// that credentials the server refuses fail it at once; an unreachable server does not fail
+/// it (the connection is retried in the background).
+const FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(2);
+
+/// `url` with the password of any `user:password@` in it replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Whether a connection error (async-nats's `ConnectErrorKind` as text) says the server
+/// refused the credentials rather than could not be reached.
+fn refuses_credentials(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("authorization violation") || message.contains("failed signing nonce")
 }
 
 /// How often a subscription to a space without a stream checks again, in case the
@@ -159,6 +195,7 @@ impl JetStreamLog {
             config,
             broadcast::channel(16).0,
             tokio::sync::watch::channel(0).0,
+            tokio::sync::watch::channel(None).0,
         )
     }
 
@@ -167,6 +204,7 @@ impl JetStreamLog {
         config: Config,
         violations: broadcast::Sender<String>,
         connects: tokio::sync::watch::Sender<u64>,
+        credentials: tokio::sync::watch::Sender<Option<String>>,
     ) -> Self {
         let mut js = jetstream::new(client);
         js.set_timeout(config.ack_timeout);
@@ -177,6 +215,7 @@ impl JetStreamLog {
                 ready: Mutex::new(HashSet::new()),
                 violations,
                 connects,
+                credentials,
             }),
         }
     }
@@ -210,8 +249,12 @@ impl JetStreamLog {
     /// Connects to `url` with `options` and opens the log on that connection. The log
     /// listens to the connection's events (replacing any event callback in `options`; the
     /// events are logged with `tracing`), so a permissions violation fails the call it
-    /// concerns at once as [`Error::Denied`]. A refused connection (bad credentials) is
-    /// `Denied` too; an unreachable server is `Unavailable`.
+    /// concerns at once as [`Error::Denied`]. Credentials the server refuses on the first
+    /// attempt fail this at once with [`Error::Credentials`] (it waits up to two seconds
+    /// for that attempt's outcome); refused on a later reconnect, they fail every publish
+    /// with it until a connection succeeds. An unreachable server is `Unavailable` (or, with
+    /// `retry_on_initial_connect`, not an error: the connection is retried in the
+    /// background).
     pub async fn connect(
         url: &str,
         options: async_nats::ConnectOptions,
@@ -219,16 +262,36 @@ impl JetStreamLog {
     ) -> Result<Self, Error> {
         let violations = broadcast::channel(16).0;
         let connects = tokio::sync::watch::channel(0u64).0;
+        let credentials = tokio::sync::watch::channel(None::<String>).0;
+        // Counts the outcomes of connection attempts, for the wait on the first one below.
+        let attempts = tokio::sync::watch::channel(0u64).0;
         let tx = violations.clone();
         let reconnected = connects.clone();
+        let refused = credentials.clone();
+        let attempted = attempts.clone();
         let options = options.event_callback(move |event| {
             let tx = tx.clone();
             let reconnected = reconnected.clone();
+            let refused = refused.clone();
+            let attempted = attempted.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         tracing::debug!("connected to the NATS server");
+                        refused.send_replace(None);
                         reconnected.send_modify(|n| *n += 1);
+                        attempted.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(message))
+                        if refuses_credentials(&message) =>
+                    {
+                        tracing::error!(%message, "the NATS server refused the credentials");
+                        refused.send_replace(Some(message));
+                        attempted.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(message)) => {
+                        tracing::debug!(%message, "a NATS connection attempt failed");
+                        attempted.send_modify(|n| *n += 1);
                     }
                     async_nats::Event::ServerError(async_nats::ServerError::Other(message))
                         if message.to_ascii_lowercase().contains("violation") =>
@@ -240,26 +303,58 @@ impl JetStreamLog {
                 }
             }
         });
+        let shown = redact_url(url);
         let client = options.connect(url).await.map_err(|e| {
             use async_nats::ConnectErrorKind as K;
+            let url = &shown;
             match e.kind() {
                 K::AuthorizationViolation | K::Authentication => {
-                    Error::Denied(format!("connecting to {url}: {e}"))
+                    Error::Credentials(format!("connecting to {url}: {e}"))
                 }
                 _ => unavailable(format!("connecting to {url}: {e}")),
             }
         })?;
-        Ok(Self::with_events(client, config, violations, connects))
+        let url = redact_url(url);
+        // With `retry_on_initial_connect` the client is returned before it has connected:
+        // wait for the first attempt, so refused credentials fail here, at once, instead of
+        // leaving an agent retrying a password that will never work.
+        let mut outcome = attempts.subscribe();
+        let _ = tokio::time::timeout(FIRST_ATTEMPT_WAIT, outcome.wait_for(|n| *n > 0)).await;
+        if let Some(message) = credentials.borrow().clone() {
+            return Err(Error::Credentials(format!(
+                "connecting to {url}: {message}"
+            )));
+        }
+        Ok(Self::with_events(
+            client,
+            config,
+            violations,
+            connects,
+            credentials,
+        ))
     }
 
     /// Runs `call`, failing it with [`Error::Denied`] as soon as the server reports a
-    /// permissions violation about `subject` while it runs.
+    /// permissions violation about `subject` while it runs, and with [`Error::Credentials`]
+    /// while the server refuses the connection's credentials.
     async fn guarded<T>(
         &self,
         subject: &str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let mut violations = self.inner.violations.subscribe();
+        let mut credentials = self.inner.credentials.subscribe();
+        let refused = async {
+            let refused = credentials
+                .wait_for(Option::is_some)
+                .await
+                .map(|message| message.clone().unwrap_or_default());
+            match refused {
+                Ok(message) => message,
+                // `new` logs never report refusals.
+                Err(_) => std::future::pending().await,
+            }
+        };
         let denied = async {
             loop {
                 match violations.recv().await {
@@ -273,6 +368,7 @@ impl JetStreamLog {
         tokio::select! {
             result = call => result,
             message = denied => Err(Error::Denied(message)),
+            message = refused => Err(Error::Credentials(message)),
         }
     }
 
@@ -818,5 +914,21 @@ impl JetStreamLog {
                 })
             })
             .boxed())
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        assert_eq!(
+            redact_url("nats://reader:secret@127.0.0.1:4222"),
+            "nats://reader:***@127.0.0.1:4222"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("nats://token@host"), "nats://token@host");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use embedded::EmbeddedLog;
-pub use jetstream::{Config as JetStreamConfig, JetStreamLog};
+pub use jetstream::{redact_url, Config as JetStreamConfig, JetStreamLog};
 
 /// An event as stored in the log: its position and its raw bytes (an encoded envelope, or
 /// anything else someone published on the subject; the replica's decoder decides).
@@ -96,6 +96,11 @@ pub enum Error {
     /// fix it; the user or account needs the permission named in the message.
     #[error("event log refused access: {0}")]
     Denied(String),
+    /// The server refused the connection's credentials (a wrong password, an unknown user
+    /// or key). Permanent for the call; local writes stay queued for when the agent connects
+    /// with credentials the server accepts.
+    #[error("the NATS server refused the credentials: {0}")]
+    Credentials(String),
     /// The log refused the request for a reason retrying cannot fix (a JetStream API error
     /// about configuration, names or limits).
     #[error("event log refused the request: {0}")]
@@ -146,8 +151,9 @@ pub(crate) fn not_sent(reason: &str) -> Error {
 impl Error {
     /// Whether retrying the same call later can succeed: true for `Unavailable` (timeouts,
     /// a lost connection, no responders while a server restarts or a cluster elects a
-    /// leader); false for everything else (`Denied`, `Refused`, `StreamMismatch`, ...),
-    /// which the callers that retry report instead of retrying forever.
+    /// leader); false for everything else (`Denied`, `Credentials`, `Refused`,
+    /// `StreamMismatch`, ...), which the callers that retry report instead of retrying
+    /// forever.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }

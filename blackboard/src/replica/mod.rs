@@ -99,6 +99,10 @@ pub struct Stats {
     pub last_rejection: Option<String>,
     /// Local changes acknowledged by the log since opening.
     pub published: u64,
+    /// Local changes the log refused for good since opening (a permission the server
+    /// denies, such as a read-only agent's): taken out of the outbox, never published. They
+    /// stay in this replica's own copy of the document; no other replica sees them.
+    pub refused: u64,
     /// The position of the snapshot this replica started (or recovered) from, if it did.
     pub snapshot_loaded: Option<u64>,
     /// What the local store lacked when this replica was opened, against what its seal
@@ -181,6 +185,11 @@ pub(crate) struct State {
     /// The error of the last outbox round, if it failed; `flush` reports it when it is not
     /// one that retrying can fix.
     publish_error: Option<crate::log::Error>,
+    /// Set once the log denied this replica's publishing (a permission violation): the
+    /// server's reason.
+    /// Further local writes fail with `Error::WriteDenied` instead of queueing changes that
+    /// can never be published; `flush` reports it.
+    pub(crate) denied: Option<String>,
     /// Live watchers: every change made or applied is handed to them, never waited on.
     pub(crate) listeners: Listeners,
     /// The causal apply step's memory: who made the changes the document holds back for
@@ -192,6 +201,19 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The error `flush` reports once the log denied this replica's publishing: an empty
+    /// outbox is then not "all published".
+    pub(crate) fn denied_error(&self) -> Option<Error> {
+        self.denied.as_ref().map(|reason| {
+            Error::Publish(format!(
+                "{}; {} local change(s) were taken out of the outbox and will never be \
+                 published",
+                crate::log::Error::Denied(reason.clone()),
+                self.stats.refused
+            ))
+        })
+    }
+
     pub(crate) fn position_now(&self) -> Position {
         Position {
             seq: self.position,
@@ -236,6 +258,7 @@ impl Replica {
                     ..Stats::default()
                 },
                 publish_error: None,
+                denied: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
                 told: follow::Told::default(),

@@ -1,10 +1,17 @@
 //! Publishing local changes: the outbox drain. Entries are published oldest first, in
 //! batches, and removed once the log acknowledges them; a failed round is retried with
 //! backoff, and its error kept for [`flush`](super::Replica::flush).
+//!
+//! A permission the server denies (`log::Error::Denied`, a read-only agent's publish) is
+//! the one failure not retried: retrying cannot fix it, and an outbox retrying for ever
+//! would hide the refusal and fill the server's log. The refused entries and every entry
+//! after them (all of one document, so one subject: the server refuses them all) are taken
+//! out of the outbox, counted in `Stats::refused`, logged by hash, and the replica refuses
+//! further writes (`Error::WriteDenied`).
 
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::Shared;
 use crate::backoff::Backoff;
@@ -58,7 +65,9 @@ pub(super) async fn drain(shared: Arc<Shared>) {
         if let Err(e) = shared.store.remove_outbox(acked) {
             warn!(error = %e, "cannot update the outbox");
         }
-        if let Some(e) = &failure {
+        if let Some(crate::log::Error::Denied(reason)) = &failure {
+            refuse_all(&shared, reason);
+        } else if let Some(e) = &failure {
             warn!(%space, %document, error = %e, "publishing failed; the outbox will retry");
         }
         {
@@ -73,4 +82,35 @@ pub(super) async fn drain(shared: Arc<Shared>) {
             backoff.reset();
         }
     }
+}
+
+/// Takes every entry left in the outbox out of it, unpublished, after the log denied this
+/// replica's publishing: the server refuses the document's subject, so every one would be
+/// refused. Each is logged by hash (the change stays in this replica's copy of the
+/// document), counted in `Stats::refused`, and further writes are refused.
+fn refuse_all(shared: &Shared, reason: &str) {
+    let (space, document) = (&shared.config.space, &shared.config.document);
+    // Under the lock: a write storing entries at the same time either lands before (and is
+    // refused here) or sees `denied` and is not made.
+    let mut st = shared.lock();
+    let entries = match shared.store.outbox(usize::MAX) {
+        Ok(entries) => entries,
+        Err(e) => {
+            warn!(error = %e, "cannot read the outbox to drop refused changes");
+            return;
+        }
+    };
+    for entry in &entries {
+        error!(
+            %space, %document, msg_id = %entry.msg_id, outbox = entry.id,
+            "the log refused this local change for good; it is taken out of the outbox and \
+             will not be published"
+        );
+    }
+    if let Err(e) = shared.store.remove_outbox(entries.iter().map(|e| e.id)) {
+        warn!(error = %e, "cannot drop refused changes from the outbox");
+        return;
+    }
+    st.stats.refused += entries.len() as u64;
+    st.denied = Some(reason.to_owned());
 }

@@ -13,7 +13,9 @@ impl Replica {
     /// While the log is unreachable this keeps waiting (the changes are safe on disk
     /// meanwhile); wrap it in `tokio::time::timeout` to bound the wait. If the log refuses
     /// the changes for a reason retrying cannot fix (say, a misconfigured stream), this
-    /// returns that error; the outbox keeps the changes and keeps retrying.
+    /// returns that error; the outbox keeps the changes and keeps retrying. If the log denied
+    /// the changes (a permission violation), this returns [`Error::Publish`] naming it: the
+    /// changes were taken out of the outbox and will never be published.
     pub async fn flush(&self) -> Result<(), Error> {
         let s = self.shared();
         let target = s.lock().next_outbox - 1;
@@ -21,10 +23,14 @@ impl Replica {
         loop {
             match s.store.outbox_first()? {
                 Some(first) if first <= target => {}
-                _ => return Ok(()),
+                _ => return s.lock().denied_error().map_or(Ok(()), Err),
             }
             rounds.changed().await.map_err(|_| Error::Closed)?;
-            if let Some(e) = &s.lock().publish_error {
+            let st = s.lock();
+            if let Some(e) = st.denied_error() {
+                return Err(e);
+            }
+            if let Some(e) = &st.publish_error {
                 if !e.is_transient() {
                     return Err(Error::Publish(e.to_string()));
                 }

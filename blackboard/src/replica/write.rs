@@ -221,6 +221,18 @@ impl Shared {
     /// the document is reloaded from disk, so it never holds a change that will not reach the
     /// log.
     pub(super) fn store_locals(&self, st: &mut State, writes: &[LocalWrite]) -> Result<(), Error> {
+        if let Some(reason) = &st.denied {
+            // The log denies this agent's publishing: a change made now could never reach
+            // it. Take it back out of memory, as for a failed batch.
+            let err = Error::WriteDenied(format!(
+                "{}/{}: {}",
+                self.config.space,
+                self.config.document,
+                crate::log::Error::Denied(reason.clone())
+            ));
+            st.core = load_core(&self.store)?;
+            return Err(err);
+        }
         let first = st.next_outbox;
         let stored = self
             .store

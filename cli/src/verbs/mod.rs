@@ -14,7 +14,8 @@
 //! position lines go to stderr. Exit codes: 0 done, 1 failed (nothing was written;
 //! including an unknown document or nothing at a path), 2 bad arguments ([`Usage`]), 3
 //! written but not yet acknowledged ([`NotAcknowledged`]: the change is durable in the
-//! local store, the log has not confirmed it).
+//! local store, the log has not confirmed it), 4 answered from a damaged store that lost
+//! data for good ([`StoreLost`]: the answer lacks it; stderr says what).
 
 pub mod blame;
 pub mod diff;
@@ -83,6 +84,22 @@ pub const EXIT_NOT_ACKNOWLEDGED: u8 = 3;
 /// Whether `e` is a [`NotAcknowledged`] write.
 pub fn is_not_acknowledged(e: &anyhow::Error) -> bool {
     e.downcast_ref::<NotAcknowledged>().is_some()
+}
+
+/// A reading command answered from a store that was found, when opened, to have lost data
+/// for good (writes that had returned Ok and were never acknowledged, or events of an
+/// embedded log, which had no other copy): the answer is printed, then the command exits
+/// with status 4 ([`EXIT_STORE_LOST`]) naming what is gone, never 0 as if it were whole.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer above lacks what the damaged local store lost: {0}")]
+pub struct StoreLost(pub String);
+
+/// The exit status of a [`StoreLost`] answer.
+pub const EXIT_STORE_LOST: u8 = 4;
+
+/// Whether `e` is a [`StoreLost`] answer.
+pub fn is_store_lost(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<StoreLost>().is_some()
 }
 
 /// Whether `e` is a [`Usage`] error.

@@ -146,6 +146,10 @@ pub struct Opened {
     pub replica: Replica,
     /// The board it was opened on.
     pub board: Connected,
+    /// What the store lost for good, as found when it was opened (writes that had returned
+    /// Ok, events of an embedded log): a reading command must not end as if it had shown
+    /// everything ([`close`](Self::close) fails with [`super::StoreLost`]).
+    lost: Vec<String>,
 }
 
 impl Opened {
@@ -172,10 +176,17 @@ impl Opened {
         self.board.place()
     }
 
-    /// Closes the board, making what this command wrote to a store durable.
+    /// Closes the board, making what this command wrote to a store durable. When the store
+    /// was found to have lost data for good and the command only read, fails with
+    /// [`super::StoreLost`] (exit 4) after its output.
     pub async fn close(self) -> anyhow::Result<()> {
         drop(self.replica);
-        self.board.close().await
+        self.board.close().await?;
+        if self.lost.is_empty() {
+            Ok(())
+        } else {
+            Err(super::StoreLost(self.lost.join("; ")).into())
+        }
     }
 }
 
@@ -183,6 +194,11 @@ impl Opened {
 /// holds now. What may be missing depends on `mode`.
 pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::Result<Opened> {
     let board = args.open_board(mode).await?;
+    let losses = args.board.store.as_deref().map(Losses::of);
+    let lost = match losses {
+        Some(losses) => losses.found(mode),
+        None => Vec::new(),
+    };
     let space = &args.space;
     let replica = board
         .board
@@ -216,7 +232,11 @@ pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::R
             "not connected to {place}: writing to the local store only; the change is \
              published when a command opens this store while the server is up"
         );
-        return Ok(Opened { replica, board });
+        return Ok(Opened {
+            replica,
+            board,
+            lost,
+        });
     }
     // `sync` reaches the newer of the log's last event and the snapshot's position: after a
     // trim the log may hold no event of the document at all.
@@ -227,7 +247,11 @@ pub async fn open_doc(args: &LogArgs, doc: &DocumentId, mode: Mode) -> anyhow::R
             .with_context(|| format!("reading {space}/{doc} from {place}"))
     })
     .await?;
-    let opened = Opened { replica, board };
+    let opened = Opened {
+        replica,
+        board,
+        lost,
+    };
     if mode == Mode::Existing && opened.is_empty() {
         bail!("unknown document {space}/{doc}: {place} holds no events for it");
     }
@@ -279,6 +303,48 @@ impl FromArg {
             FromArg::Beginning => At::Seq(0),
             FromArg::After(at) => at.clone(),
         }
+    }
+}
+
+/// What a kept store has lost, from its `blackboard.losses` record: the engine appends
+/// there what a damaged store lacked against its seal, on the opening that finds it. Every
+/// later answer from the store lacks it too, so every reading command says so until the
+/// user removes the record.
+struct Losses {
+    path: std::path::PathBuf,
+}
+
+impl Losses {
+    fn of(dir: &std::path::Path) -> Losses {
+        Losses {
+            path: dir.join("blackboard.losses"),
+        }
+    }
+
+    /// Says on stderr what the store has lost, and returns what is gone for good (for a
+    /// reading `mode`; a write reports through its own exit status). Positions read from
+    /// the log again are recovered, not lost.
+    fn found(self, mode: Mode) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        let mut lost = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            // `<time> <what>`.
+            let (when, what) = line.split_once(' ').unwrap_or(("", line));
+            let for_good = what.contains("are lost") || what.contains("lost events");
+            if for_good {
+                eprintln!(
+                    "store damaged (found {when}, recorded in {}; remove that file once the \
+                     loss is accepted): {what}",
+                    self.path.display()
+                );
+                if mode != Mode::Create {
+                    lost.push(what.to_owned());
+                }
+            }
+        }
+        lost
     }
 }
 

@@ -80,6 +80,9 @@ fn parse_json(s: &str) -> Result<Json, String> {
 enum Ack {
     Yes,
     No(String),
+    /// The log refused the change for good (a permission the server denies): it will
+    /// never be published, so the command fails (exit 1) and keeps no store for it.
+    Refused(String),
 }
 
 /// What was written, as `--json` prints it.
@@ -149,6 +152,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let timeout = args.log.timeout();
             match tokio::time::timeout(timeout, opened.replica.flush()).await {
                 Ok(Ok(())) => {}
+                Ok(Err(e)) if opened.replica.stats().refused > 0 => {
+                    acked = Ack::Refused(format!(
+                        "{place} refused change {hash} of {name} for good, so it will never \
+                         be published and no other agent sees it: {e}"
+                    ))
+                }
                 Ok(Err(e)) => acked = Ack::No(format!("{place} refuses it: {e}")),
                 Err(_) => {
                     acked = Ack::No(format!(
@@ -175,17 +184,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             opened.replica.record_of(hash)?.map(|r| r.seq)
         }
     };
+    if let Ack::Refused(why) = acked {
+        opened.close().await?;
+        anyhow::bail!(why);
+    }
     let mut opened = opened;
     let kept = match acked {
         Ack::No(_) => opened.board.keep_store(),
-        Ack::Yes => None,
+        Ack::Yes | Ack::Refused(_) => None,
     };
     let store = kept.clone().or_else(|| args.log.board.store.clone());
     let report = Report {
         acknowledged: acked == Ack::Yes,
         store: match acked {
             Ack::No(_) => store.as_ref().map(|p| p.display().to_string()),
-            Ack::Yes => None,
+            Ack::Yes | Ack::Refused(_) => None,
         },
         space: &args.log.space,
         document: &args.doc,
@@ -232,7 +245,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     out.flush()?;
     opened.close().await?;
     match acked {
-        Ack::Yes => Ok(()),
+        Ack::Yes | Ack::Refused(_) => Ok(()),
         Ack::No(why) => {
             let dir = store.map_or_else(String::new, |d| {
                 format!(
