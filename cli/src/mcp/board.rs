@@ -47,6 +47,25 @@ pub struct Board {
     /// The claims this agent holds, by resource, for renew and release.
     pub held: Mutex<HashMap<String, Claim>>,
     membership: Mutex<Option<Membership>>,
+    /// The answers of writes made with an idempotency key, by document and key.
+    keyed: Mutex<Keyed>,
+}
+
+/// What a keyed write answered: the edit it made (to tell a retry from a different write
+/// reusing the key) and its answer. Empty while the first call is still writing.
+pub type KeyedAnswer = Arc<tokio::sync::OnceCell<(String, serde_json::Value)>>;
+
+/// The keyed writes' answers, the oldest forgotten past [`Keyed::CAPACITY`].
+#[derive(Debug, Default)]
+struct Keyed {
+    answers: HashMap<(String, String), KeyedAnswer>,
+    order: std::collections::VecDeque<(String, String)>,
+}
+
+impl Keyed {
+    /// How many keys are remembered: enough for any retry that follows a lost answer, and a
+    /// bound on the memory a client can make the server hold.
+    const CAPACITY: usize = 10_000;
 }
 
 impl Board {
@@ -82,7 +101,27 @@ impl Board {
             connected,
             held: Mutex::default(),
             membership: Mutex::new(Some(membership)),
+            keyed: Mutex::default(),
         }))
+    }
+
+    /// The answer slot of the write with idempotency key `key` to document `document`: empty
+    /// for a key not seen yet (or forgotten), which the caller fills by writing.
+    pub async fn keyed(&self, document: &str, key: &str) -> KeyedAnswer {
+        let mut keyed = self.keyed.lock().await;
+        let id = (document.to_owned(), key.to_owned());
+        if let Some(cell) = keyed.answers.get(&id) {
+            return cell.clone();
+        }
+        if keyed.order.len() >= Keyed::CAPACITY {
+            if let Some(oldest) = keyed.order.pop_front() {
+                keyed.answers.remove(&oldest);
+            }
+        }
+        let cell = KeyedAnswer::default();
+        keyed.answers.insert(id.clone(), cell.clone());
+        keyed.order.push_back(id);
+        cell
     }
 
     /// The documents of the space that have events, with their event counts.

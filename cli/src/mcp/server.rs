@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
 
+use super::args;
 use super::board::Board;
 use super::resources::Subscriptions;
 
@@ -44,6 +46,40 @@ also resources (blackboard://SPACE/DOC) you can subscribe to.";
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Server {
+    /// Names an unknown tool (and the known ones), and checks the arguments against the
+    /// tool's schema first, so a wrong type or a too-deep value is answered naming the
+    /// argument; then the tool runs.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(tool) = self.tool_router.get(&request.name) else {
+            let mut known: Vec<String> = self
+                .tool_router
+                .list_all()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            known.sort();
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool {:?}; the tools are {}",
+                    request.name,
+                    known.join(", ")
+                ),
+                None,
+            ));
+        };
+        if let Some(arguments) = &request.arguments {
+            if let Err(msg) = args::check(&request.name, &tool.input_schema, arguments) {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into());
+            }
+        }
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
