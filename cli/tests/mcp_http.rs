@@ -306,3 +306,29 @@ async fn a_delete_that_ends_the_session_is_answered_204_and_the_session_is_gone(
     assert_eq!(after.status, 404, "the session is gone: {}", after.head);
     drop(served.process);
 }
+
+#[tokio::test]
+async fn a_request_nested_too_deep_to_parse_gets_a_json_rpc_error_naming_the_limit() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let served = serve(&nats.url(), &["--http", "127.0.0.1:0"]).await;
+    let bearer = format!("Bearer {}", served.printed_token.clone().unwrap());
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "put", "arguments": {"document": "d", "path": "/deep", "value": deep,
+        "reason": "too deep"}}});
+    let answer = request(
+        &served.addr,
+        "POST",
+        &[("Authorization", &bearer)],
+        Some(&call),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let body: Json = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["id"], json!(9), "{body}");
+    let says = body["error"]["message"].as_str().unwrap();
+    assert!(says.contains("at most 100 levels"), "{says}");
+}

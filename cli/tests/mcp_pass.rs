@@ -261,8 +261,9 @@ async fn wrong_argument_types_name_the_argument_and_an_unknown_tool_is_named() {
 async fn a_value_nested_deeper_than_the_limit_is_refused_naming_the_limit() {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
     let alice = agent(&nats.url(), "alice", &[]).await;
+    // Deeper than the tools' limit, shallow enough to parse: the tool refuses it.
     let mut deep = json!("bottom");
-    for _ in 0..110 {
+    for _ in 0..103 {
         deep = json!([deep]);
     }
     let e = alice
@@ -327,4 +328,73 @@ async fn every_tool_has_a_title_and_annotations_that_tell_reads_from_writes() {
     assert_eq!(hint("append", "destructiveHint"), json!(false));
     assert_eq!(hint("put", "idempotentHint"), json!(true));
     assert_eq!(hint("increment", "idempotentHint"), json!(false));
+}
+
+#[tokio::test]
+async fn a_message_nested_too_deep_to_parse_gets_an_error_naming_the_limit_over_stdio() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let alice = agent(&nats.url(), "alice", &[]).await;
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let Json::Object(args) =
+        json!({"document": "d", "path": "/deep", "value": deep, "reason": "too deep"})
+    else {
+        unreachable!()
+    };
+    let refused = tokio::time::timeout(
+        GUARD,
+        alice
+            .client
+            .call_tool(CallToolRequestParams::new("put").with_arguments(args)),
+    )
+    .await
+    .expect("a too-deep request is answered")
+    .expect_err("a too-deep request is refused");
+    let refused = refused.to_string();
+    assert!(refused.contains("at most 100 levels"), "{refused}");
+    // The session goes on.
+    let listed = alice.ok("list_documents", json!({})).await;
+    assert_eq!(listed["documents"], json!([]));
+}
+
+#[tokio::test]
+async fn a_second_server_with_an_agent_name_already_present_is_warned_at_start() {
+    use tokio::io::AsyncBufReadExt as _;
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let _bob = agent(&nats.url(), "bob", &[]).await;
+    let mut twin = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
+        .env_remove("NATS_URL")
+        .args([
+            "mcp",
+            "--agent",
+            "bob",
+            "--space",
+            SPACE,
+            "--nats",
+            &nats.url(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(twin.stderr.take().unwrap()).lines();
+    let warning = tokio::time::timeout(GUARD, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("warning") {
+                return line;
+            }
+        }
+        panic!("the server exited without a warning");
+    })
+    .await
+    .expect("the warning comes at start");
+    assert!(
+        warning.contains("agent bob is already present"),
+        "{warning}"
+    );
+    assert!(warning.contains("--agent"), "{warning}");
 }

@@ -88,6 +88,21 @@ impl Board {
             .presence(args.space.as_str(), None)
             .await
             .context("opening the space's presence")?;
+        // Two servers with one agent name share a presence entry and refuse each other's
+        // claims: say so at start, where the operator reads it.
+        match presence.members().await {
+            Ok(members) if members.iter().any(|m| m.agent == args.agent) => {
+                tracing::warn!(agent = %args.agent, "another server or client is present as this agent");
+                eprintln!(
+                    "blackboard mcp: warning: agent {} is already present in space {} (another \
+                     server or client runs as {0}); the two share its presence and claims and \
+                     refuse each other's claims: give each server its own --agent",
+                    args.agent, args.space
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!(error = %e, "could not read presence at start"),
+        }
         let membership = presence
             .join(Some("connected over MCP"))
             .await

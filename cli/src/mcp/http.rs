@@ -13,7 +13,7 @@ use axum::response::Response;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-use super::{Board, Server};
+use super::{depth, Board, Server};
 use crate::access::{self, Access};
 
 /// Serves MCP's streamable HTTP transport at `/mcp` on `listener` (already bound, so the
@@ -55,6 +55,7 @@ pub async fn serve(
     let router = axum::Router::new()
         .nest_service("/mcp", service)
         .layer(middleware::from_fn(session_ended))
+        .layer(middleware::from_fn(too_deep))
         .layer(middleware::from_fn_with_state(
             Arc::new(access),
             access::guard,
@@ -74,4 +75,39 @@ async fn session_ended(request: Request, next: Next) -> Response {
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response
+}
+
+/// The largest request body read: rmcp's own limit.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A POST whose JSON nests deeper than JSON parsing allows is answered with a JSON-RPC
+/// error naming the limit (see [`super::depth`]), not rmcp's 415.
+async fn too_deep(request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body could not be read within {MAX_BODY} bytes: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    let (depth, id) = depth::scan(&bytes);
+    if depth > depth::MAX_MESSAGE_DEPTH {
+        tracing::warn!(depth, "refused a message nested too deep");
+        return (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            depth::refusal(depth, id.as_deref()),
+        )
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }

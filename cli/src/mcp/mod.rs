@@ -8,6 +8,8 @@
 //! - [`Board`]: the SDK board (opened through `Options`), its claims and presence, and
 //!   waiting for the log around reads and writes;
 //! - `args`: arguments checked against the tools' schemas, naming the argument;
+//! - `depth`: messages nested too deep to parse answered naming the limit, on both
+//!   transports;
 //! - `tools`: the tools (read, write, wait, history, claims, presence);
 //! - `stale`: the stale-read check of writes that pass `read_at`;
 //! - `resources`: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
@@ -16,6 +18,7 @@
 
 mod args;
 mod board;
+mod depth;
 #[cfg(feature = "http")]
 mod http;
 mod resources;
@@ -100,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (Some(addr), Some(token)) => serve_http(board.clone(), addr, token, &args).await,
         _ => {
             let service = Server::new(board.clone())
-                .serve(rmcp::transport::stdio())
+                .serve(depth::stdio())
                 .await
                 .context("starting the MCP session on stdio")?;
             service.waiting().await.context("the MCP session failed")?;
