@@ -307,6 +307,8 @@ async fn every_tool_has_a_title_and_annotations_that_tell_reads_from_writes() {
     for tool in &tools {
         let hints = serde_json::to_value(tool.annotations.as_ref().unwrap()).unwrap();
         assert!(tool.title.is_some(), "{} has a title", tool.name);
+        let output = tool.output_schema.as_ref().expect("an output schema");
+        assert_eq!(output["type"], json!("object"), "{}", tool.name);
         assert_eq!(hints["openWorldHint"], json!(false), "{}", tool.name);
         let read_only = [
             "list_documents",
@@ -328,6 +330,24 @@ async fn every_tool_has_a_title_and_annotations_that_tell_reads_from_writes() {
     assert_eq!(hint("append", "destructiveHint"), json!(false));
     assert_eq!(hint("put", "idempotentHint"), json!(true));
     assert_eq!(hint("increment", "idempotentHint"), json!(false));
+
+    // A real answer has every field its output schema requires.
+    let written = alice
+        .ok(
+            "put",
+            json!({"document": "d", "path": "/a", "value": 1, "reason": "schema"}),
+        )
+        .await;
+    let put = tools.iter().find(|t| t.name == "put").unwrap();
+    for field in put.output_schema.as_ref().unwrap()["required"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            written.get(field.as_str().unwrap()).is_some(),
+            "{field} in {written}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -397,4 +417,67 @@ async fn a_second_server_with_an_agent_name_already_present_is_warned_at_start()
         "{warning}"
     );
     assert!(warning.contains("--agent"), "{warning}");
+}
+
+/// Forwards every `notifications/progress` to the test.
+#[derive(Debug, Clone)]
+struct Progress(tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>);
+
+impl rmcp::ClientHandler for Progress {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(params);
+    }
+}
+
+#[tokio::test]
+async fn a_long_wait_with_a_progress_token_sends_progress_notifications() {
+    use rmcp::model::{NumberOrString, ProgressToken, RequestMetaObject};
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let alice = agent(&nats.url(), "alice", &[]).await;
+    alice
+        .ok(
+            "put",
+            json!({"document": "d", "path": "/a", "value": 1, "reason": "start"}),
+        )
+        .await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    cmd.args([
+        "mcp",
+        "--agent",
+        "bob",
+        "--space",
+        SPACE,
+        "--nats",
+        &nats.url(),
+    ]);
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let bob = Progress(tx)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    let Json::Object(args) = json!({"document": "d", "timeout_seconds": 6}) else {
+        unreachable!()
+    };
+    let token = ProgressToken(NumberOrString::String("wait-1".into()));
+    let mut params = CallToolRequestParams::new("wait_for_change").with_arguments(args);
+    params.meta = Some(RequestMetaObject::with_progress_token(token));
+    let answer = tokio::time::timeout(GUARD, bob.call_tool(params))
+        .await
+        .expect("the wait ends by its timeout")
+        .unwrap();
+    assert_eq!(answer.structured_content.unwrap()["changed"], json!(false));
+    let note = progress
+        .try_recv()
+        .expect("a progress notification during the wait");
+    // (rmcp's client puts a progress token of its own numbering in the request.)
+    assert_eq!(note.total, Some(6.0));
+    assert!(
+        note.message.as_deref().unwrap_or("").contains("waited"),
+        "{note:?}"
+    );
 }

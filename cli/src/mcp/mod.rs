@@ -10,6 +10,7 @@
 //! - `args`: arguments checked against the tools' schemas, naming the argument;
 //! - `depth`: messages nested too deep to parse answered naming the limit, on both
 //!   transports;
+//! - `output`: the tools' output schemas;
 //! - `tools`: the tools (read, write, wait, history, claims, presence);
 //! - `stale`: the stale-read check of writes that pass `read_at`;
 //! - `resources`: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
@@ -21,6 +22,7 @@ mod board;
 mod depth;
 #[cfg(feature = "http")]
 mod http;
+mod output;
 mod resources;
 mod server;
 mod stale;

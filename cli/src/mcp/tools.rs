@@ -10,12 +10,14 @@ use blackboard_client::{
 };
 use futures::StreamExt as _;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock};
-use rmcp::{tool, tool_router};
+use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::output;
 use super::server::Server;
 use super::stale;
 
@@ -59,6 +61,10 @@ impl From<DocError> for ToolError {
 }
 
 type ToolResult = Result<CallToolResult, rmcp::ErrorData>;
+
+/// How often a long `wait_for_change` tells a client that sent a progress token that it is
+/// still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 fn answer(r: Result<Json, ToolError>) -> ToolResult {
     Ok(match r {
@@ -495,7 +501,11 @@ impl Server {
         Ok(out)
     }
 
-    async fn wait_inner(&self, a: WaitArgs) -> Result<Json, ToolError> {
+    async fn wait_inner(
+        &self,
+        a: WaitArgs,
+        context: RequestContext<RoleServer>,
+    ) -> Result<Json, ToolError> {
         let pattern = parse_pattern(a.pattern.as_deref().unwrap_or("/**"))?;
         let timeout = Duration::from_secs(a.timeout_seconds.unwrap_or(30).clamp(0, 600));
         let board = &self.board;
@@ -526,15 +536,36 @@ impl Server {
         let mut events = matching(&replica)?;
         // A change the watch reports may not match after all (a change of this agent's
         // that the log already held): keep waiting until one does or the time is up.
+        // A client that sent a progress token hears from a long wait every few seconds, so
+        // it does not time the request out (clients give up after 60 s of silence).
+        let progress = context.meta.get_progress_token();
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
         while events.is_empty() {
-            match tokio::time::timeout_at(deadline, live.next()).await {
-                Ok(Some(_)) => {
-                    // Report from the log's history, so every event has its position.
-                    board.catch_up(&replica).await?;
-                    events = matching(&replica)?;
+            tokio::select! {
+                next = tokio::time::timeout_at(deadline, live.next()) => match next {
+                    Ok(Some(_)) => {
+                        // Report from the log's history, so every event has its position.
+                        board.catch_up(&replica).await?;
+                        events = matching(&replica)?;
+                    }
+                    Ok(None) => return Err(ToolError::new("the document was closed")),
+                    Err(_) => break,
+                },
+                _ = ticks.tick(), if progress.is_some() => {
+                    if let Some(token) = &progress {
+                        let waited = started.elapsed().as_secs();
+                        let mut note = ProgressNotificationParam::new(token.clone(), waited as f64);
+                        note.total = Some(timeout.as_secs() as f64);
+                        note.message = Some(format!(
+                            "waited {waited} s of {} s for a change matching {pattern}",
+                            timeout.as_secs()
+                        ));
+                        if let Err(e) = context.peer.notify_progress(note).await {
+                            tracing::debug!(error = %e, "could not send a progress notification");
+                        }
+                    }
                 }
-                Ok(None) => return Err(ToolError::new("the document was closed")),
-                Err(_) => break,
             }
         }
         let position = replica.position();
@@ -561,6 +592,7 @@ impl Server {
         title = "List documents",
         description = "List the documents of the shared board (this server's space), with how many \
                        change events each has. Start here to see what exists.",
+        output_schema = output::documents(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_documents(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
@@ -591,6 +623,7 @@ impl Server {
                        wait_for_change. With `at`, reads the document as it was at a past \
                        position. With `conflicts: true`, also lists every value concurrent \
                        writers left at the path, with who wrote each.",
+        output_schema = output::read(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn read(&self, Parameters(a): Parameters<ReadArgs>) -> ToolResult {
@@ -655,6 +688,7 @@ impl Server {
                        short `reason`; it is recorded in the history. Pass `read_at` (the \
                        `seq` you read at) to be warned if another agent changed this path \
                        since you read it, and an `idempotency_key` to make a retry safe.",
+        output_schema = output::write(),
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -701,6 +735,7 @@ impl Server {
         description = "Delete the value at a path of a document (a map key or a list element). \
                        Give a short `reason`; pass `read_at` to be warned about changes since \
                        your read.",
+        output_schema = output::write(),
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -733,6 +768,7 @@ impl Server {
         title = "Append to a list",
         description = "Append a JSON value to the list at a path (creating the list if nothing \
                        is there). Appends by several agents all survive. Give a short `reason`.",
+        output_schema = output::write(),
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -768,6 +804,7 @@ impl Server {
         description = "Edit the text at a path: at character `position`, delete `delete` \
                        characters and insert `insert` (creating the text if nothing is there). \
                        Concurrent edits by several agents all survive. Give a short `reason`.",
+        output_schema = output::write(),
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -806,6 +843,7 @@ impl Server {
         title = "Add to a counter",
         description = "Add `by` (default 1) to the counter at a path, creating it at 0 if \
                        nothing is there. Concurrent increments add up. Give a short `reason`.",
+        output_schema = output::write(),
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -841,11 +879,17 @@ impl Server {
         description = "Wait until a document changes at paths matching `pattern` after position \
                        `since`, or until `timeout_seconds` pass. Returns the matching events \
                        (who, why, which paths, position) as soon as there are any, or says that \
-                       nothing changed. Use it instead of polling read.",
+                       nothing changed. Use it instead of polling read. Sends a progress \
+                       notification every 5 s when the call carries a progress token.",
+        output_schema = output::wait(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn wait_for_change(&self, Parameters(a): Parameters<WaitArgs>) -> ToolResult {
-        answer(self.wait_inner(a).await)
+    async fn wait_for_change(
+        &self,
+        Parameters(a): Parameters<WaitArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        answer(self.wait_inner(a, context).await)
     }
 
     #[tool(
@@ -853,6 +897,7 @@ impl Server {
         description = "List a document's change events, oldest first: position, agent, reason, \
                        time and the paths each touched. Filter by positions, agent and path \
                        pattern; returns the latest `limit` (default 50).",
+        output_schema = output::history(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn history(&self, Parameters(a): Parameters<HistoryArgs>) -> ToolResult {
@@ -890,6 +935,7 @@ impl Server {
         title = "Changes between positions",
         description = "List what changed in a document between two positions (`to` defaults \
                        to now): one entry per path, with the operation and new value.",
+        output_schema = output::diff(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn diff(&self, Parameters(a): Parameters<DiffArgs>) -> ToolResult {
@@ -918,6 +964,7 @@ impl Server {
         title = "Who wrote a value",
         description = "Tell who wrote the current value at a path: the agent, its reason and \
                        position (for text, who wrote each run of characters).",
+        output_schema = output::blame(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn blame(&self, Parameters(a): Parameters<BlameArgs>) -> ToolResult {
@@ -947,6 +994,7 @@ impl Server {
                        `ttl_seconds` (default 60). Fails, naming the holder and until when, \
                        if another agent holds it. Claiming again what you hold renews it. \
                        Renew before it runs out; release when done.",
+        output_schema = output::claim(),
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -994,6 +1042,7 @@ impl Server {
         title = "Renew a claim",
         description = "Renew a claim you hold, extending it by its duration from now. Fails if \
                        it has lapsed (then someone else may have it).",
+        output_schema = output::claim(),
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -1029,6 +1078,7 @@ impl Server {
     #[tool(
         title = "Release a claim",
         description = "Release a claim you hold, optionally leaving a note for the next holder.",
+        output_schema = output::release(),
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -1058,6 +1108,7 @@ impl Server {
         title = "Agents present",
         description = "List the agents present on this board's space now (this server is one \
                        of them), with since when and their status.",
+        output_schema = output::presence(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn presence(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
