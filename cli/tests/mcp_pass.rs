@@ -481,3 +481,59 @@ async fn a_long_wait_with_a_progress_token_sends_progress_notifications() {
         "{note:?}"
     );
 }
+
+/// Forwards every `notifications/resources/list_changed` to the test.
+#[derive(Debug, Clone)]
+struct ListChanged(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl rmcp::ClientHandler for ListChanged {
+    async fn on_resource_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tokio::test]
+async fn documents_are_a_resource_template_and_a_new_document_is_announced() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    cmd.args([
+        "mcp",
+        "--agent",
+        "alice",
+        "--space",
+        SPACE,
+        "--nats",
+        &nats.url(),
+    ]);
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let alice = ListChanged(tx)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    let capabilities = alice.peer_info().unwrap().capabilities.clone();
+    let resources = capabilities.resources.unwrap();
+    assert_eq!(resources.list_changed, Some(true));
+    let templates = alice.list_all_resource_templates().await.unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].uri_template, "blackboard://team/{document}");
+
+    let bob = agent(&nats.url(), "bob", &[]).await;
+    bob.ok(
+        "put",
+        json!({"document": "fresh", "path": "/a", "value": 1, "reason": "a new document"}),
+    )
+    .await;
+    tokio::time::timeout(GUARD, changed.recv())
+        .await
+        .expect("the new document is announced")
+        .expect("the session is open");
+    let listed = alice.list_all_resources().await.unwrap();
+    assert!(
+        listed.iter().any(|r| r.uri == "blackboard://team/fresh"),
+        "{listed:?}"
+    );
+}

@@ -49,6 +49,11 @@ pub struct Board {
     membership: Mutex<Option<Membership>>,
     /// The answers of writes made with an idempotency key, by document and key.
     keyed: Mutex<Keyed>,
+    /// The names of documents that appear in the space while the server runs (for
+    /// `notifications/resources/list_changed`).
+    new_documents: tokio::sync::broadcast::Sender<String>,
+    /// The watch that finds them.
+    discovery: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a keyed write answered: the edit it made (to tell a retry from a different write
@@ -107,6 +112,12 @@ impl Board {
             .join(Some("connected over MCP"))
             .await
             .context("joining the space's presence")?;
+        let (new_documents, _) = tokio::sync::broadcast::channel(64);
+        let discovery = tokio::spawn(discover(
+            connected.board.clone(),
+            args.space.clone(),
+            new_documents.clone(),
+        ));
         Ok(Arc::new(Board {
             agent: args.agent.clone(),
             space: args.space.clone(),
@@ -117,6 +128,8 @@ impl Board {
             held: Mutex::default(),
             membership: Mutex::new(Some(membership)),
             keyed: Mutex::default(),
+            new_documents,
+            discovery: std::sync::Mutex::new(Some(discovery)),
         }))
     }
 
@@ -251,8 +264,21 @@ impl Board {
         }
     }
 
+    /// The names of documents that appear in the space from now on.
+    pub fn new_documents(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.new_documents.subscribe()
+    }
+
     /// Leaves presence, closes the replicas, flushes local state.
     pub async fn close(&self) {
+        if let Some(task) = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         if let Some(m) = self.membership.lock().await.take() {
             // Bounded: with the log gone, others see this agent leave by its timeout anyway.
             match tokio::time::timeout(Duration::from_secs(2), m.leave()).await {
@@ -266,5 +292,49 @@ impl Board {
         if let Err(e) = self.connected.board.clone().close().await {
             tracing::warn!(error = %e, "closing the board");
         }
+    }
+}
+
+/// Watches `space` for documents that were not there before and sends their names. A watch
+/// that ends or fails is started again after a pause.
+async fn discover(
+    board: blackboard_client::Board,
+    space: SpaceId,
+    found: tokio::sync::broadcast::Sender<String>,
+) {
+    use futures::StreamExt as _;
+    let mut known: std::collections::HashSet<String> =
+        match board.list_documents(space.as_str()).await {
+            Ok(docs) => docs.iter().map(|d| d.document.to_string()).collect(),
+            Err(e) => {
+                tracing::info!(%space, error = %e, "cannot list the documents for discovery");
+                Default::default()
+            }
+        };
+    loop {
+        match board
+            .watch_space(
+                space.as_str(),
+                "/**",
+                blackboard_client::WatchOptions::default(),
+            )
+            .await
+        {
+            Ok(mut watch) => {
+                while let Some(item) = watch.next().await {
+                    if let Ok(event) = item {
+                        let name = event.document.to_string();
+                        if known.insert(name.clone()) {
+                            // No session listening is fine.
+                            let _ = found.send(name);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(%space, error = %e, "cannot watch the space for new documents")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -7,11 +7,13 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ResourceTemplate, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::args;
 use super::board::Board;
@@ -86,6 +88,7 @@ impl ServerHandler for Server {
                 .enable_tools()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new("blackboard", env!("CARGO_PKG_VERSION")))
@@ -93,6 +96,41 @@ impl ServerHandler for Server {
             "{INSTRUCTIONS} You are agent {} in space {}.",
             self.board.agent, self.board.space
         ))
+    }
+
+    /// Tells the client when a document appears (`notifications/resources/list_changed`),
+    /// for as long as the session lasts.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let mut found = self.board.new_documents();
+        let peer = context.peer;
+        tokio::spawn(async move {
+            // A lagged receiver missed some names: the list changed all the same.
+            while let Ok(_) | Err(RecvError::Lagged(_)) = found.recv().await {
+                if peer.notify_resource_list_changed().await.is_err() {
+                    // The session is gone.
+                    break;
+                }
+            }
+        });
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let template = ResourceTemplate::new(
+            format!("blackboard://{}/{{document}}", self.board.space),
+            "document",
+        )
+        .with_title("A document of the board")
+        .with_description(format!(
+            "A JSON document of space {}, by name (list_documents shows them); subscribe to \
+             be told when any agent changes it",
+            self.board.space
+        ))
+        .with_mime_type("application/json");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
     }
 
     async fn list_resources(
