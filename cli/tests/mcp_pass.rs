@@ -537,3 +537,28 @@ async fn documents_are_a_resource_template_and_a_new_document_is_announced() {
         "{listed:?}"
     );
 }
+
+#[tokio::test]
+async fn prompts_walk_an_agent_through_joining_picking_up_and_handing_off() {
+    use rmcp::model::GetPromptRequestParams;
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let alice = agent(&nats.url(), "alice", &[]).await;
+    let prompts = alice.client.list_all_prompts().await.unwrap();
+    let mut names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["hand_off", "join_board", "pick_up_a_task"]);
+    let Json::Object(args) = json!({"task": "task-3", "to": "bob"}) else {
+        unreachable!()
+    };
+    let hand_off = alice
+        .client
+        .get_prompt(GetPromptRequestParams::new("hand_off").with_arguments(args))
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&hand_off.messages).unwrap();
+    assert!(
+        text.contains("task-3") && text.contains("agent bob"),
+        "{text}"
+    );
+    assert!(text.contains("`release`"), "{text}");
+}

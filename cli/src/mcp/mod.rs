@@ -11,6 +11,7 @@
 //! - `depth`: messages nested too deep to parse answered naming the limit, on both
 //!   transports;
 //! - `output`: the tools' output schemas;
+//! - `prompts`: prompts for the common workflows (join, pick up a task, hand off);
 //! - `tools`: the tools (read, write, wait, history, claims, presence);
 //! - `stale`: the stale-read check of writes that pass `read_at`;
 //! - `resources`: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
@@ -23,6 +24,7 @@ mod depth;
 #[cfg(feature = "http")]
 mod http;
 mod output;
+mod prompts;
 mod resources;
 mod server;
 mod stale;

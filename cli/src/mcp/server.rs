@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
@@ -12,7 +13,7 @@ use rmcp::model::{
     ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
+use rmcp::{prompt_handler, tool_handler, ErrorData, RoleServer, ServerHandler};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::args;
@@ -25,6 +26,7 @@ pub struct Server {
     pub(crate) board: Arc<Board>,
     pub(crate) subscriptions: Subscriptions,
     tool_router: ToolRouter<Server>,
+    prompt_router: PromptRouter<Server>,
 }
 
 impl Server {
@@ -34,6 +36,7 @@ impl Server {
             board,
             subscriptions: Subscriptions::default(),
             tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
         }
     }
 }
@@ -47,6 +50,7 @@ working on a shared task, and `history`/`blame` to see who did what and why. Doc
 also resources (blackboard://SPACE/DOC) you can subscribe to.";
 
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for Server {
     /// Names an unknown tool (and the known ones), and checks the arguments against the
     /// tool's schema first, so a wrong type or a too-deep value is answered naming the
@@ -86,6 +90,7 @@ impl ServerHandler for Server {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_prompts()
                 .enable_resources()
                 .enable_resources_subscribe()
                 .enable_resources_list_changed()
