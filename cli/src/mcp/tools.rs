@@ -392,7 +392,14 @@ impl Server {
                 key.len()
             )));
         }
-        let fingerprint = format!("{tool} {document} {edit:?}");
+        // What the key was used for, held for up to 10000 keys: the edit's hash, not the
+        // edit, which may carry a value of hundreds of kB.
+        let fingerprint = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            format!("{edit:?}").hash(&mut hasher);
+            format!("{tool} on {document} (edit {:016x})", hasher.finish())
+        };
         let cell = self.board.keyed(document, key).await;
         let mut first = false;
         let (made_by, answer) = cell
