@@ -2,6 +2,8 @@
 //! document and history verbs, and `blackboard mcp`, the Model Context Protocol server.
 //!
 //! The binary (`main.rs`) is a thin clap and tracing shell over this library:
+//! - [`access`]: the guard of the HTTP servers (`ui`, `mcp --http`): a bearer token and
+//!   the Host and Origin checks (the `http` feature);
 //! - [`connect`]: the flags every command shares (`--nats`, `--creds`, `--key`, `--store`,
 //!   `--replicas`, with `NATS_URL`, `NATS_CREDS` and `BLACKBOARD_KEY`) and opening the
 //!   board they name through the SDK's `Options`;
@@ -18,6 +20,8 @@
 //! ([`mcp::Board`], [`mcp::Server`], [`mcp::serve`]) are the exception, so a program can host
 //! the server itself.
 
+#[cfg(feature = "http")]
+pub mod access;
 pub mod connect;
 pub mod demo;
 pub mod mcp;

@@ -620,13 +620,13 @@ async fn bad_input_is_a_tool_error_and_the_server_keeps_answering() {
 #[cfg(feature = "http")]
 /// One HTTP/1.1 POST of a JSON-RPC message to the streamable HTTP endpoint; returns the
 /// response head and body (the server ends a POST's event stream after its answer).
-async fn post(addr: &str, session: Option<&str>, body: &Json) -> (String, String) {
+async fn post(addr: &str, token: &str, session: Option<&str>, body: &Json) -> (String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let body = body.to_string();
     let mut request = format!(
         "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nConnection: close\r\n\
-         Content-Length: {}\r\n",
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\n",
         body.len()
     );
     if let Some(id) = session {
@@ -652,9 +652,10 @@ async fn post(addr: &str, session: Option<&str>, body: &Json) -> (String, String
 #[cfg(feature = "http")]
 /// Opens an MCP session over HTTP at `addr` (initialize, initialized) and calls `put` to
 /// write "hello over HTTP" at /greeting of document notes.
-async fn put_over_http(addr: &str) {
+async fn put_over_http(addr: &str, token: &str) {
     let (head, body) = post(
         addr,
+        token,
         None,
         &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
@@ -673,6 +674,7 @@ async fn put_over_http(addr: &str) {
         .expect("a session id");
     let (head, _) = post(
         addr,
+        token,
         Some(&session),
         &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
@@ -680,6 +682,7 @@ async fn put_over_http(addr: &str) {
     assert!(head.starts_with("HTTP/1.1 202"), "{head}");
     let (_, body) = post(
         addr,
+        token,
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "put", "arguments": {"document": "notes", "path": "/greeting",
@@ -699,16 +702,20 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
         .env_remove("NATS_URL")
         .args(["mcp", "--agent", "web", "--space", SPACE, "--store", &dir])
         .args(["--http", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The server names its address (the port was picked by the OS) once it listens.
-    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(GUARD, async {
+    // The server names its address (the port was picked by the OS) and the token it
+    // generated once it listens.
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let (addr, token) = tokio::time::timeout(GUARD, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split_once("at http://") {
-                return rest.1.trim_end_matches("/mcp").to_owned();
+            if let Some((_, rest)) = line.split_once("at http://") {
+                let (addr, token) = rest
+                    .split_once("/mcp with Authorization: Bearer ")
+                    .expect("the generated token");
+                return (addr.to_owned(), token.trim().to_owned());
             }
         }
         panic!("the server exited before listening");
@@ -716,7 +723,7 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
     .await
     .expect("the server listens in time");
 
-    put_over_http(&addr).await;
+    put_over_http(&addr, &token).await;
 
     // SIGTERM is a clean stop: the process exits 0 and the embedded store holds the write.
     let pid = server.id().unwrap().to_string();
@@ -758,6 +765,7 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
 #[cfg(feature = "http")]
 #[tokio::test]
 async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolves() {
+    use blackboard_cli::access::{new_token, Access};
     use blackboard_cli::connect::BoardArgs;
     use blackboard_cli::mcp::{serve, Args, Board};
 
@@ -773,17 +781,23 @@ async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolve
             replicas: 1,
         },
         http: None,
+        token: None,
+        token_file: None,
+        allow_hosts: Vec::new(),
+        allow_origins: Vec::new(),
         timeout: 30,
     };
     let board = Board::open(&args).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let access = Access::new(new_token(), listener.local_addr().unwrap(), "a test").unwrap();
+    let token = access.token().to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(board.clone(), listener, async {
+    let server = tokio::spawn(serve(board.clone(), listener, access, async {
         let _ = stopped.await;
     }));
 
-    put_over_http(&addr).await;
+    put_over_http(&addr, &token).await;
     stop.send(()).unwrap();
     tokio::time::timeout(GUARD, server)
         .await

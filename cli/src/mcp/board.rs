@@ -47,6 +47,30 @@ pub struct Board {
     /// The claims this agent holds, by resource, for renew and release.
     pub held: Mutex<HashMap<String, Claim>>,
     membership: Mutex<Option<Membership>>,
+    /// The answers of writes made with an idempotency key, by document and key.
+    keyed: Mutex<Keyed>,
+    /// The names of documents that appear in the space while the server runs (for
+    /// `notifications/resources/list_changed`).
+    new_documents: tokio::sync::broadcast::Sender<String>,
+    /// The watch that finds them.
+    discovery: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What a keyed write answered: the edit it made (to tell a retry from a different write
+/// reusing the key) and its answer. Empty while the first call is still writing.
+pub type KeyedAnswer = Arc<tokio::sync::OnceCell<(String, serde_json::Value)>>;
+
+/// The keyed writes' answers, the oldest forgotten past [`Keyed::CAPACITY`].
+#[derive(Debug, Default)]
+struct Keyed {
+    answers: HashMap<(String, String), KeyedAnswer>,
+    order: std::collections::VecDeque<(String, String)>,
+}
+
+impl Keyed {
+    /// How many keys are remembered: enough for any retry that follows a lost answer, and a
+    /// bound on the memory a client can make the server hold.
+    const CAPACITY: usize = 10_000;
 }
 
 impl Board {
@@ -69,10 +93,31 @@ impl Board {
             .presence(args.space.as_str(), None)
             .await
             .context("opening the space's presence")?;
+        // Two servers with one agent name share a presence entry and refuse each other's
+        // claims: say so at start, where the operator reads it.
+        match presence.members().await {
+            Ok(members) if members.iter().any(|m| m.agent == args.agent) => {
+                tracing::warn!(agent = %args.agent, "another server or client is present as this agent");
+                eprintln!(
+                    "blackboard mcp: warning: agent {} is already present in space {} (another \
+                     server or client runs as {0}); the two share its presence and claims and \
+                     refuse each other's claims: give each server its own --agent",
+                    args.agent, args.space
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!(error = %e, "could not read presence at start"),
+        }
         let membership = presence
             .join(Some("connected over MCP"))
             .await
             .context("joining the space's presence")?;
+        let (new_documents, _) = tokio::sync::broadcast::channel(64);
+        let discovery = tokio::spawn(discover(
+            connected.board.clone(),
+            args.space.clone(),
+            new_documents.clone(),
+        ));
         Ok(Arc::new(Board {
             agent: args.agent.clone(),
             space: args.space.clone(),
@@ -82,7 +127,29 @@ impl Board {
             connected,
             held: Mutex::default(),
             membership: Mutex::new(Some(membership)),
+            keyed: Mutex::default(),
+            new_documents,
+            discovery: std::sync::Mutex::new(Some(discovery)),
         }))
+    }
+
+    /// The answer slot of the write with idempotency key `key` to document `document`: empty
+    /// for a key not seen yet (or forgotten), which the caller fills by writing.
+    pub async fn keyed(&self, document: &str, key: &str) -> KeyedAnswer {
+        let mut keyed = self.keyed.lock().await;
+        let id = (document.to_owned(), key.to_owned());
+        if let Some(cell) = keyed.answers.get(&id) {
+            return cell.clone();
+        }
+        if keyed.order.len() >= Keyed::CAPACITY {
+            if let Some(oldest) = keyed.order.pop_front() {
+                keyed.answers.remove(&oldest);
+            }
+        }
+        let cell = KeyedAnswer::default();
+        keyed.answers.insert(id.clone(), cell.clone());
+        keyed.order.push_back(id);
+        cell
     }
 
     /// The documents of the space that have events, with their event counts.
@@ -197,8 +264,21 @@ impl Board {
         }
     }
 
+    /// The names of documents that appear in the space from now on.
+    pub fn new_documents(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.new_documents.subscribe()
+    }
+
     /// Leaves presence, closes the replicas, flushes local state.
     pub async fn close(&self) {
+        if let Some(task) = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         if let Some(m) = self.membership.lock().await.take() {
             // Bounded: with the log gone, others see this agent leave by its timeout anyway.
             match tokio::time::timeout(Duration::from_secs(2), m.leave()).await {
@@ -212,5 +292,49 @@ impl Board {
         if let Err(e) = self.connected.board.clone().close().await {
             tracing::warn!(error = %e, "closing the board");
         }
+    }
+}
+
+/// Watches `space` for documents that were not there before and sends their names. A watch
+/// that ends or fails is started again after a pause.
+async fn discover(
+    board: blackboard_client::Board,
+    space: SpaceId,
+    found: tokio::sync::broadcast::Sender<String>,
+) {
+    use futures::StreamExt as _;
+    let mut known: std::collections::HashSet<String> =
+        match board.list_documents(space.as_str()).await {
+            Ok(docs) => docs.iter().map(|d| d.document.to_string()).collect(),
+            Err(e) => {
+                tracing::info!(%space, error = %e, "cannot list the documents for discovery");
+                Default::default()
+            }
+        };
+    loop {
+        match board
+            .watch_space(
+                space.as_str(),
+                "/**",
+                blackboard_client::WatchOptions::default(),
+            )
+            .await
+        {
+            Ok(mut watch) => {
+                while let Some(item) = watch.next().await {
+                    if let Ok(event) = item {
+                        let name = event.document.to_string();
+                        if known.insert(name.clone()) {
+                            // No session listening is fine.
+                            let _ = found.send(name);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(%space, error = %e, "cannot watch the space for new documents")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

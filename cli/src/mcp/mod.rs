@@ -7,15 +7,24 @@
 //!
 //! - [`Board`]: the SDK board (opened through `Options`), its claims and presence, and
 //!   waiting for the log around reads and writes;
+//! - `args`: arguments checked against the tools' schemas, naming the argument;
+//! - `depth`: messages nested too deep to parse answered naming the limit, on both
+//!   transports;
+//! - `output`: the tools' output schemas;
+//! - `prompts`: prompts for the common workflows (join, pick up a task, hand off);
 //! - `tools`: the tools (read, write, wait, history, claims, presence);
 //! - `stale`: the stale-read check of writes that pass `read_at`;
 //! - `resources`: documents as `blackboard://SPACE/DOC` resources, with subscriptions;
 //! - [`serve`]: the streamable HTTP transport, over a bound listener until a shutdown
 //!   future resolves (the `http` feature).
 
+mod args;
 mod board;
+mod depth;
 #[cfg(feature = "http")]
 mod http;
+mod output;
+mod prompts;
 mod resources;
 mod server;
 mod stale;
@@ -27,6 +36,11 @@ use anyhow::Context as _;
 use blackboard_client::{AgentId, SpaceId};
 use rmcp::ServiceExt as _;
 
+#[cfg(feature = "http")]
+use crate::access::{check_token, new_token, Access};
+#[cfg(feature = "http")]
+use crate::verbs::Usage;
+
 pub use board::Board;
 #[cfg(feature = "http")]
 pub use http::serve;
@@ -34,6 +48,10 @@ pub use server::Server;
 pub use tools::ToolError;
 
 use crate::connect::BoardArgs;
+
+/// The environment variable the HTTP transport's token is read from when `--token` is not
+/// given.
+pub const TOKEN_ENV: &str = "BLACKBOARD_MCP_TOKEN";
 
 /// `blackboard mcp`: serve the board to an MCP client as one agent.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,9 +68,26 @@ pub struct Args {
     #[command(flatten)]
     pub board: BoardArgs,
     /// Serve the streamable HTTP transport on this address (for example 127.0.0.1:8080,
-    /// endpoint /mcp) instead of stdio.
+    /// endpoint /mcp) instead of stdio. Every request must carry the token
+    /// (`Authorization: Bearer TOKEN`): --token, $BLACKBOARD_MCP_TOKEN, --token-file, or a
+    /// random one printed on stdout at start (loopback addresses only).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// With --http: the token clients must send (at least 16 characters of A-Z a-z 0-9 - . _ ~).
+    #[arg(long, value_name = "TOKEN", env = TOKEN_ENV, hide_env_values = true,
+          conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// With --http: read the token from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// With --http: also accept requests whose Host is this name (`name` or `name:port`), for
+    /// clients on other machines. localhost and IP addresses are always accepted.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+    /// With --http: also accept requests from this web origin (`https://app.example`), as a
+    /// browser sends it; other origins are refused with 403.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
     /// How long a read waits for the log to deliver a document's events, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -61,13 +96,18 @@ pub struct Args {
 
 /// Runs the server until the client goes away (stdio) or the process is interrupted (HTTP).
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // Refuse a bad token or an unprotected public address before connecting to anything.
+    let token = match args.http {
+        Some(addr) => Some(http_token(&args, addr)?),
+        None => None,
+    };
     let board = Board::open(&args).await?;
     tracing::info!(agent = %args.agent, space = %args.space, "MCP server ready");
-    let result = match args.http {
-        Some(addr) => serve_http(board.clone(), addr).await,
-        None => {
+    let result = match (args.http, token) {
+        (Some(addr), Some(token)) => serve_http(board.clone(), addr, token, &args).await,
+        _ => {
             let service = Server::new(board.clone())
-                .serve(rmcp::transport::stdio())
+                .serve(depth::stdio())
                 .await
                 .context("starting the MCP session on stdio")?;
             service.waiting().await.context("the MCP session failed")?;
@@ -78,22 +118,106 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
+/// The HTTP transport's token: given (--token, $BLACKBOARD_MCP_TOKEN, --token-file) or
+/// generated. A generated one is only for a loopback address: on an address other machines
+/// reach, the operator chooses the token, knowingly.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+struct Token {
+    value: String,
+    generated: bool,
+}
+
+#[cfg(not(feature = "http"))]
+fn http_token(_args: &Args, _addr: SocketAddr) -> anyhow::Result<Token> {
+    // serve_http says what is missing.
+    Ok(Token {
+        value: String::new(),
+        generated: false,
+    })
+}
+
+#[cfg(feature = "http")]
+fn http_token(args: &Args, addr: SocketAddr) -> anyhow::Result<Token> {
+    let given = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Usage(format!(
+                    "--token-file {}: cannot read it: {e}",
+                    file.display()
+                ))
+            })?;
+            Some(text.lines().next().unwrap_or("").trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    let token = match given {
+        Some(value) => Token {
+            value,
+            generated: false,
+        },
+        None if addr.ip().is_loopback() => Token {
+            value: new_token(),
+            generated: true,
+        },
+        None => {
+            return Err(Usage(format!(
+                "--http {addr} is not a loopback address: other machines can reach it, so \
+                 choose the token its clients must send with --token, ${TOKEN_ENV} or \
+                 --token-file (and name this machine with --allow-host NAME if clients use a \
+                 name rather than its IP address)"
+            ))
+            .into())
+        }
+    };
+    check_token(&token.value).map_err(|Usage(e)| Usage(format!("--http's token: {e}")))?;
+    Ok(token)
+}
+
 /// Listens on `addr` and serves HTTP until Ctrl-C or SIGTERM.
 #[cfg(feature = "http")]
-async fn serve_http(board: std::sync::Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve_http(
+    board: std::sync::Arc<Board>,
+    addr: SocketAddr,
+    token: Token,
+    args: &Args,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
-    // On stderr, so a script can learn the port of `--http 127.0.0.1:0`.
-    eprintln!("blackboard mcp: serving MCP over HTTP at http://{local}/mcp");
-    serve(board, listener, crate::shutdown::terminated())
+    let access = Access::new(
+        token.value,
+        local,
+        "send Authorization: Bearer TOKEN with the token `blackboard mcp` printed at start or \
+         was given (--token, $BLACKBOARD_MCP_TOKEN, --token-file)",
+    )?
+    .allow_hosts(args.allow_hosts.iter().cloned())
+    .allow_origins(args.allow_origins.iter().cloned());
+    // On stdout, so a script can learn the port of `--http 127.0.0.1:0` and the token; a
+    // token the operator chose is not repeated.
+    if token.generated {
+        println!(
+            "blackboard mcp: serving MCP over HTTP at http://{local}/mcp with Authorization: \
+             Bearer {}",
+            access.token()
+        );
+    } else {
+        println!("blackboard mcp: serving MCP over HTTP at http://{local}/mcp");
+    }
+    serve(board, listener, access, crate::shutdown::terminated())
         .await
         .context("serving HTTP")
 }
 
 #[cfg(not(feature = "http"))]
-async fn serve_http(_board: std::sync::Arc<Board>, addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve_http(
+    _board: std::sync::Arc<Board>,
+    addr: SocketAddr,
+    _token: Token,
+    _args: &Args,
+) -> anyhow::Result<()> {
     anyhow::bail!(
         "--http {addr}: this blackboard was built without the HTTP transport; rebuild with \
          `cargo install --path cli --features http` (or use stdio)"

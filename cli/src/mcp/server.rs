@@ -3,15 +3,20 @@
 
 use std::sync::Arc;
 
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ResourceTemplate, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
-use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{prompt_handler, tool_handler, ErrorData, RoleServer, ServerHandler};
+use tokio::sync::broadcast::error::RecvError;
 
+use super::args;
 use super::board::Board;
 use super::resources::Subscriptions;
 
@@ -21,6 +26,7 @@ pub struct Server {
     pub(crate) board: Arc<Board>,
     pub(crate) subscriptions: Subscriptions,
     tool_router: ToolRouter<Server>,
+    prompt_router: PromptRouter<Server>,
 }
 
 impl Server {
@@ -30,6 +36,7 @@ impl Server {
             board,
             subscriptions: Subscriptions::default(),
             tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
         }
     }
 }
@@ -43,13 +50,50 @@ working on a shared task, and `history`/`blame` to see who did what and why. Doc
 also resources (blackboard://SPACE/DOC) you can subscribe to.";
 
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for Server {
+    /// Names an unknown tool (and the known ones), and checks the arguments against the
+    /// tool's schema first, so a wrong type or a too-deep value is answered naming the
+    /// argument; then the tool runs.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(tool) = self.tool_router.get(&request.name) else {
+            let mut known: Vec<String> = self
+                .tool_router
+                .list_all()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            known.sort();
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool {:?}; the tools are {}",
+                    request.name,
+                    known.join(", ")
+                ),
+                None,
+            ));
+        };
+        if let Some(arguments) = &request.arguments {
+            if let Err(msg) = args::check(&request.name, &tool.input_schema, arguments) {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into());
+            }
+        }
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_prompts()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new("blackboard", env!("CARGO_PKG_VERSION")))
@@ -57,6 +101,41 @@ impl ServerHandler for Server {
             "{INSTRUCTIONS} You are agent {} in space {}.",
             self.board.agent, self.board.space
         ))
+    }
+
+    /// Tells the client when a document appears (`notifications/resources/list_changed`),
+    /// for as long as the session lasts.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let mut found = self.board.new_documents();
+        let peer = context.peer;
+        tokio::spawn(async move {
+            // A lagged receiver missed some names: the list changed all the same.
+            while let Ok(_) | Err(RecvError::Lagged(_)) = found.recv().await {
+                if peer.notify_resource_list_changed().await.is_err() {
+                    // The session is gone.
+                    break;
+                }
+            }
+        });
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let template = ResourceTemplate::new(
+            format!("blackboard://{}/{{document}}", self.board.space),
+            "document",
+        )
+        .with_title("A document of the board")
+        .with_description(format!(
+            "A JSON document of space {}, by name (list_documents shows them); subscribe to \
+             be told when any agent changes it",
+            self.board.space
+        ))
+        .with_mime_type("application/json");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
     }
 
     async fn list_resources(

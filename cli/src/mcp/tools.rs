@@ -6,16 +6,18 @@ use std::time::{Duration, SystemTime};
 
 use blackboard_client::{
     At, ClaimError, DocError, Edit, EngineError, HistoryEvent, HistoryFilter as Filter, Path,
-    Pattern, Position, Start, WatchOptions as Options,
+    Pattern, Position, PutMode, Start, WatchOptions as Options,
 };
 use futures::StreamExt as _;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock};
-use rmcp::{tool, tool_router};
+use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::output;
 use super::server::Server;
 use super::stale;
 
@@ -59,6 +61,10 @@ impl From<DocError> for ToolError {
 }
 
 type ToolResult = Result<CallToolResult, rmcp::ErrorData>;
+
+/// How often a long `wait_for_change` tells a client that sent a progress token that it is
+/// still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 fn answer(r: Result<Json, ToolError>) -> ToolResult {
     Ok(match r {
@@ -159,17 +165,29 @@ pub struct ReadArgs {
 pub struct PutArgs {
     /// The document to write (created by the first write).
     pub document: String,
-    /// Where to write, like /tasks/3/status; missing maps on the way are created. In a list,
-    /// an index replaces that element and /- appends.
+    /// Where to write, like /tasks/3/status (segments separated by /; ~1 for a / and ~0 for
+    /// a ~ inside a key); missing maps on the way are created. In a list, an index replaces
+    /// that element and /- appends. / is the whole document (an object is merged into it).
     pub path: String,
-    /// The JSON value to write (any JSON: object, array, string, number, boolean, null).
+    /// The JSON value to write (any JSON: object, array, string, number, boolean, null),
+    /// nesting at most 100 levels; about 780 kB at most once encoded.
     pub value: Json,
+    /// Write an object as a fresh map replacing the one at `path` (keys it does not name are
+    /// removed) instead of merging into it (the default). Not at /.
+    #[serde(default)]
+    pub replace: bool,
     /// Why you are making this change, in a short sentence; recorded in the history.
     pub reason: String,
-    /// The `seq` of the position you read before deciding this write. The answer then warns
-    /// if another agent changed any path you write since.
+    /// The `seq` of the position you read before deciding this write (from an earlier answer;
+    /// not ahead of the document). The answer then warns if another agent changed any path
+    /// you write since.
     #[serde(default)]
     pub read_at: Option<u64>,
+    /// Optional: a key you choose for this write (like a UUID). If you call again with the
+    /// same key, for example after an answer that timed out, you get the first call's answer
+    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -183,6 +201,11 @@ pub struct DeleteArgs {
     /// The `seq` of the position you read before deciding; see put.
     #[serde(default)]
     pub read_at: Option<u64>,
+    /// Optional: a key you choose for this write (like a UUID). If you call again with the
+    /// same key, for example after an answer that timed out, you get the first call's answer
+    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -198,6 +221,11 @@ pub struct AppendArgs {
     /// The `seq` of the position you read before deciding; see put.
     #[serde(default)]
     pub read_at: Option<u64>,
+    /// Optional: a key you choose for this write (like a UUID). If you call again with the
+    /// same key, for example after an answer that timed out, you get the first call's answer
+    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -221,6 +249,11 @@ pub struct SpliceArgs {
     /// The `seq` of the position you read before deciding; see put.
     #[serde(default)]
     pub read_at: Option<u64>,
+    /// Optional: a key you choose for this write (like a UUID). If you call again with the
+    /// same key, for example after an answer that timed out, you get the first call's answer
+    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -238,6 +271,11 @@ pub struct IncrementArgs {
     /// The `seq` of the position you read before deciding; see put.
     #[serde(default)]
     pub read_at: Option<u64>,
+    /// Optional: a key you choose for this write (like a UUID). If you call again with the
+    /// same key, for example after an answer that timed out, you get the first call's answer
+    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 fn one() -> i64 {
@@ -328,11 +366,74 @@ pub struct ReleaseArgs {
 // ---- the tools -------------------------------------------------------------------------
 
 impl Server {
+    /// A write with an optional idempotency key: the first call with a key makes the write
+    /// ([`Server::write_once`]) and its answer is kept; a later call with the same key and the
+    /// same edit gets that answer again without writing. Calls racing with one key wait for
+    /// the first. A call that failed wrote nothing, so its key stays free for a retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        tool: &str,
+        document: &str,
+        reason: &str,
+        read_at: Option<u64>,
+        key: Option<&str>,
+        written: Path,
+        edit: Edit,
+    ) -> Result<Json, ToolError> {
+        let Some(key) = key else {
+            return self
+                .write_once(document, reason, read_at, written, edit)
+                .await;
+        };
+        if key.is_empty() || key.len() > 200 {
+            return Err(ToolError::new(format!(
+                "argument `idempotency_key` of {tool}: 1 to 200 characters (like a UUID); got {}",
+                key.len()
+            )));
+        }
+        // What the key was used for, held for up to 10000 keys: the edit's hash, not the
+        // edit, which may carry a value of hundreds of kB.
+        let fingerprint = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            format!("{edit:?}").hash(&mut hasher);
+            format!("{tool} on {document} (edit {:016x})", hasher.finish())
+        };
+        let cell = self.board.keyed(document, key).await;
+        let mut first = false;
+        let (made_by, answer) = cell
+            .get_or_try_init(|| async {
+                first = true;
+                let answer = self
+                    .write_once(document, reason, read_at, written, edit)
+                    .await?;
+                Ok::<_, ToolError>((fingerprint.clone(), answer))
+            })
+            .await?;
+        if first {
+            return Ok(answer.clone());
+        }
+        if *made_by != fingerprint {
+            return Err(ToolError::new(format!(
+                "idempotency_key {key:?} was used for a different write ({made_by}); choose a \
+                 new key for a new write"
+            )));
+        }
+        let mut again = answer.clone();
+        again["replayed"] = json!(true);
+        again["note"] = json!(
+            "answered from the first call with this idempotency_key: that write was made \
+             once and is not made again (read the document for its state now)"
+        );
+        Ok(again)
+    }
+
     /// Makes `edit` with `reason` as its message, waits for the log, and checks for stale
     /// reads when `read_at` is given. Containers the edit creates on its way are made by the
     /// container recipe, so agents creating the same map (or list, counter, text) at the same
     /// moment share it: no catch-up is needed before writing.
-    async fn write(
+    async fn write_once(
         &self,
         document: &str,
         reason: &str,
@@ -348,6 +449,21 @@ impl Server {
         }
         let board = &self.board;
         let replica = board.replica(document).await?;
+        if let Some(read_at) = read_at {
+            if read_at > replica.position().seq {
+                // Perhaps this replica is behind: only a position past the log's is refused.
+                let now = board.catch_up(&replica).await?;
+                if read_at > now.seq {
+                    return Err(ToolError::new(format!(
+                        "argument `read_at`: position {read_at} is ahead of {document}, which \
+                         is at position {}; pass the `seq` of an answer you read (nothing \
+                         was written)",
+                        now.seq
+                    )));
+                }
+            }
+        }
+        let is_put = matches!(edit, Edit::Put { .. });
         let done = replica.edit(Some(reason), &[edit]).await?;
         let hash = done.hash;
         // From here on the change is made: the answer is never an error, and says
@@ -369,7 +485,14 @@ impl Server {
             out["note"] = json!(note);
         }
         if hash.is_none() {
-            out["note"] = json!("nothing changed: the document already held this");
+            out["note"] = json!(if is_put {
+                "nothing changed: every value written was already there. An object is merged \
+                 into the map at its path (keys it does not name stay, so an empty object \
+                 changes nothing); use delete to remove a key, or replace: true to replace \
+                 the map"
+            } else {
+                "nothing changed: the document already held this"
+            });
         }
         if let Some(read_at) = read_at {
             // The write is made: a failed check is said, not returned as an error.
@@ -385,7 +508,11 @@ impl Server {
         Ok(out)
     }
 
-    async fn wait_inner(&self, a: WaitArgs) -> Result<Json, ToolError> {
+    async fn wait_inner(
+        &self,
+        a: WaitArgs,
+        context: RequestContext<RoleServer>,
+    ) -> Result<Json, ToolError> {
         let pattern = parse_pattern(a.pattern.as_deref().unwrap_or("/**"))?;
         let timeout = Duration::from_secs(a.timeout_seconds.unwrap_or(30).clamp(0, 600));
         let board = &self.board;
@@ -394,6 +521,13 @@ impl Server {
         let mut live = replica.watch(pattern.clone(), Options::start(Start::Now))?;
         let now = board.catch_up(&replica).await?;
         let since = a.since.unwrap_or(now.seq);
+        if since > now.seq {
+            return Err(ToolError::new(format!(
+                "argument `since`: position {since} is ahead of {}, which is at position {}; \
+                 pass the `seq` of an earlier answer, or leave it out to wait from now",
+                a.document, now.seq
+            )));
+        }
         let matching =
             |replica: &blackboard_client::Replica| -> Result<Vec<HistoryEvent>, ToolError> {
                 let events = replica.history(&Filter {
@@ -405,16 +539,40 @@ impl Server {
                     .filter(|e| e.record.seq > since)
                     .collect())
             };
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut events = matching(&replica)?;
-        if events.is_empty() {
-            match tokio::time::timeout(timeout, live.next()).await {
-                Ok(Some(_)) => {
-                    // Report from the log's history, so every event has its position.
-                    board.catch_up(&replica).await?;
-                    events = matching(&replica)?;
+        // A change the watch reports may not match after all (a change of this agent's
+        // that the log already held): keep waiting until one does or the time is up.
+        // A client that sent a progress token hears from a long wait every few seconds, so
+        // it does not time the request out (clients give up after 60 s of silence).
+        let progress = context.meta.get_progress_token();
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
+        while events.is_empty() {
+            tokio::select! {
+                next = tokio::time::timeout_at(deadline, live.next()) => match next {
+                    Ok(Some(_)) => {
+                        // Report from the log's history, so every event has its position.
+                        board.catch_up(&replica).await?;
+                        events = matching(&replica)?;
+                    }
+                    Ok(None) => return Err(ToolError::new("the document was closed")),
+                    Err(_) => break,
+                },
+                _ = ticks.tick(), if progress.is_some() => {
+                    if let Some(token) = &progress {
+                        let waited = started.elapsed().as_secs();
+                        let mut note = ProgressNotificationParam::new(token.clone(), waited as f64);
+                        note.total = Some(timeout.as_secs() as f64);
+                        note.message = Some(format!(
+                            "waited {waited} s of {} s for a change matching {pattern}",
+                            timeout.as_secs()
+                        ));
+                        if let Err(e) = context.peer.notify_progress(note).await {
+                            tracing::debug!(error = %e, "could not send a progress notification");
+                        }
+                    }
                 }
-                Ok(None) => return Err(ToolError::new("the document was closed")),
-                Err(_) => {}
             }
         }
         let position = replica.position();
@@ -438,8 +596,11 @@ impl Server {
 impl Server {
     /// Lists the documents of this board's space, with how many events each has.
     #[tool(
+        title = "List documents",
         description = "List the documents of the shared board (this server's space), with how many \
-                       change events each has. Start here to see what exists."
+                       change events each has. Start here to see what exists.",
+        output_schema = output::documents(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_documents(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
         answer(
@@ -462,12 +623,15 @@ impl Server {
     }
 
     #[tool(
+        title = "Read a document",
         description = "Read a document, or the value at one path in it, as JSON. Returns the \
                        value and the position (`seq`) it was read at: pass that `seq` as \
                        `read_at` when you write based on what you read, and as `since` to \
                        wait_for_change. With `at`, reads the document as it was at a past \
                        position. With `conflicts: true`, also lists every value concurrent \
-                       writers left at the path, with who wrote each."
+                       writers left at the path, with who wrote each.",
+        output_schema = output::read(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn read(&self, Parameters(a): Parameters<ReadArgs>) -> ToolResult {
         answer(
@@ -476,7 +640,19 @@ impl Server {
                 let (replica, now) = self.board.existing(&a.document).await?;
                 let (value, position) = match &a.at {
                     Some(at) => {
-                        let view = replica.at(&at.to_at()?)?;
+                        let at = at
+                            .to_at()
+                            .map_err(|e| ToolError::new(format!("argument `at` of read: {e}")))?;
+                        if let At::Seq(seq) = at {
+                            if seq > now.seq {
+                                return Err(ToolError::new(format!(
+                                    "argument `at`: position {seq} is ahead of {}, which is at \
+                                     position {}; pass the `seq` of an earlier answer",
+                                    a.document, now.seq
+                                )));
+                            }
+                        }
+                        let view = replica.at(&at)?;
                         (view.doc().get(&path)?, view.position().clone())
                     }
                     None => (replica.read(|d| d.get(&path))?, now),
@@ -509,27 +685,70 @@ impl Server {
     }
 
     #[tool(
+        title = "Write a value",
         description = "Write a JSON value at a path of a document (creating the document and \
-                       missing maps on the way). Give a short `reason`; it is recorded in the \
-                       history. Pass `read_at` (the `seq` you read at) to be warned if another \
-                       agent changed this path since you read it."
+                       missing maps on the way). An object is merged key by key, at every \
+                       depth, into a map already at the path: keys it does not name stay (at \
+                       / too, the whole document); pass `replace: true` to replace the map \
+                       instead, and use delete to remove a key. Any other value replaces what \
+                       is there. Values nest at most 100 levels, about 780 kB at most. Give a \
+                       short `reason`; it is recorded in the history. Pass `read_at` (the \
+                       `seq` you read at) to be warned if another agent changed this path \
+                       since you read it, and an `idempotency_key` to make a retry safe.",
+        output_schema = output::write(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn put(&self, Parameters(a): Parameters<PutArgs>) -> ToolResult {
         answer(
             async {
                 let path = parse_path(&a.path)?;
-                let edit = Edit::put(path.clone(), a.value);
-                self.write(&a.document, &a.reason, a.read_at, path, edit)
-                    .await
+                if a.replace && path.is_root() {
+                    return Err(ToolError::new(
+                        "replace: true is not for /: the whole document cannot be replaced; \
+                         delete its keys instead",
+                    ));
+                }
+                let edit = Edit::Put {
+                    path: path.clone(),
+                    value: a.value,
+                    mode: if a.replace {
+                        PutMode::Replace
+                    } else {
+                        PutMode::Merge
+                    },
+                };
+                self.write(
+                    "put",
+                    &a.document,
+                    &a.reason,
+                    a.read_at,
+                    a.idempotency_key.as_deref(),
+                    path,
+                    edit,
+                )
+                .await
             }
             .await,
         )
     }
 
     #[tool(
+        title = "Delete a value",
         description = "Delete the value at a path of a document (a map key or a list element). \
                        Give a short `reason`; pass `read_at` to be warned about changes since \
-                       your read."
+                       your read.",
+        output_schema = output::write(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn delete(&self, Parameters(a): Parameters<DeleteArgs>) -> ToolResult {
         answer(
@@ -537,16 +756,32 @@ impl Server {
                 let path = parse_path(&a.path)?;
                 self.board.existing(&a.document).await?;
                 let edit = Edit::Delete { path: path.clone() };
-                self.write(&a.document, &a.reason, a.read_at, path, edit)
-                    .await
+                self.write(
+                    "delete",
+                    &a.document,
+                    &a.reason,
+                    a.read_at,
+                    a.idempotency_key.as_deref(),
+                    path,
+                    edit,
+                )
+                .await
             }
             .await,
         )
     }
 
     #[tool(
+        title = "Append to a list",
         description = "Append a JSON value to the list at a path (creating the list if nothing \
-                       is there). Appends by several agents all survive. Give a short `reason`."
+                       is there). Appends by several agents all survive. Give a short `reason`.",
+        output_schema = output::write(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn append(&self, Parameters(a): Parameters<AppendArgs>) -> ToolResult {
         answer(
@@ -556,17 +791,33 @@ impl Server {
                     path: path.clone(),
                     value: a.value,
                 };
-                self.write(&a.document, &a.reason, a.read_at, path, edit)
-                    .await
+                self.write(
+                    "append",
+                    &a.document,
+                    &a.reason,
+                    a.read_at,
+                    a.idempotency_key.as_deref(),
+                    path,
+                    edit,
+                )
+                .await
             }
             .await,
         )
     }
 
     #[tool(
+        title = "Edit text",
         description = "Edit the text at a path: at character `position`, delete `delete` \
                        characters and insert `insert` (creating the text if nothing is there). \
-                       Concurrent edits by several agents all survive. Give a short `reason`."
+                       Concurrent edits by several agents all survive. Give a short `reason`.",
+        output_schema = output::write(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn splice_text(&self, Parameters(a): Parameters<SpliceArgs>) -> ToolResult {
         answer(
@@ -580,16 +831,32 @@ impl Server {
                     delete,
                     insert: a.insert,
                 };
-                self.write(&a.document, &a.reason, a.read_at, path, edit)
-                    .await
+                self.write(
+                    "splice_text",
+                    &a.document,
+                    &a.reason,
+                    a.read_at,
+                    a.idempotency_key.as_deref(),
+                    path,
+                    edit,
+                )
+                .await
             }
             .await,
         )
     }
 
     #[tool(
+        title = "Add to a counter",
         description = "Add `by` (default 1) to the counter at a path, creating it at 0 if \
-                       nothing is there. Concurrent increments add up. Give a short `reason`."
+                       nothing is there. Concurrent increments add up. Give a short `reason`.",
+        output_schema = output::write(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn increment(&self, Parameters(a): Parameters<IncrementArgs>) -> ToolResult {
         answer(
@@ -599,27 +866,46 @@ impl Server {
                     path: path.clone(),
                     by: a.by,
                 };
-                self.write(&a.document, &a.reason, a.read_at, path, edit)
-                    .await
+                self.write(
+                    "increment",
+                    &a.document,
+                    &a.reason,
+                    a.read_at,
+                    a.idempotency_key.as_deref(),
+                    path,
+                    edit,
+                )
+                .await
             }
             .await,
         )
     }
 
     #[tool(
+        title = "Wait for a change",
         description = "Wait until a document changes at paths matching `pattern` after position \
                        `since`, or until `timeout_seconds` pass. Returns the matching events \
                        (who, why, which paths, position) as soon as there are any, or says that \
-                       nothing changed. Use it instead of polling read."
+                       nothing changed. Use it instead of polling read. Sends a progress \
+                       notification every 5 s when the call carries a progress token.",
+        output_schema = output::wait(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn wait_for_change(&self, Parameters(a): Parameters<WaitArgs>) -> ToolResult {
-        answer(self.wait_inner(a).await)
+    async fn wait_for_change(
+        &self,
+        Parameters(a): Parameters<WaitArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        answer(self.wait_inner(a, context).await)
     }
 
     #[tool(
+        title = "Change history",
         description = "List a document's change events, oldest first: position, agent, reason, \
                        time and the paths each touched. Filter by positions, agent and path \
-                       pattern; returns the latest `limit` (default 50)."
+                       pattern; returns the latest `limit` (default 50).",
+        output_schema = output::history(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn history(&self, Parameters(a): Parameters<HistoryArgs>) -> ToolResult {
         answer(
@@ -653,8 +939,11 @@ impl Server {
     }
 
     #[tool(
+        title = "Changes between positions",
         description = "List what changed in a document between two positions (`to` defaults \
-                       to now): one entry per path, with the operation and new value."
+                       to now): one entry per path, with the operation and new value.",
+        output_schema = output::diff(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn diff(&self, Parameters(a): Parameters<DiffArgs>) -> ToolResult {
         answer(
@@ -679,8 +968,11 @@ impl Server {
     }
 
     #[tool(
+        title = "Who wrote a value",
         description = "Tell who wrote the current value at a path: the agent, its reason and \
-                       position (for text, who wrote each run of characters)."
+                       position (for text, who wrote each run of characters).",
+        output_schema = output::blame(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn blame(&self, Parameters(a): Parameters<BlameArgs>) -> ToolResult {
         answer(
@@ -704,26 +996,49 @@ impl Server {
     }
 
     #[tool(
+        title = "Claim a resource",
         description = "Claim a resource (like task-3) so that you alone work on it, for \
                        `ttl_seconds` (default 60). Fails, naming the holder and until when, \
-                       if another agent holds it. Renew before it runs out; release when done."
+                       if another agent holds it. Claiming again what you hold renews it. \
+                       Renew before it runs out; release when done.",
+        output_schema = output::claim(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn claim(&self, Parameters(a): Parameters<ClaimArgs>) -> ToolResult {
         answer(
             async {
                 let ttl = Duration::from_secs(a.ttl_seconds.unwrap_or(60));
+                let mut held = self.board.held.lock().await;
+                if let Some(mine) = held.get(&a.resource).cloned() {
+                    // Claiming again what this session holds renews it: not a refusal.
+                    match self.board.claims.renew(&mine).await {
+                        Ok(renewed) => {
+                            let mut out = claim_json(&renewed);
+                            out["renewed"] = json!(true);
+                            out["note"] = json!("you already held this claim: it is renewed");
+                            held.insert(a.resource.clone(), renewed);
+                            return Ok(out);
+                        }
+                        // Lapsed: claim it afresh below (someone else may have it now).
+                        Err(ClaimError::Lapsed { .. }) => {
+                            held.remove(&a.resource);
+                        }
+                        Err(e) => return Err(claim_error(e, &self.board.agent)),
+                    }
+                }
                 let claim = self
                     .board
                     .claims
                     .claim(&a.resource, ttl)
                     .await
-                    .map_err(claim_error)?;
+                    .map_err(|e| claim_error(e, &self.board.agent))?;
                 let out = claim_json(&claim);
-                self.board
-                    .held
-                    .lock()
-                    .await
-                    .insert(a.resource.clone(), claim);
+                held.insert(a.resource.clone(), claim);
                 Ok(out)
             }
             .await,
@@ -731,8 +1046,16 @@ impl Server {
     }
 
     #[tool(
+        title = "Renew a claim",
         description = "Renew a claim you hold, extending it by its duration from now. Fails if \
-                       it has lapsed (then someone else may have it)."
+                       it has lapsed (then someone else may have it).",
+        output_schema = output::claim(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn renew(&self, Parameters(a): Parameters<RenewArgs>) -> ToolResult {
         answer(
@@ -751,7 +1074,7 @@ impl Server {
                         if matches!(e, ClaimError::Lapsed { .. }) {
                             held.remove(&a.resource);
                         }
-                        Err(claim_error(e))
+                        Err(claim_error(e, &self.board.agent))
                     }
                 }
             }
@@ -760,7 +1083,15 @@ impl Server {
     }
 
     #[tool(
-        description = "Release a claim you hold, optionally leaving a note for the next holder."
+        title = "Release a claim",
+        description = "Release a claim you hold, optionally leaving a note for the next holder.",
+        output_schema = output::release(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn release(&self, Parameters(a): Parameters<ReleaseArgs>) -> ToolResult {
         answer(
@@ -773,7 +1104,7 @@ impl Server {
                     Some(note) => self.board.claims.release_with_note(claim, note).await,
                     None => self.board.claims.release(claim).await,
                 };
-                result.map_err(claim_error)?;
+                result.map_err(|e| claim_error(e, &self.board.agent))?;
                 Ok(json!({"resource": a.resource, "released": true}))
             }
             .await,
@@ -781,8 +1112,11 @@ impl Server {
     }
 
     #[tool(
+        title = "Agents present",
         description = "List the agents present on this board's space now (this server is one \
-                       of them), with since when and their status."
+                       of them), with since when and their status.",
+        output_schema = output::presence(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn presence(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
         answer(
@@ -815,8 +1149,19 @@ fn not_held(resource: &str) -> ToolError {
     ))
 }
 
-fn claim_error(e: ClaimError) -> ToolError {
+fn claim_error(e: ClaimError, me: &blackboard_client::AgentId) -> ToolError {
     match e {
+        ClaimError::Held {
+            resource,
+            holder,
+            until,
+            ..
+        } if holder == *me => ToolError::new(format!(
+            "{resource} is held until {} by your agent name {holder}, but from another \
+             session: another server or client runs as agent {holder} too. Give each server \
+             its own --agent, or wait until then",
+            utc(until)
+        )),
         ClaimError::Held {
             resource,
             holder,

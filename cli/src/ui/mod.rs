@@ -5,8 +5,9 @@
 //! are held.
 //!
 //! One file per job:
-//! - [`server`]: the routes, the access guard (a bearer token, and a DNS-rebinding guard on
-//!   the Host and Origin headers) and [`serve`];
+//! - [`server`]: the routes behind the access guard shared with `blackboard mcp --http`
+//!   ([`crate::access`]: a bearer token, and a DNS-rebinding guard on the Host and Origin
+//!   headers) and [`serve`];
 //! - [`events`]: the live event stream (server-sent events): the space's changes, its claims
 //!   and its presence, watched once and fanned out to every open page;
 //! - [`api`]: the JSON API the page reads (documents, a document, its timeline, `at`, diff,
@@ -26,8 +27,9 @@ use anyhow::Context as _;
 use blackboard_client::{AgentId, SpaceId};
 
 use crate::connect::{self, BoardArgs, Missing};
-use crate::verbs::Usage;
 
+use crate::access::check_token;
+pub use crate::access::new_token;
 pub use server::serve;
 
 /// The environment variable the access token is read from when `--token` is not given.
@@ -99,41 +101,11 @@ impl Site {
         &self.space
     }
 
-    /// Whether `given` is the token, compared in constant time so the answer's timing does
-    /// not tell how much of a guess was right.
-    pub fn token_matches(&self, given: &str) -> bool {
-        let (a, b) = (self.token.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-
     /// Stops the watches and ends the open event streams, so a graceful shutdown does not
     /// wait for pages that never hang up.
     pub fn close(&self) {
         self.hub.stop();
     }
-}
-
-/// A fresh random token: 32 hex digits (128 bits).
-pub fn new_token() -> String {
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A token must be long enough not to be guessed and travel in a URL unescaped.
-fn check_token(token: &str) -> Result<(), Usage> {
-    let url_safe = token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    if token.len() < 16 || !url_safe {
-        return Err(Usage(format!(
-            "the token must be at least 16 characters of A-Z a-z 0-9 - . _ ~ (it travels in \
-             the page's URL); got {} characters",
-            token.len()
-        )));
-    }
-    Ok(())
 }
 
 /// Serves the page until Ctrl-C or SIGTERM.
@@ -166,18 +138,4 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     site.close();
     connected.close().await?;
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_random_url_safe_and_short_ones_are_refused() {
-        let (a, b) = (new_token(), new_token());
-        assert_ne!(a, b);
-        assert!(check_token(&a).is_ok());
-        assert!(check_token("short").is_err());
-        assert!(check_token("has spaces in it, 16+").is_err());
-    }
 }
