@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use blackboard_client::Options;
+use blackboard_tests::damage::{damage, Damage};
 use serde_json::json;
 
 const KEYS: usize = 60;
@@ -47,27 +48,6 @@ async fn write_store(store: &Path) {
     board.close().await.unwrap();
 }
 
-fn delete_snapshots(dir: &Path) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("snap.")
-        {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
-}
-
-/// Truncates the file to half of its written part (sled's files have zeroed room at the end).
-fn truncate_to_half(path: &Path) {
-    let bytes = std::fs::read(path).unwrap();
-    let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.set_len(written as u64 / 2).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_on_a_damaged_embedded_store_fails_or_names_the_events_it_lost_as_the_only_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,8 +58,7 @@ async fn get_on_a_damaged_embedded_store_fails_or_names_the_events_it_lost_as_th
     let whole: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(whole.as_object().unwrap().len(), KEYS);
 
-    delete_snapshots(&store);
-    truncate_to_half(&store.join("db"));
+    damage(&store, Damage::DeleteSnapshotsAndTruncateDb);
     let (code, stdout, stderr) = get(&store);
     assert!(
         !stderr.contains("panicked"),

@@ -13,6 +13,7 @@
 
 pub mod checker;
 mod cluster;
+pub mod damage;
 mod nats;
 
 pub use cluster::NatsCluster;

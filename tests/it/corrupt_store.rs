@@ -4,10 +4,9 @@
 //! to recover, or a store that opens with every loss named; and everything the log has comes
 //! back.
 
-use std::path::Path;
-
 use blackboard::store::StoreError;
 use blackboard_client::{Error, Options};
+use blackboard_tests::damage::{damage, Damage};
 use blackboard_tests::{temp_dir, NatsServer};
 use serde_json::json;
 
@@ -17,82 +16,6 @@ use crate::within;
 const ONLINE: usize = 5;
 /// Writes made while the server was down: only in the store.
 const OFFLINE: usize = 40;
-
-/// The ways a store is damaged.
-#[derive(Debug, Clone, Copy)]
-enum Damage {
-    TruncateDbToHalf,
-    FlipBytesInTheMiddleOfDb,
-    DeleteSnapshotFiles,
-    DeleteConf,
-    DeleteBlobs,
-    DeleteSnapshotsAndTruncateDb,
-    TruncateDbToAQuarter,
-    EmptyDb,
-    FlipBytesAtTheStartOfDb,
-    GarbageConf,
-}
-
-fn damage(dir: &Path, how: Damage) {
-    let db = dir.join("db");
-    // To half of the file's written part (sled's files have zeroed room at the end).
-    let truncate = |path: &Path| {
-        let bytes = std::fs::read(path).unwrap();
-        let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        f.set_len(written as u64 / 2).unwrap();
-    };
-    let delete_snapshots = || {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snap.")
-            {
-                std::fs::remove_file(p).unwrap();
-            }
-        }
-    };
-    match how {
-        Damage::TruncateDbToHalf => truncate(&db),
-        Damage::FlipBytesInTheMiddleOfDb => {
-            let mut bytes = std::fs::read(&db).unwrap();
-            let mid = bytes.len() / 2;
-            let end = bytes.len().min(mid + 4096);
-            for b in &mut bytes[mid..end] {
-                *b ^= 0x5a;
-            }
-            std::fs::write(&db, bytes).unwrap();
-        }
-        Damage::DeleteSnapshotFiles => delete_snapshots(),
-        Damage::DeleteConf => std::fs::remove_file(dir.join("conf")).unwrap(),
-        Damage::DeleteBlobs => {
-            let blobs = dir.join("blobs");
-            if blobs.exists() {
-                std::fs::remove_dir_all(blobs).unwrap();
-            }
-        }
-        Damage::DeleteSnapshotsAndTruncateDb => {
-            delete_snapshots();
-            truncate(&db);
-        }
-        Damage::TruncateDbToAQuarter => {
-            truncate(&db);
-            truncate(&db);
-        }
-        Damage::EmptyDb => std::fs::write(&db, b"").unwrap(),
-        Damage::FlipBytesAtTheStartOfDb => {
-            let mut bytes = std::fs::read(&db).unwrap();
-            let end = bytes.len().min(4096);
-            for b in &mut bytes[..end] {
-                *b ^= 0x5a;
-            }
-            std::fs::write(&db, bytes).unwrap();
-        }
-        Damage::GarbageConf => std::fs::write(dir.join("conf"), b"\x01garbage").unwrap(),
-    }
-}
 
 /// Writes `ONLINE` acknowledged and `OFFLINE` unpublished changes through the SDK, closes
 /// the board, damages the store, restarts the server and reopens. Checks the promise and

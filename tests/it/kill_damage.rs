@@ -12,6 +12,7 @@ use std::process::Stdio;
 
 use blackboard_client::{Error, Options};
 use blackboard_tests::checker::{read_stream, replica_tags};
+use blackboard_tests::damage::{damage, Damage};
 use blackboard_tests::{temp_dir, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -23,50 +24,6 @@ const AGENT: &str = "agent";
 /// Acknowledged writes with the server up, then with it down, before the kill.
 const ONLINE: usize = 15;
 const OFFLINE: usize = 25;
-
-#[derive(Debug, Clone, Copy)]
-enum Damage {
-    TruncateDbToHalf,
-    FlipBytesInTheMiddleOfDb,
-    DeleteSnapshotsAndTruncateDb,
-    DeleteConf,
-}
-
-fn damage(dir: &Path, how: Damage) {
-    let db = dir.join("db");
-    let truncate = |path: &Path| {
-        let bytes = std::fs::read(path).unwrap();
-        let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        f.set_len(written as u64 / 2).unwrap();
-    };
-    match how {
-        Damage::TruncateDbToHalf => truncate(&db),
-        Damage::FlipBytesInTheMiddleOfDb => {
-            let mut bytes = std::fs::read(&db).unwrap();
-            let mid = bytes.len() / 2;
-            let end = bytes.len().min(mid + 4096);
-            for b in &mut bytes[mid..end] {
-                *b ^= 0x5a;
-            }
-            std::fs::write(&db, bytes).unwrap();
-        }
-        Damage::DeleteSnapshotsAndTruncateDb => {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("snap.")
-                {
-                    std::fs::remove_file(p).unwrap();
-                }
-            }
-            truncate(&db);
-        }
-        Damage::DeleteConf => std::fs::remove_file(dir.join("conf")).unwrap(),
-    }
-}
 
 /// Starts `fault_agent` on `store` (writing until killed); returns it and its stdout lines,
 /// once it said it is ready.
