@@ -15,7 +15,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use automerge::Change;
+use automerge::{Change, ChangeHash};
 use blackboard_schemas::nkeys::KeyPair;
 use blackboard_schemas::signature::SignatureError;
 use blackboard_schemas::{
@@ -225,11 +225,10 @@ pub fn decode_event(
         });
     }
     let change = DocCore::decode_change(&envelope.change)?;
-    let actual = change.hash().to_string();
-    if actual != envelope.change_hash {
+    if !hash_is(&change.hash(), &envelope.change_hash) {
         return Err(EventError::HashMismatch {
             claimed: envelope.change_hash,
-            actual,
+            actual: change.hash().to_string(),
         });
     }
     check_canonical(&change)?;
@@ -247,18 +246,18 @@ pub fn decode_event(
 /// operations and encoded again, it has the same bytes (and so the same hash). Never panics:
 /// automerge's decoder and encoder both can on crafted input.
 pub fn check_canonical(change: &Change) -> Result<(), EventError> {
-    let hash = change.hash().to_string();
     let original = change.raw_bytes();
     let again = catch_unwind(AssertUnwindSafe(|| {
         Change::from(change.decode()).raw_bytes().to_vec()
     }))
     .map_err(|_| EventError::NotCanonical {
-        hash: hash.clone(),
+        hash: change.hash().to_string(),
         detail: "automerge cannot re-encode it".into(),
     })?;
     if again == original {
         return Ok(());
     }
+    let hash = change.hash().to_string();
     let at = original
         .iter()
         .zip(&again)
@@ -272,6 +271,18 @@ pub fn check_canonical(change: &Change) -> Result<(), EventError> {
             again.len()
         ),
     })
+}
+
+/// Whether `hex` is `hash` in lowercase hex, without building the hash's string (this runs
+/// for every event read).
+fn hash_is(hash: &ChangeHash, hex: &str) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let hex = hex.as_bytes();
+    hex.len() == 64
+        && hash.0.iter().enumerate().all(|(i, b)| {
+            hex[2 * i] == DIGITS[usize::from(b >> 4)]
+                && hex[2 * i + 1] == DIGITS[usize::from(b & 15)]
+        })
 }
 
 /// Wraps a local change in its envelope.
@@ -302,6 +313,17 @@ pub fn encode_event(
 mod tests {
     use super::*;
     use automerge::transaction::Transactable;
+
+    #[test]
+    fn hash_is_matches_exactly_the_lowercase_hex_of_the_hash() {
+        let hash = ChangeHash([0xa7; 32]);
+        let hex = hash.to_string();
+        assert!(hash_is(&hash, &hex));
+        assert!(!hash_is(&hash, &hex.to_uppercase()));
+        assert!(!hash_is(&hash, &hex[..62]));
+        assert!(!hash_is(&hash, &format!("{}b7", &hex[..62])));
+        assert!(!hash_is(&ChangeHash([0; 32]), &hex));
+    }
 
     fn ids() -> (SpaceId, DocumentId, AgentId) {
         (

@@ -4,7 +4,6 @@
 //! replica's bookkeeping around it: the position index, the sled batch, the statistics, the
 //! snapshot policy's counter, and telling watchers.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use automerge::ChangeHash;
@@ -68,7 +67,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     let caught_up = batch.len() < APPLY_BATCH;
                     if !batch.is_empty() {
                         backoff.reset();
-                        shared.apply_entries(batch);
+                        shared.apply_entries(batch, !caught_up);
                     }
                     if caught_up {
                         shared.tell();
@@ -137,19 +136,26 @@ impl Shared {
 
     /// Applies a run of entries from the log under one lock: decode, apply, remember the
     /// position. Their store writes go in one sled batch, committed before anyone is told
-    /// (waiters, compaction).
-    fn apply_entries(&self, entries: Vec<Entry>) {
+    /// (waiters, compaction). `behind`: the log had more ready than one batch, so the replica
+    /// is catching up (compaction waits, see [`Shared::maybe_compact`]).
+    fn apply_entries(&self, entries: Vec<Entry>, behind: bool) {
         let mut st = self.lock();
         let mut batch = RemoteBatch::default();
         // Changes indexed by this batch, not yet visible to `seq_of`.
-        let mut indexed_here = HashSet::new();
+        // A list, not a set: it is only searched for a duplicate (rare), while every new
+        // change is added to it (hashing each into a set cost more than the searches).
+        let mut indexed_here = Vec::new();
         for entry in entries {
             self.apply_entry(&mut st, entry, &mut batch, &mut indexed_here);
         }
         if let Err(e) = self.store.commit_remote(batch) {
             warn!(error = %e, seq = st.position, "could not record applied events");
         }
-        self.maybe_compact(&mut st);
+        if behind {
+            self.maybe_compact_behind(&mut st);
+        } else {
+            self.maybe_compact(&mut st);
+        }
         drop(st);
         self.version.send_modify(|v| *v += 1);
     }
@@ -160,7 +166,7 @@ impl Shared {
         st: &mut State,
         entry: Entry,
         batch: &mut RemoteBatch,
-        indexed_here: &mut HashSet<ChangeHash>,
+        indexed_here: &mut Vec<ChangeHash>,
     ) {
         if entry.seq <= st.position {
             return;
@@ -235,7 +241,7 @@ impl Shared {
             }
         };
         if record.is_some() {
-            indexed_here.insert(hash);
+            indexed_here.push(hash);
             st.events_since_snapshot += 1;
             let every = self.config.snapshots.every_events;
             if every > 0 && st.events_since_snapshot >= every {
