@@ -23,7 +23,8 @@ use automerge::{Change, ChangeHash, ReadDoc};
 use blackboard_schemas::{AgentId, DocumentId, Envelope, SpaceId};
 
 use crate::codec;
-use crate::doc::{Applied, DocCore, DocError, Patch};
+use crate::doc::{touched, Applied, DocCore, DocError, Patch};
+use crate::trust::{judge, Reason, Roster, RosterError, RosterFold, Verdict};
 
 /// Who a change belongs to: what its event said about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +105,16 @@ pub enum Rejected {
     /// The document refused its change.
     #[error(transparent)]
     Doc(#[from] DocError),
+    /// The space's roster does not allow the change (see [`crate::trust`]).
+    #[error("change {change_hash} by {agent} rejected: {reason}")]
+    Untrusted {
+        /// The agent the envelope names.
+        agent: AgentId,
+        /// Why.
+        reason: Reason,
+        /// The change.
+        change_hash: ChangeHash,
+    },
 }
 
 impl Rejected {
@@ -211,6 +222,103 @@ impl Causal<Origin> {
         patches: bool,
     ) -> Result<AcceptedEvent<Origin>, Rejected> {
         let event = codec::decode_event(space, document, payload)?;
+        let origin = Origin::of_event(&event.envelope, seq);
+        let accepted = self.change(core, event.change, origin, patches)?;
+        Ok(AcceptedEvent {
+            envelope: event.envelope,
+            accepted,
+        })
+    }
+}
+
+/// The trust gate of one document's follower: the space's roster as of the position read so
+/// far, and the changes rejected so far. Fed roster events and change events in stream order
+/// (one ordered subscription delivers both), it gives every replica the same verdicts.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    fold: RosterFold,
+    rejected: HashSet<ChangeHash>,
+}
+
+impl Gate {
+    /// A gate for `space`, open until a roster arrives; with `pinned` admin keys, only a
+    /// genesis signed by one of them is adopted.
+    pub fn new(space: SpaceId, pinned: Option<Vec<String>>) -> Self {
+        Self {
+            fold: RosterFold::new(space, pinned),
+            rejected: HashSet::new(),
+        }
+    }
+
+    /// Forgets the roster (not the rejected changes): before folding the roster events again
+    /// from the start, when a follower resubscribes.
+    pub fn restart(&mut self, space: SpaceId, pinned: Option<Vec<String>>) {
+        self.fold = RosterFold::new(space, pinned);
+    }
+
+    /// The roster in force, if any.
+    pub fn roster(&self) -> Option<&Roster> {
+        self.fold.current().map(|r| &**r)
+    }
+
+    /// Folds in the roster event at `seq`; an error is why it was ignored.
+    pub fn roster_event(&mut self, seq: u64, payload: &[u8]) -> Result<(), RosterError> {
+        self.fold.apply(seq, payload).map(|_| ())
+    }
+
+    /// The changes rejected so far.
+    pub fn rejected(&self) -> &HashSet<ChangeHash> {
+        &self.rejected
+    }
+
+    /// Judges a decoded event against the roster in force and `core` (which holds what the
+    /// stream delivered before it). With a roster, a change whose dependencies `core` lacks
+    /// is rejected rather than held back: its paths cannot be told, and a dependency that is
+    /// not before it in the stream is not one every replica has.
+    fn judge(&self, core: &DocCore, event: &codec::Event) -> Verdict {
+        let deps = event.change.deps();
+        let roster = self.roster();
+        let missing = deps.iter().find(|d| !core.has_change(d));
+        // Paths are told only against a document holding every dependency.
+        let verdict = judge(roster, &event.envelope, deps, &self.rejected, || match missing {
+            Some(_) => Ok(Vec::new()),
+            None => touched::touched(core.automerge(), &event.change),
+        });
+        match (roster, verdict, missing) {
+            (Some(_), Verdict::Accepted(_), Some(missing)) => {
+                Verdict::Rejected(Reason::NotBefore(missing.to_string()))
+            }
+            (_, verdict, _) => verdict,
+        }
+    }
+}
+
+impl Causal<Origin> {
+    /// Like [`event`](Self::event), judged first by `gate`: a rejected change is not applied
+    /// and comes back as [`Rejected::Untrusted`], and is remembered so its dependents are
+    /// rejected too (unless the document has it already, from an accepted copy).
+    pub fn judged_event(
+        &mut self,
+        core: &mut DocCore,
+        gate: &mut Gate,
+        (space, document): (&SpaceId, &DocumentId),
+        seq: u64,
+        payload: &[u8],
+        patches: bool,
+    ) -> Result<AcceptedEvent<Origin>, Rejected> {
+        let event = codec::decode_event(space, document, payload)?;
+        let hash = event.change.hash();
+        if let Verdict::Rejected(reason) = gate.judge(core, &event) {
+            if !core.has_change(&hash) {
+                gate.rejected.insert(hash);
+            }
+            return Err(Rejected::Untrusted {
+                agent: event.envelope.agent,
+                reason,
+                change_hash: hash,
+            });
+        }
+        gate.rejected.remove(&hash);
         let origin = Origin::of_event(&event.envelope, seq);
         let accepted = self.change(core, event.change, origin, patches)?;
         Ok(AcceptedEvent {

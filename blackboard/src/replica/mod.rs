@@ -23,7 +23,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::apply::{Causal, Origin};
+use crate::apply::{Causal, Gate, Origin};
 use crate::doc::{DocCore, Patch, Path};
 use crate::log::EventLog;
 use crate::store::ReplicaStore;
@@ -62,6 +62,9 @@ pub struct Config {
     pub watch_capacity: usize,
     /// When this replica writes snapshots to the log by itself.
     pub snapshots: SnapshotPolicy,
+    /// The admin keys the space's first roster must be signed by (`None`: any roster signed
+    /// by one of its own admins may found the space's trust; see [`crate::trust`]).
+    pub pinned_admins: Option<Vec<String>>,
 }
 
 impl Config {
@@ -75,6 +78,7 @@ impl Config {
             outbox_batch: 128,
             watch_capacity: 1024,
             snapshots: SnapshotPolicy::default(),
+            pinned_admins: None,
         }
     }
 }
@@ -92,6 +96,10 @@ pub struct Stats {
     pub events_rejected: u64,
     /// Why the last rejected event was rejected.
     pub last_rejection: Option<String>,
+    /// Changes the space's roster did not allow (counted in `events_rejected` too).
+    pub changes_untrusted: u64,
+    /// Roster events ignored (bad signature, non-admin signer, bad body, ...).
+    pub roster_events_ignored: u64,
     /// Local changes acknowledged by the log since opening.
     pub published: u64,
     /// The position of the snapshot this replica started (or recovered) from, if it did.
@@ -181,6 +189,9 @@ pub(crate) struct State {
     /// The causal apply step's memory: who made the changes the document holds back for
     /// missing dependencies, to report them when they take effect.
     causal: Causal<Origin>,
+    /// The trust gate: the space's roster as of the position read, and the changes it
+    /// rejected (see [`crate::trust`]).
+    pub(crate) gate: Gate,
     /// What the follow loop has said so far about bad and held-back events (it says each
     /// once per catch-up, with a count, not once per event).
     pub(crate) told: follow::Told,
@@ -233,6 +244,7 @@ impl Replica {
                 publish_error: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
+                gate: Gate::new(config.space.clone(), config.pinned_admins.clone()),
                 told: follow::Told::default(),
             }),
             version: watch::channel(0).0,

@@ -81,6 +81,10 @@ pub enum Reason {
     /// The change depends on a rejected change.
     #[error("depends on rejected change {0}")]
     DependsOnRejected(String),
+    /// With a roster in force, a dependency the document does not hold when the change's
+    /// turn comes: it is not before the change in the stream.
+    #[error("depends on change {0}, which is not before it in the log")]
+    NotBefore(String),
     /// Which paths the change touches could not be told.
     #[error("{0}")]
     Untellable(TouchError),
