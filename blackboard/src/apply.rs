@@ -110,8 +110,8 @@ pub enum Rejected {
     Untrusted {
         /// The agent the envelope names.
         agent: AgentId,
-        /// Why.
-        reason: Reason,
+        /// Why (boxed: it is large, and rare).
+        reason: Box<Reason>,
         /// The change.
         change_hash: ChangeHash,
     },
@@ -280,10 +280,16 @@ impl Gate {
         let roster = self.roster();
         let missing = deps.iter().find(|d| !core.has_change(d));
         // Paths are told only against a document holding every dependency.
-        let verdict = judge(roster, &event.envelope, deps, &self.rejected, || match missing {
-            Some(_) => Ok(Vec::new()),
-            None => touched::touched(core.automerge(), &event.change),
-        });
+        let verdict = judge(
+            roster,
+            &event.envelope,
+            deps,
+            &self.rejected,
+            || match missing {
+                Some(_) => Ok(Vec::new()),
+                None => touched::touched(core.automerge(), &event.change),
+            },
+        );
         match (roster, verdict, missing) {
             (Some(_), Verdict::Accepted(_), Some(missing)) => {
                 Verdict::Rejected(Reason::NotBefore(missing.to_string()))
@@ -314,7 +320,7 @@ impl Causal<Origin> {
             }
             return Err(Rejected::Untrusted {
                 agent: event.envelope.agent,
-                reason,
+                reason: Box::new(reason),
                 change_hash: hash,
             });
         }

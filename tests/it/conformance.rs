@@ -318,22 +318,42 @@ async fn roster_events_arrive_with_the_documents_events_in_one_position_order(f:
     let mut expected = Vec::new();
     for i in 0..3 {
         let id = format!("r{i}");
-        let r = f.log.publish_roster(&s, &id, id.clone().into()).await.unwrap();
+        let r = f
+            .log
+            .publish_roster(&s, &id, id.clone().into())
+            .await
+            .unwrap();
         expected.push((r.seq, Topic::Roster, format!("r{i}")));
         publish_n(&*f.log, &s, &other, &format!("o{i}"), 1).await;
         let c = publish_n(&*f.log, &s, &d, &format!("c{i}"), 1).await[0];
         expected.push((c, Topic::Change, format!("c{i}-0")));
     }
-    let got = |e: Entry| (e.seq, e.topic, String::from_utf8(e.payload.to_vec()).unwrap());
+    let got = |e: Entry| {
+        (
+            e.seq,
+            e.topic,
+            String::from_utf8(e.payload.to_vec()).unwrap(),
+        )
+    };
     let mut sub = f.log.subscribe_with_roster(&s, &d, 1).await.unwrap();
     for want in &expected {
         assert_eq!(&got(next(&mut sub).await), want);
     }
     // Live: the next roster event and change, in the order published.
-    let r = f.log.publish_roster(&s, "r-live", "r-live".into()).await.unwrap();
+    let r = f
+        .log
+        .publish_roster(&s, "r-live", "r-live".into())
+        .await
+        .unwrap();
     let c = publish_n(&*f.log, &s, &d, "live", 1).await[0];
-    assert_eq!(got(next(&mut sub).await), (r.seq, Topic::Roster, "r-live".into()));
-    assert_eq!(got(next(&mut sub).await), (c, Topic::Change, "live-0".into()));
+    assert_eq!(
+        got(next(&mut sub).await),
+        (r.seq, Topic::Roster, "r-live".into())
+    );
+    assert_eq!(
+        got(next(&mut sub).await),
+        (c, Topic::Change, "live-0".into())
+    );
     // The document's own subscription sees no roster event.
     let mut plain = f.log.subscribe(&s, &d, 1).await.unwrap();
     assert_eq!(next(&mut plain).await.topic, Topic::Change);

@@ -17,6 +17,7 @@ mod restart;
 mod said_once;
 mod stream_config;
 mod task_board;
+mod trust;
 mod truthful;
 mod watch;
 

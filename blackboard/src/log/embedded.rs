@@ -584,7 +584,9 @@ async fn feed(
         // Then follow the fan-out until it overflows.
         loop {
             match next_live(&mut live, &tx).await {
-                Live::Event(d, e) if (d.as_ref() == Some(&doc) || (roster && d.is_none())) && e.seq >= next => {
+                Live::Event(d, e)
+                    if (d.as_ref() == Some(&doc) || (roster && d.is_none())) && e.seq >= next =>
+                {
                     next = e.seq + 1;
                     if tx.send(Ok(e)).await.is_err() {
                         return;

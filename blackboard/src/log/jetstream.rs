@@ -469,7 +469,9 @@ impl EventLog for JetStreamLog {
         let mut out = Vec::new();
         for _ in 0..pending {
             let Some(m) = messages.next().await else {
-                return Err(Error::Unavailable("the roster's consumer ended early".into()));
+                return Err(Error::Unavailable(
+                    "the roster's consumer ended early".into(),
+                ));
             };
             let entry = to_entry(m.map_err(unavailable)?, Topic::Roster)?;
             if entry.seq >= below {

@@ -13,10 +13,10 @@ use tracing::{debug, error, info, warn};
 
 use super::{load_core, snapshots, Shared, State};
 use crate::apply::Origin;
+use crate::apply::Rejected;
 use crate::backoff::Backoff;
 use crate::doc::Applied;
 use crate::history::Record;
-use crate::apply::Rejected;
 use crate::log::{Entry, Topic};
 use crate::store::RemoteBatch;
 use crate::Error;
@@ -56,7 +56,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
         };
         shared.fold_rosters(rosters);
-        match shared.log.subscribe_with_roster(space, document, from).await {
+        match shared
+            .log
+            .subscribe_with_roster(space, document, from)
+            .await
+        {
             Ok(entries) => {
                 debug!(%space, %document, from, "following the log");
                 // Whatever has arrived is applied as one batch (one lock, one sled batch).
@@ -227,6 +231,15 @@ impl Shared {
                 "rejected a change the space's roster does not allow"
             );
             st.stats.changes_untrusted += 1;
+            if st.untrusted.len() >= super::UNTRUSTED_KEPT {
+                st.untrusted.pop_front();
+            }
+            st.untrusted.push_back(super::RejectedChange {
+                seq: entry.seq,
+                agent: agent.clone(),
+                change_hash: *change_hash,
+                reason: (**reason).clone(),
+            });
         }
         let event = match outcome {
             Ok(event) => event,

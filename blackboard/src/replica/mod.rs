@@ -83,6 +83,22 @@ impl Config {
     }
 }
 
+/// A change the space's roster did not allow (see [`crate::trust`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedChange {
+    /// Its log position.
+    pub seq: u64,
+    /// The agent its envelope names.
+    pub agent: AgentId,
+    /// The change.
+    pub change_hash: automerge::ChangeHash,
+    /// Why it was rejected.
+    pub reason: crate::trust::Reason,
+}
+
+/// How many rejected changes a replica remembers for [`Replica::untrusted`].
+pub const UNTRUSTED_KEPT: usize = 1024;
+
 /// Counters describing what a replica has done since it was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -192,6 +208,8 @@ pub(crate) struct State {
     /// The trust gate: the space's roster as of the position read, and the changes it
     /// rejected (see [`crate::trust`]).
     pub(crate) gate: Gate,
+    /// The last [`UNTRUSTED_KEPT`] changes the gate rejected, oldest first.
+    pub(crate) untrusted: std::collections::VecDeque<RejectedChange>,
     /// What the follow loop has said so far about bad and held-back events (it says each
     /// once per catch-up, with a count, not once per event).
     pub(crate) told: follow::Told,
@@ -245,6 +263,7 @@ impl Replica {
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
                 gate: Gate::new(config.space.clone(), config.pinned_admins.clone()),
+                untrusted: Default::default(),
                 told: follow::Told::default(),
             }),
             version: watch::channel(0).0,
@@ -306,6 +325,17 @@ impl Replica {
             seq: st.position,
             heads: st.core.heads(),
         }
+    }
+
+    /// The changes the space's roster did not allow since this replica was opened (the last
+    /// [`UNTRUSTED_KEPT`]), oldest first.
+    pub fn untrusted(&self) -> Vec<RejectedChange> {
+        self.shared().lock().untrusted.iter().cloned().collect()
+    }
+
+    /// The roster in force as of the position this replica has read (`None`: an open space).
+    pub fn roster(&self) -> Option<crate::trust::Roster> {
+        self.shared().lock().gate.roster().cloned()
     }
 
     /// What the replica has done since it was opened.
