@@ -323,6 +323,28 @@ async fn forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log: Arc
         late.untrusted(),
         "the same verdicts on both replicas"
     );
+
+    // A watch replaying the history shows the honest changes only.
+    let options = blackboard::watch::Options {
+        start: blackboard::watch::Start::Beginning,
+        ..Default::default()
+    };
+    let mut watch = late.watch("/**".parse().unwrap(), options).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let event = within("the replay", futures::StreamExt::next(&mut watch))
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend(event.patches.iter().map(|p| p.path.to_string()));
+        if event.position.heads == honest.heads() {
+            break;
+        }
+    }
+    assert!(seen.contains(&"/tasks/b".to_string()), "{seen:?}");
+    for path in &forged_paths {
+        assert!(!seen.contains(&path.to_string()), "{path} replayed: {seen:?}");
+    }
 }
 
 #[tokio::test]

@@ -61,6 +61,7 @@ impl Replica {
             space: s.config.space.clone(),
             document: s.config.document.clone(),
             agent: s.config.agent.clone(),
+            pinned_admins: s.config.pinned_admins.clone(),
         };
         Ok(watch::spawn(
             &source,

@@ -52,10 +52,10 @@ use crate::position::Position;
 pub use event::ChangeEvent;
 pub use pattern::{Pattern, PatternError};
 
-use crate::apply::{Causal, Origin};
+use crate::apply::{Causal, Gate, Origin};
 use crate::backoff::Backoff;
 use crate::doc::{DocCore, DocError};
-use crate::log::EventLog;
+use crate::log::{EventLog, Topic};
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,6 +193,8 @@ pub(crate) struct Feed {
     pub(crate) space: SpaceId,
     pub(crate) document: DocumentId,
     pub(crate) agent: AgentId,
+    /// The replica's pinned admin keys, for the replay's own trust gate.
+    pub(crate) pinned_admins: Option<Vec<String>>,
 }
 
 /// Starts a watch. Called by [`Replica::watch`](crate::Replica::watch).
@@ -297,6 +299,8 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
     let mut backoff = Backoff::default();
     // The copy's causal step: it remembers the writers of held-back changes.
     let mut causal = Causal::new();
+    // The copy's trust gate: a replay shows only what the replica itself would apply.
+    let mut gate = Gate::new(space.clone(), feed.pinned_admins.clone());
     loop {
         // Switch to live as soon as the copy has read as far as the replica has applied.
         let Some(source) = feed.source.upgrade() else {
@@ -334,7 +338,21 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
             return run_live(feed, live, position, skip_upto, pattern, tx).await;
         }
         if entries.is_none() {
-            match feed.log.subscribe(&space, &document, read + 1).await {
+            // The roster as of where the copy resumes, then its events and the document's
+            // through one ordered subscription, as the replica reads them.
+            let subscribed = match feed.log.roster_events(&space, read + 1).await {
+                Ok(rosters) => {
+                    gate.restart(space.clone(), feed.pinned_admins.clone());
+                    for r in rosters {
+                        let _ = gate.roster_event(r.seq, &r.payload);
+                    }
+                    feed.log
+                        .subscribe_with_roster(&space, &document, read + 1)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match subscribed {
                 Ok(s) => entries = Some(s),
                 Err(e) => {
                     // Like the replica, keep trying: the log may be briefly unreachable.
@@ -369,9 +387,14 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
             continue;
         }
         read = entry.seq;
+        if entry.topic == Topic::Roster {
+            let _ = gate.roster_event(entry.seq, &entry.payload);
+            continue;
+        }
         // The replica logs bad events; the watch just skips them.
-        let applied = causal.event(
+        let applied = causal.judged_event(
             &mut copy,
+            &mut gate,
             (&space, &document),
             entry.seq,
             &entry.payload,
