@@ -19,6 +19,10 @@ pub enum Error {
     /// outbox, and publishing is retried.
     #[error("the log refuses this replica's changes: {0}")]
     Publish(String),
+    /// The space's roster does not allow this write (see [`crate::trust`]); every replica
+    /// would reject it, so it was not made.
+    #[error("the space's roster refuses this write: {0}; nothing was changed")]
+    Untrusted(Box<crate::trust::Reason>),
     /// The replica was closed.
     #[error("replica closed")]
     Closed,

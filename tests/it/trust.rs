@@ -343,7 +343,10 @@ async fn forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log: Arc
     }
     assert!(seen.contains(&"/tasks/b".to_string()), "{seen:?}");
     for path in &forged_paths {
-        assert!(!seen.contains(&path.to_string()), "{path} replayed: {seen:?}");
+        assert!(
+            !seen.contains(&path.to_string()),
+            "{path} replayed: {seen:?}"
+        );
     }
 }
 
@@ -360,4 +363,43 @@ async fn jetstream_log_forgeries_are_rejected_everywhere_and_honest_changes_all_
     let client = server.connect().await.unwrap();
     let log = Arc::new(JetStreamLog::new(client, Default::default()));
     forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log).await;
+}
+
+#[tokio::test]
+async fn a_local_write_the_roster_would_reject_is_refused_and_leaves_nothing_behind() {
+    let dir = temp_dir();
+    let db = sled::open(dir.path()).unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+    let config = Config::new(space(), doc(), "bob".parse().unwrap());
+    let bob = Replica::open(log.clone(), &db, config).unwrap();
+    // An open space: writes work as they always did.
+    bob.put("/open", json!(1)).await.unwrap();
+    bob.flush().await.unwrap();
+
+    let admin = KeyPair::new_user();
+    let roster = json!({
+        "admins": [admin.public_key()],
+        "agents": {"bob": {"keys": [KeyPair::new_user().public_key()], "write": ["/**"]}}
+    });
+    let ev = RosterEvent::sign(&space(), 1, roster.to_string(), &admin).unwrap();
+    let s = space();
+    let seq = log.publish_roster(&s, "genesis", ev.encode().into());
+    let seq = seq.await.unwrap().seq;
+    within("the roster", bob.wait_for_position(seq))
+        .await
+        .unwrap();
+    assert!(bob.roster().is_some());
+
+    let heads = bob.heads();
+    // This replica signs nothing, so every replica would reject its write as unsigned.
+    let err = bob.put("/closed", json!(2)).await.unwrap_err();
+    assert!(
+        matches!(&err, blackboard::Error::Untrusted(r) if r.to_string() == "unsigned"),
+        "{err}"
+    );
+    assert_eq!(bob.get("/closed").unwrap(), None);
+    assert_eq!(bob.heads(), heads, "nothing written");
+    bob.flush().await.unwrap();
+    let last = log.last_seq(&s, &doc()).await.unwrap();
+    assert!(last < seq, "nothing published after the roster");
 }

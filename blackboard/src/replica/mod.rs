@@ -399,6 +399,44 @@ impl Shared {
         st.listeners.send(Arc::new(event));
     }
 
+    /// Refuses local `writes` (changes already in the document, not yet stored) that the
+    /// roster in force would have every replica reject: the verdict they will get on the log,
+    /// given now. A refused write is taken back out (the document is reloaded from disk).
+    fn check_trusted(&self, st: &mut State, writes: &[write::LocalWrite]) -> Result<(), Error> {
+        let Some(roster) = st.gate.roster() else {
+            return Ok(());
+        };
+        let mut refusal = None;
+        for w in writes {
+            let verdict = match blackboard_schemas::Envelope::decode(&w.payload) {
+                Ok(envelope) => {
+                    let change = DocCore::decode_change(&w.change)?;
+                    let core = &st.core;
+                    crate::trust::judge(
+                        Some(roster),
+                        &envelope,
+                        change.deps(),
+                        st.gate.rejected(),
+                        || crate::doc::touched::touched(core.automerge(), &change),
+                    )
+                }
+                // Our own encoder made it; a failure here is a bug, refused like a forgery.
+                Err(e) => crate::trust::Verdict::Rejected(crate::trust::Reason::BadSignature(
+                    blackboard_schemas::SignatureError::BadEncoding(e.to_string()),
+                )),
+            };
+            if let crate::trust::Verdict::Rejected(reason) = verdict {
+                refusal = Some(reason);
+                break;
+            }
+        }
+        let Some(reason) = refusal else {
+            return Ok(());
+        };
+        st.core = load_core(&self.store)?;
+        Err(Error::Untrusted(Box::new(reason)))
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the document half-changed (automerge
         // panics are caught in the core), so a poisoned lock is safe to keep using.

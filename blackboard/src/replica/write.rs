@@ -211,6 +211,7 @@ impl Shared {
     /// the document is reloaded from disk, so it never holds a change that will not reach the
     /// log.
     pub(super) fn store_locals(&self, st: &mut State, writes: &[LocalWrite]) -> Result<(), Error> {
+        self.check_trusted(st, writes)?;
         let first = st.next_outbox;
         let stored = self
             .store
