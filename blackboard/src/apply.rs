@@ -238,6 +238,9 @@ impl Causal<Origin> {
 pub struct Gate {
     fold: RosterFold,
     rejected: HashSet<ChangeHash>,
+    /// Changes added to (`true`) or removed from (`false`) `rejected` since the last
+    /// [`take_journal`](Self::take_journal), for the caller to persist.
+    journal: Vec<(ChangeHash, bool)>,
 }
 
 impl Gate {
@@ -247,7 +250,18 @@ impl Gate {
         Self {
             fold: RosterFold::new(space, pinned),
             rejected: HashSet::new(),
+            journal: Vec::new(),
         }
+    }
+
+    /// Remembers changes rejected before (read back from a store).
+    pub fn remember_rejected(&mut self, hashes: impl IntoIterator<Item = ChangeHash>) {
+        self.rejected.extend(hashes);
+    }
+
+    /// What changed in the rejected set since the last call: (change, now rejected).
+    pub fn take_journal(&mut self) -> Vec<(ChangeHash, bool)> {
+        std::mem::take(&mut self.journal)
     }
 
     /// Forgets the roster (not the rejected changes): before folding the roster events again
@@ -315,8 +329,8 @@ impl Causal<Origin> {
         let event = codec::decode_event(space, document, payload)?;
         let hash = event.change.hash();
         if let Verdict::Rejected(reason) = gate.judge(core, &event) {
-            if !core.has_change(&hash) {
-                gate.rejected.insert(hash);
+            if !core.has_change(&hash) && gate.rejected.insert(hash) {
+                gate.journal.push((hash, true));
             }
             return Err(Rejected::Untrusted {
                 agent: event.envelope.agent,
@@ -324,7 +338,9 @@ impl Causal<Origin> {
                 change_hash: hash,
             });
         }
-        gate.rejected.remove(&hash);
+        if gate.rejected.remove(&hash) {
+            gate.journal.push((hash, false));
+        }
         let origin = Origin::of_event(&event.envelope, seq);
         let accepted = self.change(core, event.change, origin, patches)?;
         Ok(AcceptedEvent {

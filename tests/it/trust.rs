@@ -324,6 +324,39 @@ async fn forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log: Arc
         "the same verdicts on both replicas"
     );
 
+    // A restarted replica remembers what it rejected: a new change built on a rejected one
+    // gets the same reason as before the restart.
+    early.close().await.unwrap();
+    let early = observe("early");
+    let mut on_top = on_top;
+    let after = edit(&mut on_top, "/tasks/f14", json!("forged"))
+        .pop()
+        .unwrap();
+    w.envelope(&envelope("alice", &after, Some(&k.alice2)))
+        .await;
+    for c in edit(&mut honest, "/tasks/c", json!("after the restart")) {
+        w.envelope(&envelope("alice", &c, Some(&k.alice2))).await;
+    }
+    within("the last honest change", early.wait_for(&honest.heads()))
+        .await
+        .unwrap();
+    let last = early
+        .untrusted()
+        .pop()
+        .expect("a rejection after the restart");
+    assert!(
+        last.reason
+            .to_string()
+            .starts_with("depends on rejected change"),
+        "{}",
+        last.reason
+    );
+    assert_eq!(early.get("/tasks/f14").unwrap(), None);
+    assert_eq!(
+        early.get("/tasks/c").unwrap(),
+        Some(json!("after the restart"))
+    );
+
     // A watch replaying the history shows the honest changes only.
     let options = blackboard::watch::Options {
         start: blackboard::watch::Start::Beginning,

@@ -219,6 +219,9 @@ impl Shared {
             let ids = (space, document);
             causal.judged_event(core, gate, ids, entry.seq, &entry.payload, watched)
         };
+        for (hash, rejected) in st.gate.take_journal() {
+            batch.rejected(&hash.0, rejected);
+        }
         if let Err(Rejected::Untrusted {
             agent,
             reason,

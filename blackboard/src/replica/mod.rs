@@ -244,6 +244,8 @@ impl Replica {
             .max(store.written())
             + 1;
         let store_loss = store.loss().cloned();
+        let mut gate = Gate::new(config.space.clone(), config.pinned_admins.clone());
+        gate.remember_rejected(store.rejected()?.into_iter().map(ChangeHash));
         let shared = Arc::new(Shared {
             log,
             store,
@@ -262,7 +264,7 @@ impl Replica {
                 publish_error: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
-                gate: Gate::new(config.space.clone(), config.pinned_admins.clone()),
+                gate,
                 untrusted: Default::default(),
                 told: follow::Told::default(),
             }),

@@ -400,6 +400,8 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
             &entry.payload,
             true,
         );
+        // The copy is not stored: nothing to persist.
+        gate.take_journal();
         let accepted = match applied {
             Ok(a) => a.accepted,
             Err(e) => {
