@@ -454,6 +454,94 @@ mod tests {
         .encode()
     }
 
+    /// A gate for space `s` whose roster lets `alice` (signing with `key`) write anywhere.
+    fn gate_with_roster(key: &nkeys::KeyPair) -> Gate {
+        let admin = nkeys::KeyPair::new_user();
+        let body = serde_json::json!({
+            "admins": [admin.public_key()],
+            "agents": {"alice": {"keys": [key.public_key()], "write": ["/**"]}}
+        });
+        let ev = crate::trust::RosterEvent::sign(&ids().0, 1, body.to_string(), &admin).unwrap();
+        let mut gate = Gate::new(ids().0, None);
+        gate.roster_event(1, &ev.encode()).unwrap();
+        gate
+    }
+
+    fn signed(change: &LocalChange, key: &nkeys::KeyPair) -> Vec<u8> {
+        let (s, d) = ids();
+        let mut env = codec::encode_event(&s, &d, &"alice".parse().unwrap(), change, 1, None);
+        env.sign(key).unwrap();
+        env.encode()
+    }
+
+    #[test]
+    fn with_a_roster_a_change_before_its_dependency_is_rejected_not_held_back() {
+        let (s, d) = ids();
+        let key = nkeys::KeyPair::new_user();
+        let mut gate = gate_with_roster(&key);
+        let changes = chain(2);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        let early = causal.judged_event(
+            &mut core,
+            &mut gate,
+            (&s, &d),
+            2,
+            &signed(&changes[1], &key),
+            false,
+        );
+        let Err(Rejected::Untrusted { reason, .. }) = early else {
+            panic!("accepted a change whose dependency is not before it: {early:?}");
+        };
+        assert!(
+            reason.to_string().contains("not before it in the log"),
+            "{reason}"
+        );
+        assert_eq!(core.pending_len(), 0, "nothing held back");
+        let first = causal.judged_event(
+            &mut core,
+            &mut gate,
+            (&s, &d),
+            3,
+            &signed(&changes[0], &key),
+            false,
+        );
+        assert!(first.is_ok(), "{first:?}");
+        // The rejected change is remembered (and journaled for the store).
+        assert_eq!(gate.take_journal(), vec![(changes[1].hash, true)]);
+    }
+
+    #[test]
+    fn without_a_roster_a_change_before_its_dependency_is_held_back_as_before() {
+        let (s, d) = ids();
+        let mut gate = Gate::new(ids().0, None);
+        let changes = chain(2);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        let early = causal
+            .judged_event(
+                &mut core,
+                &mut gate,
+                (&s, &d),
+                1,
+                &event(&changes[1], "x", 0),
+                false,
+            )
+            .unwrap();
+        assert_eq!(early.accepted.applied, Applied::Pending);
+        causal
+            .judged_event(
+                &mut core,
+                &mut gate,
+                (&s, &d),
+                2,
+                &event(&changes[0], "x", 0),
+                false,
+            )
+            .unwrap();
+        assert_eq!(core.heads(), vec![changes[1].hash]);
+    }
+
     #[test]
     fn a_change_held_back_is_reported_with_its_own_origin_when_its_dependency_arrives() {
         let (s, d) = ids();
