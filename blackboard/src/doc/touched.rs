@@ -134,7 +134,8 @@ pub fn touched(doc: &Automerge, change: &Change) -> Result<Vec<Touch>, TouchErro
             false => None,
         };
         if action.starts_with("make") {
-            let id = format!("{}@{actor}", start + i as u64);
+            // A crafted start could overflow; the id is only looked up, never trusted.
+            let id = format!("{}@{actor}", start.wrapping_add(i as u64));
             made.insert(id, (obj.clone(), key.clone(), action == "makeText"));
         }
         ops.push((action, obj, key));

@@ -468,9 +468,11 @@ impl EventLog for JetStreamLog {
         let mut messages = consumer.messages().await.map_err(unavailable)?;
         let mut out = Vec::new();
         for _ in 0..pending {
-            let Some(m) = messages.next().await else {
+            // The server said these are there: a long silence is an outage, not an end.
+            let next = tokio::time::timeout(Duration::from_secs(30), messages.next());
+            let Ok(Some(m)) = next.await else {
                 return Err(Error::Unavailable(
-                    "the roster's consumer ended early".into(),
+                    "the roster's consumer stopped before delivering what the stream holds".into(),
                 ));
             };
             let entry = to_entry(m.map_err(unavailable)?, Topic::Roster)?;
