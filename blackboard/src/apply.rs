@@ -114,6 +114,8 @@ pub enum Rejected {
         reason: Box<Reason>,
         /// The change.
         change_hash: ChangeHash,
+        /// The writer's clock in the envelope, milliseconds since the Unix epoch.
+        time_ms: i64,
     },
 }
 
@@ -336,6 +338,7 @@ impl Causal<Origin> {
                 agent: event.envelope.agent,
                 reason: Box::new(reason),
                 change_hash: hash,
+                time_ms: event.envelope.time_ms,
             });
         }
         if gate.rejected.remove(&hash) {

@@ -328,6 +328,13 @@ async fn forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log: Arc
     // gets the same reason as before the restart.
     early.close().await.unwrap();
     let early = observe("early");
+    let live_options = blackboard::watch::Options {
+        rejections: true,
+        ..Default::default()
+    };
+    let mut live = early
+        .watch("/tasks/**".parse().unwrap(), live_options)
+        .unwrap();
     let mut on_top = on_top;
     let after = edit(&mut on_top, "/tasks/f14", json!("forged"))
         .pop()
@@ -352,6 +359,15 @@ async fn forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log: Arc
         last.reason
     );
     assert_eq!(early.get("/tasks/f14").unwrap(), None);
+    // A watch that asked for rejections hears of it, with the reason and no patches.
+    let heard = within("the rejection event", futures::StreamExt::next(&mut live))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard.change, after.hash);
+    assert_eq!(heard.agent.as_str(), "alice");
+    assert!(heard.patches.is_empty());
+    assert_eq!(heard.rejected, Some(last.reason.to_string()));
     assert_eq!(
         early.get("/tasks/c").unwrap(),
         Some(json!("after the restart"))
@@ -360,20 +376,33 @@ async fn forgeries_are_rejected_everywhere_and_honest_changes_all_apply(log: Arc
     // A watch replaying the history shows the honest changes only.
     let options = blackboard::watch::Options {
         start: blackboard::watch::Start::Beginning,
+        rejections: true,
         ..Default::default()
     };
     let mut watch = late.watch("/**".parse().unwrap(), options).unwrap();
     let mut seen = Vec::new();
+    let mut rejected = Vec::new();
     loop {
         let event = within("the replay", futures::StreamExt::next(&mut watch))
             .await
             .unwrap()
             .unwrap();
         seen.extend(event.patches.iter().map(|p| p.path.to_string()));
-        if event.position.heads == honest.heads() {
+        rejected.extend(event.rejected.clone());
+        if event.position.heads == honest.heads() && event.rejected.is_none() {
             break;
         }
     }
+    // The replay rejects what the replica rejected, with the same reasons.
+    within("the late replica", late.wait_for(&honest.heads()))
+        .await
+        .unwrap();
+    let reasons: Vec<String> = late
+        .untrusted()
+        .into_iter()
+        .map(|r| r.reason.to_string())
+        .collect();
+    assert_eq!(rejected, reasons);
     assert!(seen.contains(&"/tasks/b".to_string()), "{seen:?}");
     for path in &forged_paths {
         assert!(

@@ -226,6 +226,7 @@ impl Shared {
             agent,
             reason,
             change_hash,
+            time_ms,
         }) = &outcome
         {
             // Said every time: a forgery is news, unlike a malformed event.
@@ -243,6 +244,13 @@ impl Shared {
                 change_hash: *change_hash,
                 reason: (**reason).clone(),
             });
+            let meta = Origin {
+                seq: Some(entry.seq),
+                agent: agent.clone(),
+                time_ms: *time_ms,
+                message: None,
+            };
+            self.announce_rejected(st, entry.seq, &meta, *change_hash, reason.to_string());
         }
         let event = match outcome {
             Ok(event) => event,

@@ -397,6 +397,38 @@ impl Shared {
             message: meta.message.clone(),
             local: meta.agent == self.config.agent,
             patches,
+            rejected: None,
+        };
+        st.listeners.send(Arc::new(event));
+    }
+
+    /// Tells watchers (those that asked for rejections) that the change at `seq` was
+    /// rejected by the space's roster.
+    fn announce_rejected(
+        &self,
+        st: &mut State,
+        seq: u64,
+        meta: &Origin,
+        hash: ChangeHash,
+        reason: String,
+    ) {
+        if !st.listeners.any() {
+            return;
+        }
+        let event = ChangeEvent {
+            document: self.config.document.clone(),
+            change: hash,
+            seq: Some(seq),
+            position: Position {
+                seq,
+                heads: st.core.heads(),
+            },
+            agent: meta.agent.clone(),
+            time_ms: meta.time_ms,
+            message: None,
+            local: meta.agent == self.config.agent,
+            patches: Vec::new(),
+            rejected: Some(reason),
         };
         st.listeners.send(Arc::new(event));
     }

@@ -80,6 +80,9 @@ pub struct Options {
     pub durable: Option<String>,
     /// How many filtered events may wait for the caller before the watch stops reading.
     pub buffer: usize,
+    /// Also deliver the changes the space's roster rejected, whatever the pattern, as events
+    /// with [`ChangeEvent::rejected`] set (and no patches).
+    pub rejections: bool,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             start: Start::Now,
             durable: None,
             buffer: 64,
+            rejections: false,
         }
     }
 }
@@ -195,6 +199,8 @@ pub(crate) struct Feed {
     pub(crate) agent: AgentId,
     /// The replica's pinned admin keys, for the replay's own trust gate.
     pub(crate) pinned_admins: Option<Vec<String>>,
+    /// Whether rejected changes are delivered too ([`Options::rejections`]).
+    pub(crate) rejections: bool,
 }
 
 /// Starts a watch. Called by [`Replica::watch`](crate::Replica::watch).
@@ -220,8 +226,12 @@ pub(crate) fn spawn(
 
 type Tx = mpsc::Sender<Result<ChangeEvent, WatchError>>;
 
-/// Sends `event` if it touches the pattern. Returns false when the caller has gone.
-async fn deliver(tx: &Tx, pattern: &Pattern, event: &ChangeEvent) -> bool {
+/// Sends `event` if it touches the pattern (or, with `rejections`, if it is a rejection).
+/// Returns false when the caller has gone.
+async fn deliver(tx: &Tx, (pattern, rejections): (&Pattern, bool), event: &ChangeEvent) -> bool {
+    if event.rejected.is_some() && rejections {
+        return tx.send(Ok(event.clone())).await.is_ok();
+    }
     match event.filtered(pattern) {
         Some(e) => tx.send(Ok(e)).await.is_ok(),
         None => !tx.is_closed(),
@@ -239,6 +249,7 @@ async fn run_live(
     pattern: Pattern,
     tx: Tx,
 ) {
+    let rejections = feed.rejections;
     drop(feed.source);
     loop {
         match live.recv().await {
@@ -247,7 +258,7 @@ async fn run_live(
                     continue;
                 }
                 last = event.position.clone();
-                if !deliver(&tx, &pattern, &event).await {
+                if !deliver(&tx, (&pattern, rejections), &event).await {
                     return;
                 }
             }
@@ -267,6 +278,7 @@ async fn run_live(
 }
 
 async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
+    let rejections = feed.rejections;
     let Some(source) = feed.source.upgrade() else {
         return;
     };
@@ -325,7 +337,7 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
                     }
                 };
                 for event in events(&feed, &copy, read, silent_until, accepted.effects) {
-                    if !deliver(&tx, &pattern, &event).await {
+                    if !deliver(&tx, (&pattern, rejections), &event).await {
                         return;
                     }
                 }
@@ -404,13 +416,42 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
         gate.take_journal();
         let accepted = match applied {
             Ok(a) => a.accepted,
+            Err(crate::apply::Rejected::Untrusted {
+                agent,
+                reason,
+                change_hash,
+                time_ms,
+            }) => {
+                if entry.seq <= silent_until || !rejections {
+                    continue;
+                }
+                let event = ChangeEvent {
+                    document: feed.document.clone(),
+                    change: change_hash,
+                    seq: Some(entry.seq),
+                    position: Position {
+                        seq: read,
+                        heads: copy.heads(),
+                    },
+                    local: agent == feed.agent,
+                    agent,
+                    time_ms,
+                    message: None,
+                    patches: Vec::new(),
+                    rejected: Some(reason.to_string()),
+                };
+                if !deliver(&tx, (&pattern, rejections), &event).await {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 debug!(%document, seq = entry.seq, error = %e, "watch skipped an event its copy cannot apply");
                 continue;
             }
         };
         for event in events(&feed, &copy, read, silent_until, accepted.effects) {
-            if !deliver(&tx, &pattern, &event).await {
+            if !deliver(&tx, (&pattern, rejections), &event).await {
                 return;
             }
         }
@@ -448,6 +489,7 @@ fn events(
             time_ms: origin.time_ms,
             message: origin.message,
             patches: effect.patches,
+            rejected: None,
         });
     }
     out
