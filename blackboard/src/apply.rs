@@ -23,7 +23,8 @@ use automerge::{Change, ChangeHash, ReadDoc};
 use blackboard_schemas::{AgentId, DocumentId, Envelope, Provenance, SpaceId};
 
 use crate::codec;
-use crate::doc::{Applied, DocCore, DocError, Patch};
+use crate::doc::{touched, Applied, DocCore, DocError, Patch};
+use crate::trust::{judge, Reason, Roster, RosterError, RosterFold, Verdict};
 
 /// Who a change belongs to: what its event said about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +116,20 @@ pub enum Rejected {
     /// The document refused its change.
     #[error(transparent)]
     Doc(#[from] DocError),
+    /// The space's roster does not allow the change (see [`crate::trust`]).
+    #[error("change {change_hash} by {agent} rejected: {reason}")]
+    Untrusted {
+        /// The agent the envelope names.
+        agent: AgentId,
+        /// Why (boxed: it is large, and rare).
+        reason: Box<Reason>,
+        /// The change.
+        change_hash: ChangeHash,
+        /// The writer's clock in the envelope, milliseconds since the Unix epoch.
+        time_ms: i64,
+        /// Whether its event was signed, and by whom.
+        signature: codec::Signature,
+    },
 }
 
 impl Rejected {
@@ -232,6 +247,128 @@ impl Causal<Origin> {
     }
 }
 
+/// The trust gate of one document's follower: the space's roster as of the position read so
+/// far, and the changes rejected so far. Fed roster events and change events in stream order
+/// (one ordered subscription delivers both), it gives every replica the same verdicts.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    fold: RosterFold,
+    rejected: HashSet<ChangeHash>,
+    /// Changes added to (`true`) or removed from (`false`) `rejected` since the last
+    /// [`take_journal`](Self::take_journal), for the caller to persist.
+    journal: Vec<(ChangeHash, bool)>,
+}
+
+impl Gate {
+    /// A gate for `space`, open until a roster arrives; with `pinned` admin keys, only a
+    /// genesis signed by one of them is adopted.
+    pub fn new(space: SpaceId, pinned: Option<Vec<String>>) -> Self {
+        Self {
+            fold: RosterFold::new(space, pinned),
+            rejected: HashSet::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// Remembers changes rejected before (read back from a store).
+    pub fn remember_rejected(&mut self, hashes: impl IntoIterator<Item = ChangeHash>) {
+        self.rejected.extend(hashes);
+    }
+
+    /// What changed in the rejected set since the last call: (change, now rejected).
+    pub fn take_journal(&mut self) -> Vec<(ChangeHash, bool)> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Forgets the roster (not the rejected changes): before folding the roster events again
+    /// from the start, when a follower resubscribes.
+    pub fn restart(&mut self, space: SpaceId, pinned: Option<Vec<String>>) {
+        self.fold = RosterFold::new(space, pinned);
+    }
+
+    /// The roster in force, if any.
+    pub fn roster(&self) -> Option<&Roster> {
+        self.fold.current().map(|r| &**r)
+    }
+
+    /// Folds in the roster event at `seq`; an error is why it was ignored.
+    pub fn roster_event(&mut self, seq: u64, payload: &[u8]) -> Result<(), RosterError> {
+        self.fold.apply(seq, payload).map(|_| ())
+    }
+
+    /// The changes rejected so far.
+    pub fn rejected(&self) -> &HashSet<ChangeHash> {
+        &self.rejected
+    }
+
+    /// Judges a decoded event against the roster in force and `core` (which holds what the
+    /// stream delivered before it). With a roster, a change whose dependencies `core` lacks
+    /// is rejected rather than held back: its paths cannot be told, and a dependency that is
+    /// not before it in the stream is not one every replica has.
+    fn judge(&self, core: &DocCore, event: &codec::Event) -> Verdict {
+        let deps = event.change.deps();
+        let roster = self.roster();
+        let missing = deps.iter().find(|d| !core.has_change(d));
+        // Paths are told only against a document holding every dependency.
+        let verdict = judge(
+            roster,
+            &event.envelope,
+            deps,
+            &self.rejected,
+            || match missing {
+                Some(_) => Ok(Vec::new()),
+                None => touched::touched(core.automerge(), &event.change),
+            },
+        );
+        match (roster, verdict, missing) {
+            (Some(_), Verdict::Accepted(_), Some(missing)) => {
+                Verdict::Rejected(Reason::NotBefore(missing.to_string()))
+            }
+            (_, verdict, _) => verdict,
+        }
+    }
+}
+
+impl Causal<Origin> {
+    /// Like [`event`](Self::event), judged first by `gate`: a rejected change is not applied
+    /// and comes back as [`Rejected::Untrusted`], and is remembered so its dependents are
+    /// rejected too (unless the document has it already, from an accepted copy).
+    pub fn judged_event(
+        &mut self,
+        core: &mut DocCore,
+        gate: &mut Gate,
+        (space, document): (&SpaceId, &DocumentId),
+        seq: u64,
+        payload: &[u8],
+        patches: bool,
+    ) -> Result<AcceptedEvent<Origin>, Rejected> {
+        let event = codec::decode_event(space, document, payload)?;
+        let hash = event.change.hash();
+        if let Verdict::Rejected(reason) = gate.judge(core, &event) {
+            if !core.has_change(&hash) && gate.rejected.insert(hash) {
+                gate.journal.push((hash, true));
+            }
+            return Err(Rejected::Untrusted {
+                agent: event.envelope.agent,
+                reason: Box::new(reason),
+                change_hash: hash,
+                time_ms: event.envelope.time_ms,
+                signature: event.signature,
+            });
+        }
+        if gate.rejected.remove(&hash) {
+            gate.journal.push((hash, false));
+        }
+        let origin = Origin::of_event(&event, seq);
+        let accepted = self.change(core, event.change, origin, patches)?;
+        Ok(AcceptedEvent {
+            envelope: event.envelope,
+            signature: event.signature,
+            accepted,
+        })
+    }
+}
+
 /// Follows the heads of a replica fed changes one at a time, by hash: a change whose
 /// dependencies are not all in yet is held back, and joins when they arrive, as in the
 /// document core. Changes the reference document does not have are skipped.
@@ -334,6 +471,94 @@ mod tests {
             Some(format!("by {agent}")),
         )
         .encode()
+    }
+
+    /// A gate for space `s` whose roster lets `alice` (signing with `key`) write anywhere.
+    fn gate_with_roster(key: &nkeys::KeyPair) -> Gate {
+        let admin = nkeys::KeyPair::new_user();
+        let body = serde_json::json!({
+            "admins": [admin.public_key()],
+            "agents": {"alice": {"keys": [key.public_key()], "write": ["/**"]}}
+        });
+        let ev = crate::trust::RosterEvent::sign(&ids().0, 1, body.to_string(), &admin).unwrap();
+        let mut gate = Gate::new(ids().0, None);
+        gate.roster_event(1, &ev.encode()).unwrap();
+        gate
+    }
+
+    fn signed(change: &LocalChange, key: &nkeys::KeyPair) -> Vec<u8> {
+        let (s, d) = ids();
+        let mut env = codec::encode_event(&s, &d, &"alice".parse().unwrap(), change, 1, None);
+        env.sign(key).unwrap();
+        env.encode()
+    }
+
+    #[test]
+    fn with_a_roster_a_change_before_its_dependency_is_rejected_not_held_back() {
+        let (s, d) = ids();
+        let key = nkeys::KeyPair::new_user();
+        let mut gate = gate_with_roster(&key);
+        let changes = chain(2);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        let early = causal.judged_event(
+            &mut core,
+            &mut gate,
+            (&s, &d),
+            2,
+            &signed(&changes[1], &key),
+            false,
+        );
+        let Err(Rejected::Untrusted { reason, .. }) = early else {
+            panic!("accepted a change whose dependency is not before it: {early:?}");
+        };
+        assert!(
+            reason.to_string().contains("not before it in the log"),
+            "{reason}"
+        );
+        assert_eq!(core.pending_len(), 0, "nothing held back");
+        let first = causal.judged_event(
+            &mut core,
+            &mut gate,
+            (&s, &d),
+            3,
+            &signed(&changes[0], &key),
+            false,
+        );
+        assert!(first.is_ok(), "{first:?}");
+        // The rejected change is remembered (and journaled for the store).
+        assert_eq!(gate.take_journal(), vec![(changes[1].hash, true)]);
+    }
+
+    #[test]
+    fn without_a_roster_a_change_before_its_dependency_is_held_back_as_before() {
+        let (s, d) = ids();
+        let mut gate = Gate::new(ids().0, None);
+        let changes = chain(2);
+        let mut core = DocCore::new();
+        let mut causal = Causal::new();
+        let early = causal
+            .judged_event(
+                &mut core,
+                &mut gate,
+                (&s, &d),
+                1,
+                &event(&changes[1], "x", 0),
+                false,
+            )
+            .unwrap();
+        assert_eq!(early.accepted.applied, Applied::Pending);
+        causal
+            .judged_event(
+                &mut core,
+                &mut gate,
+                (&s, &d),
+                2,
+                &event(&changes[0], "x", 0),
+                false,
+            )
+            .unwrap();
+        assert_eq!(core.heads(), vec![changes[1].hash]);
     }
 
     #[test]

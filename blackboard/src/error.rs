@@ -32,6 +32,10 @@ pub enum Error {
     /// once the permission is granted.
     #[error("this agent may not write to {0}")]
     WriteDenied(String),
+    /// The space's roster does not allow this write (see [`crate::trust`]); every replica
+    /// would reject it, so it was not made.
+    #[error("the space's roster refuses this write: {0}; nothing was changed")]
+    Untrusted(Box<crate::trust::Reason>),
     /// The replica was closed.
     #[error("replica closed")]
     Closed,

@@ -620,3 +620,88 @@ pub fn mutate(rng: &mut impl Rng, bytes: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The fuzz target `roster` (entry point only; no cargo-fuzz target yet): `data` as a roster
+/// event read from the log of [`SPACE`], folded into a fold with a roster in force. Nothing
+/// may panic, and an ignored event must leave the roster in force as it was.
+pub fn roster_event(data: &[u8]) -> Outcome {
+    use crate::trust::{RosterEvent, RosterFold};
+    let space: SpaceId = SPACE.parse().expect("the fuzz space is a valid id");
+    let admin =
+        nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [7; 32]).expect("a fixed user seed");
+    let body = format!(r#"{{"admins":["{}"]}}"#, admin.public_key());
+    let genesis = RosterEvent::sign(&space, 0, body, &admin).expect("the fixed key signs");
+    let mut fold = RosterFold::new(space, None);
+    fold.apply(1, &genesis.encode())
+        .expect("a self-signed genesis is adopted");
+    let before = fold.current().cloned();
+    match fold.apply(2, data) {
+        Ok(_) => Outcome::Accepted,
+        Err(e) => {
+            assert_eq!(
+                fold.current(),
+                before.as_ref(),
+                "an ignored event changed the roster"
+            );
+            Outcome::Rejected(e.to_string())
+        }
+    }
+}
+
+/// The fuzz target `touched` (entry point only): `data` as a change's bytes, its paths told
+/// against an empty document. Nothing may panic.
+pub fn touched_change(data: &[u8]) -> Outcome {
+    let change = match DocCore::decode_change(data) {
+        Ok(change) => change,
+        Err(e) => return outcome::<()>(Err(e)),
+    };
+    match crate::doc::touched::touched(DocCore::new().automerge(), &change) {
+        Ok(_) => Outcome::Accepted,
+        Err(e) => Outcome::Rejected(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_and_mutated_roster_events_and_changes_never_panic() {
+        let mut rng = rand::thread_rng();
+        let admin = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [7; 32]).unwrap();
+        let body = format!(
+            r#"{{"admins":["{}"],"agents":{{"a":{{"keys":[],"write":["/x/**"]}}}}}}"#,
+            admin.public_key()
+        );
+        let space: SpaceId = SPACE.parse().unwrap();
+        let valid = crate::trust::RosterEvent::sign(&space, 5, body, &admin)
+            .unwrap()
+            .encode();
+        assert_eq!(roster_event(&valid), Outcome::Accepted);
+        let mut doc = DocCore::new();
+        let (_, change) = doc
+            .transact(0, None, |tx| {
+                let m = tx.put_object(ROOT, "m", ObjType::Map)?;
+                tx.put(&m, "k", 1)
+            })
+            .unwrap();
+        let change = change.unwrap().bytes;
+        assert_eq!(touched_change(&change), Outcome::Accepted);
+        for _ in 0..2000 {
+            let mut r = valid.clone();
+            let mut c = change.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..r.len());
+                r[i] = rng.gen();
+                let j = rng.gen_range(0..c.len());
+                c[j] = rng.gen();
+            }
+            r.truncate(rng.gen_range(0..=r.len()));
+            let _ = roster_event(&r);
+            let _ = touched_change(&c);
+            let noise: Vec<u8> = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect();
+            let _ = roster_event(&noise);
+            let _ = touched_change(&noise);
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! The layers, from the inside out:
 //! - [`doc`]: the document core, pure (no I/O): automerge, JSON views, paths;
 //! - [`codec`]: the one decoder for events from the network;
+//! - [`trust`]: a space's roster, write grants and the verdict on each change, pure;
 //! - [`apply`]: the causal apply step, pure: decode, hold back, apply, attribute, patches;
 //! - [`log`]: the [`log::EventLog`] trait and its JetStream and embedded implementations;
 //! - [`store`]: a replica's sled tree (document, position index, outbox), and opening a
@@ -61,6 +62,7 @@ pub mod presence;
 pub mod replica;
 pub mod seal;
 pub mod store;
+pub mod trust;
 pub mod watch;
 
 pub use automerge;
@@ -75,8 +77,8 @@ mod layers {
 
     /// The engine's modules, lowest first. A module may use only those before it.
     const LAYERS: &[&str] = &[
-        "position", "backoff", "seal", "doc", "codec", "log", "apply", "watch", "history", "store",
-        "error", "replica",
+        "position", "backoff", "seal", "doc", "codec", "trust", "log", "apply", "watch", "history",
+        "store", "error", "replica",
     ];
 
     /// The modules named by `crate::...` paths in the code of `path` (a file, or a folder

@@ -311,6 +311,70 @@ async fn list_names_each_document_with_its_event_count_and_an_unwritten_space_ha
     assert_eq!(f.log.list(&empty).await.unwrap(), Vec::new(), "still none");
 }
 
+async fn roster_events_arrive_with_the_documents_events_in_one_position_order(f: Fixture) {
+    use blackboard::log::Topic;
+    let (s, d) = ids("space", "doc");
+    let (_, other) = ids("space", "other");
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        let id = format!("r{i}");
+        let r = f
+            .log
+            .publish_roster(&s, &id, id.clone().into())
+            .await
+            .unwrap();
+        expected.push((r.seq, Topic::Roster, format!("r{i}")));
+        publish_n(&*f.log, &s, &other, &format!("o{i}"), 1).await;
+        let c = publish_n(&*f.log, &s, &d, &format!("c{i}"), 1).await[0];
+        expected.push((c, Topic::Change, format!("c{i}-0")));
+    }
+    let got = |e: Entry| {
+        (
+            e.seq,
+            e.topic,
+            String::from_utf8(e.payload.to_vec()).unwrap(),
+        )
+    };
+    let mut sub = f.log.subscribe_with_roster(&s, &d, 1).await.unwrap();
+    for want in &expected {
+        assert_eq!(&got(next(&mut sub).await), want);
+    }
+    // Live: the next roster event and change, in the order published.
+    let r = f
+        .log
+        .publish_roster(&s, "r-live", "r-live".into())
+        .await
+        .unwrap();
+    let c = publish_n(&*f.log, &s, &d, "live", 1).await[0];
+    assert_eq!(
+        got(next(&mut sub).await),
+        (r.seq, Topic::Roster, "r-live".into())
+    );
+    assert_eq!(
+        got(next(&mut sub).await),
+        (c, Topic::Change, "live-0".into())
+    );
+    // The document's own subscription sees no roster event.
+    let mut plain = f.log.subscribe(&s, &d, 1).await.unwrap();
+    assert_eq!(next(&mut plain).await.topic, Topic::Change);
+    // From a position: later entries only; the roster below it, on request.
+    let from = expected[2].0;
+    let mut later = f.log.subscribe_with_roster(&s, &d, from).await.unwrap();
+    assert_eq!(got(next(&mut later).await), expected[2]);
+    let below = f.log.roster_events(&s, from).await.unwrap();
+    let below: Vec<_> = below.into_iter().map(got).collect();
+    assert_eq!(below, vec![expected[0].clone()]);
+    // A republished roster message id adds nothing.
+    let again = f.log.publish_roster(&s, "r0", "r0".into()).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.seq, expected[0].0);
+}
+
+async fn an_unwritten_space_has_no_roster_events(f: Fixture) {
+    let (s, _) = ids("nobody", "doc");
+    assert_eq!(f.log.roster_events(&s, u64::MAX).await.unwrap(), Vec::new());
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod embedded_log {
@@ -344,4 +408,6 @@ conformance!(
     a_snapshot_is_stored_described_and_replaced,
     trim_removes_only_that_documents_events_up_to_the_bound,
     list_names_each_document_with_its_event_count_and_an_unwritten_space_has_none,
+    roster_events_arrive_with_the_documents_events_in_one_position_order,
+    an_unwritten_space_has_no_roster_events,
 );

@@ -20,6 +20,7 @@ mod said_once;
 mod signing;
 mod stream_config;
 mod task_board;
+mod trust;
 mod truthful;
 mod watch;
 

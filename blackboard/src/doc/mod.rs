@@ -12,6 +12,7 @@ mod edit;
 pub mod json;
 mod patch;
 mod path;
+pub mod touched;
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -9,7 +9,8 @@
 //!   big-endian), then the snapshot bytes;
 //! - `m` + message id: the position of the event published with that id (deduplication; kept
 //!   forever, where JetStream keeps a time window);
-//! - `d` + document: the position of the document's last event (to list a space's documents).
+//! - `d` + document: the position of the document's last event (to list a space's documents);
+//! - `r` + position: a roster event: the append time, then the payload.
 //!
 //! A publish writes its keys in one atomic batch and fsyncs before it returns, which is the
 //! same promise JetStream makes with `sync_interval: always`. Publishes to a space are
@@ -27,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     DocumentStream, DocumentSummary, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo,
+    Topic,
 };
 
 /// How many live events a subscriber may fall behind before it re-reads from disk.
@@ -73,7 +75,8 @@ struct Space {
     tree: sled::Tree,
     /// Serializes publishes, so positions are assigned and broadcast in order.
     publish: tokio::sync::Mutex<()>,
-    fanout: broadcast::Sender<(DocumentId, Entry)>,
+    /// Every append: its document (`None` for a roster event) and the entry.
+    fanout: broadcast::Sender<(Option<DocumentId>, Entry)>,
     /// The time of the last append (milliseconds since the epoch).
     last_time: std::sync::atomic::AtomicI64,
 }
@@ -92,11 +95,12 @@ fn snapshot_key(doc: &DocumentId) -> Vec<u8> {
 }
 
 /// Splits a stored event into its append time and payload.
-fn decode_event(seq: u64, v: &[u8]) -> Result<Entry, Error> {
+fn decode_event(seq: u64, v: &[u8], topic: Topic) -> Result<Entry, Error> {
     let (time, payload) = v
         .split_at_checked(8)
         .ok_or_else(|| Error::Protocol(format!("stored event {seq} is shorter than its header")))?;
     Ok(Entry {
+        topic,
         seq,
         time_ms: i64::from_be_bytes(time.try_into().unwrap_or_default()),
         payload: Bytes::copy_from_slice(payload),
@@ -113,6 +117,12 @@ fn event_prefix(doc: &DocumentId) -> Vec<u8> {
 
 fn event_key(doc: &DocumentId, seq: u64) -> Vec<u8> {
     let mut k = event_prefix(doc);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn roster_key(seq: u64) -> Vec<u8> {
+    let mut k = vec![b'r'];
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
@@ -140,7 +150,7 @@ impl EmbeddedLog {
     async fn append(
         &self,
         space: &SpaceId,
-        document: &DocumentId,
+        document: Option<&DocumentId>,
         items: Vec<(String, Bytes)>,
     ) -> Result<Vec<Result<Published, Error>>, Error> {
         let s = self.space(space)?;
@@ -185,9 +195,16 @@ impl EmbeddedLog {
             let mut value = Vec::with_capacity(8 + payload.len());
             value.extend_from_slice(&time_ms.to_be_bytes());
             value.extend_from_slice(&payload);
-            batch.insert(event_key(document, last), value);
+            match document {
+                Some(document) => batch.insert(event_key(document, last), value),
+                None => batch.insert(roster_key(last), value),
+            }
             fresh.insert(msg_id, last);
             appended.push(Entry {
+                topic: match document {
+                    Some(_) => Topic::Change,
+                    None => Topic::Roster,
+                },
                 seq: last,
                 time_ms,
                 payload,
@@ -200,9 +217,11 @@ impl EmbeddedLog {
         if !appended.is_empty() {
             batch.insert(b"s".as_slice(), &last.to_be_bytes());
             batch.insert(b"t".as_slice(), &time_ms.to_be_bytes());
-            let mut doc_key = vec![b'd'];
-            doc_key.extend_from_slice(document.as_str().as_bytes());
-            batch.insert(doc_key, &last.to_be_bytes());
+            if let Some(document) = document {
+                let mut doc_key = vec![b'd'];
+                doc_key.extend_from_slice(document.as_str().as_bytes());
+                batch.insert(doc_key, &last.to_be_bytes());
+            }
             s.tree.apply_batch(batch)?;
             let seal = self.inner.seal.as_ref().map(|seal| {
                 seal.set_log(space.as_str(), last);
@@ -217,7 +236,7 @@ impl EmbeddedLog {
         }
         for entry in appended {
             // Nobody listening is fine: subscribers read from disk first.
-            let _ = s.fanout.send((document.clone(), entry));
+            let _ = s.fanout.send((document.cloned(), entry));
         }
         Ok(results)
     }
@@ -257,10 +276,45 @@ impl EventLog for EmbeddedLog {
         batch: Vec<(String, Bytes)>,
     ) -> Vec<Result<Published, Error>> {
         let n = batch.len();
-        match self.append(space, document, batch).await {
+        match self.append(space, Some(document), batch).await {
             Ok(results) => results,
             Err(e) => super::failed_batch(e, n),
         }
+    }
+
+    async fn publish_roster(
+        &self,
+        space: &SpaceId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error> {
+        let mut results = self
+            .append(space, None, vec![(msg_id.to_owned(), payload)])
+            .await?;
+        results.pop().unwrap_or(Err(Error::Closed))
+    }
+
+    async fn subscribe_with_roster(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error> {
+        let s = self.space(space)?;
+        let live = s.fanout.subscribe();
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(feed(s, document.clone(), true, from.max(1), live, tx));
+        Ok(ReceiverStream::new(rx).boxed())
+    }
+
+    async fn roster_events(&self, space: &SpaceId, below: u64) -> Result<Vec<Entry>, Error> {
+        let s = self.space(space)?;
+        let mut out = Vec::new();
+        for item in s.tree.range(roster_key(0)..roster_key(below.max(1))) {
+            let (k, v) = item?;
+            out.push(decode_event(decode_seq(&k[1..])?, &v, Topic::Roster)?);
+        }
+        Ok(out)
     }
 
     async fn subscribe(
@@ -274,7 +328,7 @@ impl EventLog for EmbeddedLog {
         // once, and positions already delivered are skipped.
         let live = s.fanout.subscribe();
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(feed(s, document.clone(), from.max(1), live, tx));
+        tokio::spawn(feed(s, document.clone(), false, from.max(1), live, tx));
         Ok(ReceiverStream::new(rx).boxed())
     }
 
@@ -396,7 +450,7 @@ impl EventLog for EmbeddedLog {
 /// What a feed gets from the fan-out.
 enum Live {
     /// An event was published.
-    Event(DocumentId, Entry),
+    Event(Option<DocumentId>, Entry),
     /// The feed fell behind the fan-out: re-read the disk.
     Lagged,
     /// The log is gone.
@@ -407,7 +461,7 @@ enum Live {
 
 /// The next thing the fan-out has for a feed whose subscriber listens on `tx`.
 async fn next_live<T>(
-    live: &mut broadcast::Receiver<(DocumentId, Entry)>,
+    live: &mut broadcast::Receiver<(Option<DocumentId>, Entry)>,
     tx: &mpsc::Sender<T>,
 ) -> Live {
     tokio::select! {
@@ -423,7 +477,7 @@ async fn next_live<T>(
 /// Lists the documents on disk, then follows the fan-out; lists again after a lag.
 async fn feed_documents(
     s: Arc<Space>,
-    mut live: broadcast::Receiver<(DocumentId, Entry)>,
+    mut live: broadcast::Receiver<(Option<DocumentId>, Entry)>,
     tx: mpsc::Sender<Result<DocumentId, Error>>,
 ) {
     loop {
@@ -440,7 +494,8 @@ async fn feed_documents(
         }
         loop {
             match next_live(&mut live, &tx).await {
-                Live::Event(doc, _) => {
+                Live::Event(None, _) => {}
+                Live::Event(Some(doc), _) => {
                     if tx.send(Ok(doc)).await.is_err() {
                         return;
                     }
@@ -453,42 +508,85 @@ async fn feed_documents(
 }
 
 /// Delivers stored events from `next`, then live ones; falls back to the disk whenever the
-/// live channel overflowed. Ends when the subscriber is dropped.
+/// live channel overflowed. With `roster`, the space's roster events too, merged in position
+/// order. Ends when the subscriber is dropped.
 async fn feed(
     s: Arc<Space>,
     doc: DocumentId,
+    roster: bool,
     mut next: u64,
-    mut live: broadcast::Receiver<(DocumentId, Entry)>,
+    mut live: broadcast::Receiver<(Option<DocumentId>, Entry)>,
     tx: mpsc::Sender<Result<Entry, Error>>,
 ) {
     let prefix = event_prefix(&doc);
     loop {
-        // Catch up from disk.
-        for item in s.tree.range(event_key(&doc, next)..) {
-            let entry = item.map_err(Error::from).and_then(|(k, v)| {
-                if !k.starts_with(&prefix) {
-                    return Ok(None);
-                }
-                Ok(Some(decode_event(decode_seq(&k[prefix.len()..])?, &v)?))
-            });
+        // Catch up from disk: the document's events and (maybe) the roster's, merged, up to
+        // the last position now (an append writes it in the same batch as its event, so
+        // everything up to it is on disk); later ones come from the fan-out, in order. Without
+        // the bound, one iterator could see an append the other missed.
+        let last = match s.tree.get(b"s").map_err(Error::from).and_then(|v| match v {
+            Some(v) => decode_seq(&v),
+            None => Ok(0),
+        }) {
+            Ok(last) => last,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let changes = s
+            .tree
+            .range(event_key(&doc, next)..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(|item| {
+                let (k, v) = item?;
+                decode_event(decode_seq(&k[prefix.len()..])?, &v, Topic::Change)
+            })
+            .take_while(|e| e.as_ref().map_or(true, |e| e.seq <= last));
+        let rosters = s
+            .tree
+            .range(roster_key(next)..roster_key(u64::MAX))
+            .filter(|_| roster)
+            .map(|item| {
+                let (k, v) = item?;
+                decode_event(decode_seq(&k[1..])?, &v, Topic::Roster)
+            })
+            .take_while(|e| e.as_ref().map_or(true, |e| e.seq <= last));
+        let mut changes = changes.peekable();
+        let mut rosters = rosters.peekable();
+        loop {
+            let take_roster = match (changes.peek(), rosters.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(Ok(c)), Some(Ok(r))) => r.seq < c.seq,
+                (Some(Err(_)), _) => false,
+                (_, Some(Err(_))) => true,
+            };
+            let entry = match take_roster {
+                true => rosters.next(),
+                false => changes.next(),
+            };
             match entry {
-                Ok(Some(e)) => {
+                Some(Ok(e)) => {
                     next = e.seq + 1;
                     if tx.send(Ok(e)).await.is_err() {
                         return;
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
+                Some(Err(e)) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
+                None => break,
             }
         }
         // Then follow the fan-out until it overflows.
         loop {
             match next_live(&mut live, &tx).await {
-                Live::Event(d, e) if d == doc && e.seq >= next => {
+                Live::Event(d, e)
+                    if (d.as_ref() == Some(&doc) || (roster && d.is_none())) && e.seq >= next =>
+                {
                     next = e.seq + 1;
                     if tx.send(Ok(e)).await.is_err() {
                         return;

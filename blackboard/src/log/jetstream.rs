@@ -32,6 +32,7 @@ use tokio::sync::broadcast;
 
 use super::{
     DocumentStream, DocumentSummary, Entry, EntryStream, Error, EventLog, Published, SnapshotInfo,
+    Topic,
 };
 
 /// How the JetStream log sets up its streams.
@@ -491,7 +492,7 @@ impl EventLog for JetStreamLog {
         document: &DocumentId,
         from: u64,
     ) -> Result<EntryStream, Error> {
-        let result = self.subscribe_once(space, document, from).await;
+        let result = self.subscribe_once(space, document, from, false).await;
         if result.is_err() {
             self.forget(space);
         }
@@ -509,6 +510,74 @@ impl EventLog for JetStreamLog {
             self.forget(space);
         }
         results
+    }
+
+    async fn publish_roster(
+        &self,
+        space: &SpaceId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error> {
+        let result = async {
+            self.stream(space).await?;
+            let subject = super::roster_subject(space);
+            let batch = vec![(msg_id.to_owned(), payload)];
+            let mut results = self
+                .guarded(&subject, self.send_batch(&subject, batch))
+                .await?;
+            results.pop().unwrap_or(Err(Error::Closed))
+        }
+        .await;
+        if result.is_err() {
+            self.forget(space);
+        }
+        result
+    }
+
+    async fn subscribe_with_roster(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error> {
+        let result = self.subscribe_once(space, document, from, true).await;
+        if result.is_err() {
+            self.forget(space);
+        }
+        result
+    }
+
+    async fn roster_events(&self, space: &SpaceId, below: u64) -> Result<Vec<Entry>, Error> {
+        let Some(stream) = self.existing_stream(space).await? else {
+            return Ok(Vec::new());
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: super::roster_subject(space),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(consumer_error)?;
+        // What the stream holds on the subject now; later ones are past `below` anyway.
+        let pending = consumer.cached_info().num_pending;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        for _ in 0..pending {
+            // The server said these are there: a long silence is an outage, not an end.
+            let next = tokio::time::timeout(Duration::from_secs(30), messages.next());
+            let Ok(Some(m)) = next.await else {
+                return Err(Error::Unavailable(
+                    "the roster's consumer stopped before delivering what the stream holds".into(),
+                ));
+            };
+            let entry = to_entry(m.map_err(unavailable)?, Topic::Roster)?;
+            if entry.seq >= below {
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
     }
 
     async fn documents(&self, space: &SpaceId) -> Result<(u64, DocumentStream), Error> {
@@ -848,6 +917,7 @@ impl JetStreamLog {
         space: &SpaceId,
         document: &DocumentId,
         from: u64,
+        roster: bool,
     ) -> Result<EntryStream, Error> {
         let Some(stream) = self.existing_stream(space).await? else {
             // Nobody has published to the space: nothing yet, then live from the start
@@ -856,27 +926,36 @@ impl JetStreamLog {
             let (space, document) = (space.clone(), document.clone());
             let later = futures::stream::once(async move {
                 let stream = log.stream_when_created(&space).await?;
-                log.entries(&space, &document, stream, from).await
+                log.entries(&space, &document, stream, from, roster).await
             })
             .try_flatten();
             return Ok(later.boxed());
         };
-        self.entries(space, document, stream, from).await
+        self.entries(space, document, stream, from, roster).await
     }
 
-    /// `document`'s entries from position `from` on.
+    /// `document`'s entries from position `from` on (with `roster`, the space's roster
+    /// events too: one consumer filtering both subjects delivers them in stream order).
     async fn entries(
         &self,
         space: &SpaceId,
         document: &DocumentId,
         stream: stream::Stream,
         from: u64,
+        roster: bool,
     ) -> Result<EntryStream, Error> {
+        let changes = subject::changes(space, document);
+        let (filter_subject, filter_subjects) = match roster {
+            false => (changes, Vec::new()),
+            true => (String::new(), vec![changes, super::roster_subject(space)]),
+        };
+        let roster_subject = super::roster_subject(space);
         // An ordered consumer: ephemeral, flow-controlled, and recreated by the client from
         // the last delivered sequence if it is lost, so delivery has no gaps or repeats.
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subject::changes(space, document),
+                filter_subject,
+                filter_subjects,
                 deliver_policy: if from <= 1 {
                     consumer::DeliverPolicy::All
                 } else {
@@ -902,19 +981,29 @@ impl JetStreamLog {
         };
         Ok(messages
             .take_until(reconnected)
-            .map(|m| {
+            .map(move |m| {
                 let m = m.map_err(unavailable)?;
-                let info = m
-                    .info()
-                    .map_err(|e| Error::Protocol(format!("message without stream info: {e}")))?;
-                Ok(Entry {
-                    seq: info.stream_sequence,
-                    time_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
-                    payload: m.message.payload.clone(),
-                })
+                let topic = match m.subject.as_str() == roster_subject {
+                    true => Topic::Roster,
+                    false => Topic::Change,
+                };
+                to_entry(m, topic)
             })
             .boxed())
     }
+}
+
+/// A message of an ordered consumer as an entry.
+fn to_entry(m: jetstream::Message, topic: Topic) -> Result<Entry, Error> {
+    let info = m
+        .info()
+        .map_err(|e| Error::Protocol(format!("message without stream info: {e}")))?;
+    Ok(Entry {
+        topic,
+        seq: info.stream_sequence,
+        time_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+        payload: m.message.payload.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -35,10 +35,27 @@ use futures::stream::BoxStream;
 pub use embedded::EmbeddedLog;
 pub use jetstream::{redact_url, Config as JetStreamConfig, JetStreamLog};
 
+/// The subject of a space's roster events.
+pub fn roster_subject(space: &SpaceId) -> String {
+    format!("{}.{space}.roster", blackboard_schemas::subject::PREFIX)
+}
+
+/// Which subject of a space an entry was published on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Topic {
+    /// A document's changes (`bb.<space>.doc.<document>.ch`).
+    #[default]
+    Change,
+    /// The space's roster (`bb.<space>.roster`, see [`crate::trust::roster`]).
+    Roster,
+}
+
 /// An event as stored in the log: its position and its raw bytes (an encoded envelope, or
 /// anything else someone published on the subject; the replica's decoder decides).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The subject it was published on.
+    pub topic: Topic,
     /// The event's position: its stream sequence.
     pub seq: u64,
     /// When the log appended it, in milliseconds since the Unix epoch (the log's clock, not
@@ -211,6 +228,30 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
         document: &DocumentId,
         from: u64,
     ) -> Result<EntryStream, Error>;
+
+    /// Appends `payload` as a roster event of `space` (`bb.<space>.roster`), deduplicated by
+    /// `msg_id`, and returns once it is durable. Like a change, it creates the space's stream.
+    async fn publish_roster(
+        &self,
+        space: &SpaceId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, Error>;
+
+    /// Streams `document`'s events and `space`'s roster events together, in one position
+    /// order, from position `from`, then live: a reader never sees a change before a roster
+    /// event with a lower position (the trust verdict depends on it). Entries say which they
+    /// are by their [`Topic`].
+    async fn subscribe_with_roster(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+    ) -> Result<EntryStream, Error>;
+
+    /// The roster events of `space` at positions below `below`, in order: what a replica
+    /// starting at `below` (from a snapshot, say) folds first.
+    async fn roster_events(&self, space: &SpaceId, below: u64) -> Result<Vec<Entry>, Error>;
 
     /// The space's last position now, and its documents: every document that has events,
     /// then each document again whenever an event arrives for it (so repeats are normal).

@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use automerge::ChangeHash;
 use futures::StreamExt;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{load_core, snapshots, Shared, State};
 use crate::apply::Origin;
+use crate::apply::Rejected;
 use crate::backoff::Backoff;
 use crate::doc::Applied;
 use crate::history::Record;
-use crate::log::Entry;
+use crate::log::{Entry, Topic};
 use crate::store::RemoteBatch;
 use crate::Error;
 
@@ -44,7 +45,21 @@ pub(super) async fn run(shared: Arc<Shared>) {
             ),
         }
         let from = shared.lock().position + 1;
-        match shared.log.subscribe(space, document, from).await {
+        // The roster as of `from`: its events below it, folded again from the start.
+        let rosters = match shared.log.roster_events(space, from).await {
+            Ok(rosters) => rosters,
+            Err(e) => {
+                warn!(%space, %document, error = %e, "cannot read the space's roster; retrying");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        shared.fold_rosters(rosters);
+        match shared
+            .log
+            .subscribe_with_roster(space, document, from)
+            .await
+        {
             Ok(entries) => {
                 debug!(%space, %document, from, "following the log");
                 // Whatever has arrived is applied as one batch (one lock, one sled batch).
@@ -104,6 +119,32 @@ pub(crate) struct Told {
 }
 
 impl Shared {
+    /// Sets the trust gate to the roster that `rosters` (the space's roster events below the
+    /// position the follower resumes from, in order) put in force.
+    fn fold_rosters(&self, rosters: Vec<Entry>) {
+        let mut st = self.lock();
+        let (space, pinned) = (&self.config.space, &self.config.pinned_admins);
+        st.gate.restart(space.clone(), pinned.clone());
+        for entry in rosters {
+            // Reported when first read live; here they are only folded again.
+            let _ = st.gate.roster_event(entry.seq, &entry.payload);
+        }
+    }
+
+    /// Folds in a roster event read from the log.
+    fn roster_entry(&self, st: &mut State, entry: &Entry, batch: &mut RemoteBatch) {
+        let (space, document) = (&self.config.space, &self.config.document);
+        match st.gate.roster_event(entry.seq, &entry.payload) {
+            Ok(()) => info!(%space, %document, seq = entry.seq, "a new roster is in force"),
+            Err(reason) => {
+                warn!(%space, %document, seq = entry.seq, %reason, "ignored a roster event");
+                st.stats.roster_events_ignored += 1;
+            }
+        }
+        batch.add(entry.seq, None, None);
+        st.position = entry.seq;
+    }
+
     /// Says, once, what was skipped or held back since the last time: called when the
     /// replica has caught up with what the log had ready.
     fn tell(&self) {
@@ -171,13 +212,55 @@ impl Shared {
         if entry.seq <= st.position {
             return;
         }
+        if entry.topic == Topic::Roster {
+            return self.roster_entry(st, &entry, batch);
+        }
         st.stats.events_read += 1;
         let (space, document) = (&self.config.space, &self.config.document);
         let watched = st.listeners.any();
         let outcome = {
-            let State { core, causal, .. } = &mut *st;
-            causal.event(core, (space, document), entry.seq, &entry.payload, watched)
+            let State {
+                core, causal, gate, ..
+            } = &mut *st;
+            let ids = (space, document);
+            causal.judged_event(core, gate, ids, entry.seq, &entry.payload, watched)
         };
+        for (hash, rejected) in st.gate.take_journal() {
+            batch.rejected(&hash.0, rejected);
+        }
+        if let Err(Rejected::Untrusted {
+            agent,
+            reason,
+            change_hash,
+            time_ms,
+            signature,
+        }) = &outcome
+        {
+            // Said every time: a forgery is news, unlike a malformed event.
+            warn!(
+                %space, %document, seq = entry.seq, %agent, change = %change_hash, %reason,
+                "rejected a change the space's roster does not allow"
+            );
+            st.stats.changes_untrusted += 1;
+            if st.untrusted.len() >= super::UNTRUSTED_KEPT {
+                st.untrusted.pop_front();
+            }
+            st.untrusted.push_back(super::RejectedChange {
+                seq: entry.seq,
+                agent: agent.clone(),
+                change_hash: *change_hash,
+                reason: (**reason).clone(),
+            });
+            let meta = Origin {
+                seq: Some(entry.seq),
+                agent: agent.clone(),
+                time_ms: *time_ms,
+                message: None,
+                signature: signature.clone(),
+                provenance: None,
+            };
+            self.announce_rejected(st, entry.seq, &meta, *change_hash, reason.to_string());
+        }
         let event = match outcome {
             Ok(event) => event,
             Err(rejected) => {

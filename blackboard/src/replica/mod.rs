@@ -23,7 +23,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::apply::{Causal, Origin};
+use crate::apply::{Causal, Gate, Origin};
 use crate::doc::{DocCore, Patch, Path};
 use crate::log::EventLog;
 use crate::store::ReplicaStore;
@@ -66,6 +66,9 @@ pub struct Config {
     /// publishes (changes, container creations, imports) is signed when it is built, before
     /// it enters the outbox. Default: unsigned, no provenance.
     pub stamp: crate::codec::Stamp,
+    /// The admin keys the space's first roster must be signed by (`None`: any roster signed
+    /// by one of its own admins may found the space's trust; see [`crate::trust`]).
+    pub pinned_admins: Option<Vec<String>>,
 }
 
 impl Config {
@@ -80,9 +83,26 @@ impl Config {
             watch_capacity: 1024,
             snapshots: SnapshotPolicy::default(),
             stamp: crate::codec::Stamp::default(),
+            pinned_admins: None,
         }
     }
 }
+
+/// A change the space's roster did not allow (see [`crate::trust`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedChange {
+    /// Its log position.
+    pub seq: u64,
+    /// The agent its envelope names.
+    pub agent: AgentId,
+    /// The change.
+    pub change_hash: automerge::ChangeHash,
+    /// Why it was rejected.
+    pub reason: crate::trust::Reason,
+}
+
+/// How many rejected changes a replica remembers for [`Replica::untrusted`].
+pub const UNTRUSTED_KEPT: usize = 1024;
 
 /// Counters describing what a replica has done since it was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,6 +117,10 @@ pub struct Stats {
     pub events_rejected: u64,
     /// Why the last rejected event was rejected.
     pub last_rejection: Option<String>,
+    /// Changes the space's roster did not allow (counted in `events_rejected` too).
+    pub changes_untrusted: u64,
+    /// Roster events ignored (bad signature, non-admin signer, bad body, ...).
+    pub roster_events_ignored: u64,
     /// Local changes acknowledged by the log since opening.
     pub published: u64,
     /// Local changes the log refused for good since opening (a permission the server
@@ -195,6 +219,11 @@ pub(crate) struct State {
     /// The causal apply step's memory: who made the changes the document holds back for
     /// missing dependencies, to report them when they take effect.
     causal: Causal<Origin>,
+    /// The trust gate: the space's roster as of the position read, and the changes it
+    /// rejected (see [`crate::trust`]).
+    pub(crate) gate: Gate,
+    /// The last [`UNTRUSTED_KEPT`] changes the gate rejected, oldest first.
+    pub(crate) untrusted: std::collections::VecDeque<RejectedChange>,
     /// What the follow loop has said so far about bad and held-back events (it says each
     /// once per catch-up, with a count, not once per event).
     pub(crate) told: follow::Told,
@@ -242,6 +271,8 @@ impl Replica {
             .max(store.written())
             + 1;
         let store_loss = store.loss().cloned();
+        let mut gate = Gate::new(config.space.clone(), config.pinned_admins.clone());
+        gate.remember_rejected(store.rejected()?.into_iter().map(ChangeHash));
         let shared = Arc::new(Shared {
             log,
             store,
@@ -261,6 +292,8 @@ impl Replica {
                 denied: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
+                gate,
+                untrusted: Default::default(),
                 told: follow::Told::default(),
             }),
             version: watch::channel(0).0,
@@ -324,6 +357,17 @@ impl Replica {
         }
     }
 
+    /// The changes the space's roster did not allow since this replica was opened (the last
+    /// [`UNTRUSTED_KEPT`]), oldest first.
+    pub fn untrusted(&self) -> Vec<RejectedChange> {
+        self.shared().lock().untrusted.iter().cloned().collect()
+    }
+
+    /// The roster in force as of the position this replica has read (`None`: an open space).
+    pub fn roster(&self) -> Option<crate::trust::Roster> {
+        self.shared().lock().gate.roster().cloned()
+    }
+
     /// What the replica has done since it was opened.
     pub fn stats(&self) -> Stats {
         self.shared().lock().stats.clone()
@@ -383,8 +427,80 @@ impl Shared {
             provenance: meta.provenance.clone(),
             local: meta.agent == self.config.agent,
             patches,
+            rejected: None,
         };
         st.listeners.send(Arc::new(event));
+    }
+
+    /// Tells watchers (those that asked for rejections) that the change at `seq` was
+    /// rejected by the space's roster.
+    fn announce_rejected(
+        &self,
+        st: &mut State,
+        seq: u64,
+        meta: &Origin,
+        hash: ChangeHash,
+        reason: String,
+    ) {
+        if !st.listeners.any() {
+            return;
+        }
+        let event = ChangeEvent {
+            document: self.config.document.clone(),
+            change: hash,
+            seq: Some(seq),
+            position: Position {
+                seq,
+                heads: st.core.heads(),
+            },
+            agent: meta.agent.clone(),
+            time_ms: meta.time_ms,
+            message: None,
+            signature: meta.signature.clone(),
+            provenance: None,
+            local: meta.agent == self.config.agent,
+            patches: Vec::new(),
+            rejected: Some(reason),
+        };
+        st.listeners.send(Arc::new(event));
+    }
+
+    /// Refuses local `writes` (changes already in the document, not yet stored) that the
+    /// roster in force would have every replica reject: the verdict they will get on the log,
+    /// given now. A refused write is taken back out (the document is reloaded from disk).
+    fn check_trusted(&self, st: &mut State, writes: &[write::LocalWrite]) -> Result<(), Error> {
+        let Some(roster) = st.gate.roster() else {
+            return Ok(());
+        };
+        let mut refusal = None;
+        for w in writes {
+            let verdict = match blackboard_schemas::Envelope::decode(&w.payload) {
+                Ok(envelope) => {
+                    let change = DocCore::decode_change(&w.change)?;
+                    let core = &st.core;
+                    crate::trust::judge(
+                        Some(roster),
+                        &envelope,
+                        change.deps(),
+                        st.gate.rejected(),
+                        || crate::doc::touched::touched(core.automerge(), &change),
+                    )
+                }
+                // Our own encoder made it; a failure here is a bug, refused like a forgery.
+                Err(e) => crate::trust::Verdict::Rejected(crate::trust::Reason::BadSignature(
+                    blackboard_schemas::SignatureError::BadEncoding(e.to_string()),
+                )),
+            };
+            if let crate::trust::Verdict::Rejected(reason) = verdict {
+                refusal = Some(reason);
+                break;
+            }
+        }
+        let Some(reason) = refusal else {
+            return Ok(());
+        };
+        st.core = load_core(&self.store)?;
+        Err(Error::Untrusted(Box::new(reason)))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -62,6 +62,8 @@ impl Replica {
             document: s.config.document.clone(),
             agent: s.config.agent.clone(),
             stamp: s.config.stamp.clone(),
+            pinned_admins: s.config.pinned_admins.clone(),
+            rejections: options.rejections,
         };
         Ok(watch::spawn(
             &source,

@@ -233,6 +233,7 @@ impl Shared {
             st.core = load_core(&self.store)?;
             return Err(err);
         }
+        self.check_trusted(st, writes)?;
         let first = st.next_outbox;
         let stored = self
             .store

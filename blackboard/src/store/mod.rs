@@ -15,6 +15,8 @@
 //! - `i` + position (u64, big-endian): the position index, one [`Record`] per change seen on
 //!   the log, at the position of its first event;
 //! - `x` + change hash: the position the change is indexed at;
+//! - `r` + change hash: a change the space's roster rejected (see [`crate::trust`]), so a
+//!   restarted replica rejects its dependents with the same reason;
 //! - `n`: the highest outbox id ever written (u64, big-endian), which the outbox itself
 //!   forgets once it is drained; the [seal](crate::seal) compares it with what it remembers.
 //!
@@ -175,6 +177,17 @@ impl RemoteBatch {
                 .insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
         }
         self.events += 1;
+    }
+
+    /// Records that change `hash` was rejected (`true`) or is no longer (`false`: an
+    /// accepted copy arrived).
+    pub fn rejected(&mut self, hash: &[u8; 32], rejected: bool) {
+        let mut k = [b'r'; 33];
+        k[1..].copy_from_slice(hash);
+        match rejected {
+            true => self.batch.insert(&k[..], &[][..]),
+            false => self.batch.remove(&k[..]),
+        }
     }
 
     /// Whether nothing was added.
@@ -484,6 +497,21 @@ impl ReplicaStore {
         Record::decode(v)
             .map(|(r, _)| r)
             .map_err(|e| self.corrupt(e.to_string()))
+    }
+
+    /// The changes the space's roster rejected (the `r` keys).
+    pub fn rejected(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.tree
+            .scan_prefix(b"r")
+            .keys()
+            .map(|k| {
+                let k = k?;
+                k[1..].try_into().map_err(|_| StoreError::Corrupt {
+                    tree: self.name.clone(),
+                    what: "rejected change key".into(),
+                })
+            })
+            .collect()
     }
 
     /// The stored position (what the replica had applied when last written).

@@ -39,11 +39,20 @@ pub struct ChangeEvent {
     pub local: bool,
     /// What the change did, restricted to the watched paths.
     pub patches: Vec<Patch>,
+    /// `Some(reason)`: a **rejected** change: the space's roster did not allow it (see
+    /// [`crate::trust`]), so it was not applied and `patches` is empty. Delivered only to
+    /// watches opened with [`Options::rejections`](super::Options::rejections).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 impl ChangeEvent {
     /// This event with only the patches that concern `pattern`; `None` when none do.
     pub fn filtered(&self, pattern: &Pattern) -> Option<ChangeEvent> {
+        // A rejection touched nothing: it is delivered by opt-in, not by path.
+        if self.rejected.is_some() {
+            return None;
+        }
         let patches: Vec<Patch> = self
             .patches
             .iter()

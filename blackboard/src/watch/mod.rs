@@ -52,10 +52,10 @@ use crate::position::Position;
 pub use event::ChangeEvent;
 pub use pattern::{Pattern, PatternError};
 
-use crate::apply::{Causal, Origin};
+use crate::apply::{Causal, Gate, Origin};
 use crate::backoff::Backoff;
 use crate::doc::{DocCore, DocError};
-use crate::log::EventLog;
+use crate::log::{EventLog, Topic};
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +80,9 @@ pub struct Options {
     pub durable: Option<String>,
     /// How many filtered events may wait for the caller before the watch stops reading.
     pub buffer: usize,
+    /// Also deliver the changes the space's roster rejected, whatever the pattern, as events
+    /// with [`ChangeEvent::rejected`] set (and no patches).
+    pub rejections: bool,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             start: Start::Now,
             durable: None,
             buffer: 64,
+            rejections: false,
         }
     }
 }
@@ -195,6 +199,10 @@ pub(crate) struct Feed {
     pub(crate) agent: AgentId,
     /// How the replica stamps its own changes (for local changes the watch reports).
     pub(crate) stamp: crate::codec::Stamp,
+    /// The replica's pinned admin keys, for the replay's own trust gate.
+    pub(crate) pinned_admins: Option<Vec<String>>,
+    /// Whether rejected changes are delivered too ([`Options::rejections`]).
+    pub(crate) rejections: bool,
 }
 
 /// Starts a watch. Called by [`Replica::watch`](crate::Replica::watch).
@@ -220,8 +228,12 @@ pub(crate) fn spawn(
 
 type Tx = mpsc::Sender<Result<ChangeEvent, WatchError>>;
 
-/// Sends `event` if it touches the pattern. Returns false when the caller has gone.
-async fn deliver(tx: &Tx, pattern: &Pattern, event: &ChangeEvent) -> bool {
+/// Sends `event` if it touches the pattern (or, with `rejections`, if it is a rejection).
+/// Returns false when the caller has gone.
+async fn deliver(tx: &Tx, (pattern, rejections): (&Pattern, bool), event: &ChangeEvent) -> bool {
+    if event.rejected.is_some() && rejections {
+        return tx.send(Ok(event.clone())).await.is_ok();
+    }
     match event.filtered(pattern) {
         Some(e) => tx.send(Ok(e)).await.is_ok(),
         None => !tx.is_closed(),
@@ -239,6 +251,7 @@ async fn run_live(
     pattern: Pattern,
     tx: Tx,
 ) {
+    let rejections = feed.rejections;
     drop(feed.source);
     loop {
         match live.recv().await {
@@ -247,7 +260,7 @@ async fn run_live(
                     continue;
                 }
                 last = event.position.clone();
-                if !deliver(&tx, &pattern, &event).await {
+                if !deliver(&tx, (&pattern, rejections), &event).await {
                     return;
                 }
             }
@@ -267,6 +280,7 @@ async fn run_live(
 }
 
 async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
+    let rejections = feed.rejections;
     let Some(source) = feed.source.upgrade() else {
         return;
     };
@@ -299,6 +313,8 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
     let mut backoff = Backoff::default();
     // The copy's causal step: it remembers the writers of held-back changes.
     let mut causal = Causal::new();
+    // The copy's trust gate: a replay shows only what the replica itself would apply.
+    let mut gate = Gate::new(space.clone(), feed.pinned_admins.clone());
     loop {
         // Switch to live as soon as the copy has read as far as the replica has applied.
         let Some(source) = feed.source.upgrade() else {
@@ -325,7 +341,7 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
                     }
                 };
                 for event in events(&feed, &copy, read, silent_until, accepted.effects) {
-                    if !deliver(&tx, &pattern, &event).await {
+                    if !deliver(&tx, (&pattern, rejections), &event).await {
                         return;
                     }
                 }
@@ -338,7 +354,21 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
             return run_live(feed, live, position, skip_upto, pattern, tx).await;
         }
         if entries.is_none() {
-            match feed.log.subscribe(&space, &document, read + 1).await {
+            // The roster as of where the copy resumes, then its events and the document's
+            // through one ordered subscription, as the replica reads them.
+            let subscribed = match feed.log.roster_events(&space, read + 1).await {
+                Ok(rosters) => {
+                    gate.restart(space.clone(), feed.pinned_admins.clone());
+                    for r in rosters {
+                        let _ = gate.roster_event(r.seq, &r.payload);
+                    }
+                    feed.log
+                        .subscribe_with_roster(&space, &document, read + 1)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match subscribed {
                 Ok(s) => entries = Some(s),
                 Err(e) => {
                     // Like the replica, keep trying: the log may be briefly unreachable.
@@ -373,23 +403,62 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
             continue;
         }
         read = entry.seq;
+        if entry.topic == Topic::Roster {
+            let _ = gate.roster_event(entry.seq, &entry.payload);
+            continue;
+        }
         // The replica logs bad events; the watch just skips them.
-        let applied = causal.event(
+        let applied = causal.judged_event(
             &mut copy,
+            &mut gate,
             (&space, &document),
             entry.seq,
             &entry.payload,
             true,
         );
+        // The copy is not stored: nothing to persist.
+        gate.take_journal();
         let accepted = match applied {
             Ok(a) => a.accepted,
+            Err(crate::apply::Rejected::Untrusted {
+                agent,
+                reason,
+                change_hash,
+                time_ms,
+                signature,
+            }) => {
+                if entry.seq <= silent_until || !rejections {
+                    continue;
+                }
+                let event = ChangeEvent {
+                    document: feed.document.clone(),
+                    change: change_hash,
+                    seq: Some(entry.seq),
+                    position: Position {
+                        seq: read,
+                        heads: copy.heads(),
+                    },
+                    local: agent == feed.agent,
+                    agent,
+                    time_ms,
+                    message: None,
+                    signature,
+                    provenance: None,
+                    patches: Vec::new(),
+                    rejected: Some(reason.to_string()),
+                };
+                if !deliver(&tx, (&pattern, rejections), &event).await {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 debug!(%document, seq = entry.seq, error = %e, "watch skipped an event its copy cannot apply");
                 continue;
             }
         };
         for event in events(&feed, &copy, read, silent_until, accepted.effects) {
-            if !deliver(&tx, &pattern, &event).await {
+            if !deliver(&tx, (&pattern, rejections), &event).await {
                 return;
             }
         }
@@ -429,6 +498,7 @@ fn events(
             signature: origin.signature,
             provenance: origin.provenance,
             patches: effect.patches,
+            rejected: None,
         });
     }
     out
