@@ -313,6 +313,7 @@ impl Gate {
         let verdict = judge(
             roster,
             &event.envelope,
+            &event.signature,
             deps,
             &self.rejected,
             || match missing {

@@ -481,6 +481,7 @@ impl Shared {
                     crate::trust::judge(
                         Some(roster),
                         &envelope,
+                        &crate::codec::Signature::of(&envelope),
                         change.deps(),
                         st.gate.rejected(),
                         || crate::doc::touched::touched(core.automerge(), &change),
@@ -488,7 +489,7 @@ impl Shared {
                 }
                 // Our own encoder made it; a failure here is a bug, refused like a forgery.
                 Err(e) => crate::trust::Verdict::Rejected(crate::trust::Reason::BadSignature(
-                    blackboard_schemas::SignatureError::BadEncoding(e.to_string()),
+                    format!("our own envelope does not decode: {e}"),
                 )),
             };
             if let crate::trust::Verdict::Rejected(reason) = verdict {

@@ -11,4 +11,4 @@ pub mod verdict;
 
 pub use grants::{Grant, GrantError};
 pub use roster::{AgentEntry, Roster, RosterError, RosterEvent, RosterFold};
-pub use verdict::{judge, Reason, SignatureStatus, Verdict};
+pub use verdict::{judge, Reason, Verdict};

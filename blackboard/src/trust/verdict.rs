@@ -7,45 +7,13 @@
 //! reaches the same verdict (ARCHITECTURE.md, "Trust").
 
 use std::collections::HashSet;
-use std::fmt;
 
 use automerge::ChangeHash;
-use blackboard_schemas::{AgentId, Envelope, SignatureError};
+use blackboard_schemas::{AgentId, Envelope};
 
 use super::roster::Roster;
+use crate::codec::Signature;
 use crate::doc::touched::{Touch, TouchError, TouchKind, TouchedPath};
-
-/// Whether, and by whom, a change's envelope is signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignatureStatus {
-    /// No signature.
-    Unsigned,
-    /// Signed, and the signature verifies, by this key.
-    Verified(String),
-    /// A signature that does not check out, and why.
-    Bad(SignatureError),
-}
-
-impl SignatureStatus {
-    /// The status of `envelope`'s signature.
-    pub fn of(envelope: &Envelope) -> Self {
-        match envelope.verify() {
-            Ok(signer) => Self::Verified(signer.to_owned()),
-            Err(SignatureError::Unsigned) => Self::Unsigned,
-            Err(e) => Self::Bad(e),
-        }
-    }
-}
-
-impl fmt::Display for SignatureStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unsigned => f.write_str("unsigned"),
-            Self::Verified(k) => write!(f, "verified by {k}"),
-            Self::Bad(e) => write!(f, "bad: {e}"),
-        }
-    }
-}
 
 /// Why a change was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,9 +21,9 @@ pub enum Reason {
     /// The space has a roster and the envelope carries no signature.
     #[error("unsigned")]
     Unsigned,
-    /// The signature does not check out.
+    /// The signature does not check out (why, as [`Signature::Invalid`] says).
     #[error("{0}")]
-    BadSignature(SignatureError),
+    BadSignature(String),
     /// The signer is not a key the roster lists for the envelope's agent (an unknown or
     /// revoked key, or another agent's).
     #[error("key {key} is not a key of agent {agent}")]
@@ -94,23 +62,25 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Apply it.
-    Accepted(SignatureStatus),
+    Accepted(Signature),
     /// Do not apply it.
     Rejected(Reason),
 }
 
 /// Judges a change. `roster` is the roster in force after every roster event before the
-/// change's position (`None`: an open space, where every change is accepted); `deps` its
+/// change's position (`None`: an open space, where every change is accepted); `signature`
+/// its envelope's signature status, as the decoder found it (so it is checked once); `deps` its
 /// dependencies; `rejected` the changes rejected so far; `touched` tells the paths it touches
 /// (asked only when the rest allows the change, since it reads the document).
 pub fn judge(
     roster: Option<&Roster>,
     envelope: &Envelope,
+    signature: &Signature,
     deps: &[ChangeHash],
     rejected: &HashSet<ChangeHash>,
     touched: impl FnOnce() -> Result<Vec<Touch>, TouchError>,
 ) -> Verdict {
-    let status = SignatureStatus::of(envelope);
+    let status = signature.clone();
     let dependency = || {
         deps.iter()
             .find(|d| rejected.contains(d))
@@ -124,9 +94,11 @@ pub fn judge(
     };
     let agent = &envelope.agent;
     let signer = match &status {
-        SignatureStatus::Unsigned => return Verdict::Rejected(Reason::Unsigned),
-        SignatureStatus::Bad(e) => return Verdict::Rejected(Reason::BadSignature(e.clone())),
-        SignatureStatus::Verified(k) => k,
+        Signature::Unsigned => return Verdict::Rejected(Reason::Unsigned),
+        Signature::Invalid { reason, .. } => {
+            return Verdict::Rejected(Reason::BadSignature(reason.clone()))
+        }
+        Signature::Verified(k) => k,
     };
     if !roster.is_key_of(agent, signer) {
         return Verdict::Rejected(Reason::NotAgentsKey {
@@ -264,7 +236,14 @@ mod tests {
     }
 
     fn run(w: &World, env: &Envelope, touches: Vec<Touch>) -> Verdict {
-        judge(Some(&w.roster), env, &[], &HashSet::new(), || Ok(touches))
+        judge(
+            Some(&w.roster),
+            env,
+            &Signature::of(env),
+            &[],
+            &HashSet::new(),
+            || Ok(touches),
+        )
     }
 
     fn reason(v: Verdict) -> String {
@@ -285,7 +264,7 @@ mod tests {
         );
         assert_eq!(
             v,
-            Verdict::Accepted(SignatureStatus::Verified(w.alice.public_key()))
+            Verdict::Accepted(Signature::Verified(w.alice.public_key()))
         );
     }
 
@@ -303,9 +282,9 @@ mod tests {
         env.message = Some("changed after signing".into());
         assert_eq!(
             run(&w, &env, vec![]),
-            Verdict::Rejected(Reason::BadSignature(SignatureError::DoesNotVerify(
-                w.alice.public_key()
-            )))
+            Verdict::Rejected(Reason::BadSignature(
+                blackboard_schemas::SignatureError::DoesNotVerify(w.alice.public_key()).to_string()
+            ))
         );
         let mut cut = envelope("alice", Some(&w.alice));
         let sig = cut.signature.clone().unwrap();
@@ -377,10 +356,19 @@ mod tests {
         let env = envelope("alice", Some(&w.alice));
         let bad = ChangeHash([7; 32]);
         let rejected: HashSet<_> = [bad].into();
-        let v = judge(Some(&w.roster), &env, &[bad], &rejected, || Ok(vec![]));
+        let v = judge(
+            Some(&w.roster),
+            &env,
+            &Signature::of(&env),
+            &[bad],
+            &rejected,
+            || Ok(vec![]),
+        );
         assert_eq!(reason(v), format!("depends on rejected change {bad}"));
         // In an open space too: the dependency will never be applied.
-        let v = judge(None, &env, &[bad], &rejected, || Ok(vec![]));
+        let v = judge(None, &env, &Signature::of(&env), &[bad], &rejected, || {
+            Ok(vec![])
+        });
         assert!(matches!(v, Verdict::Rejected(Reason::DependsOnRejected(_))));
     }
 
@@ -388,12 +376,19 @@ mod tests {
     fn untellable_paths_are_a_rejection_naming_the_object() {
         let w = world();
         let env = envelope("alice", Some(&w.alice));
-        let v = judge(Some(&w.roster), &env, &[], &HashSet::new(), || {
-            Err(TouchError::UnknownObject {
-                change: "c".into(),
-                object: "1@ab".into(),
-            })
-        });
+        let v = judge(
+            Some(&w.roster),
+            &env,
+            &Signature::of(&env),
+            &[],
+            &HashSet::new(),
+            || {
+                Err(TouchError::UnknownObject {
+                    change: "c".into(),
+                    object: "1@ab".into(),
+                })
+            },
+        );
         assert!(reason(v).contains("1@ab"));
     }
 
@@ -401,29 +396,34 @@ mod tests {
     fn an_open_space_accepts_everything_and_still_reports_the_signature_status() {
         let w = world();
         let judge_open = |env: &Envelope| {
-            judge(None, env, &[], &HashSet::new(), || -> Result<_, _> {
-                panic!("an open space never reads paths")
-            })
+            judge(
+                None,
+                env,
+                &Signature::of(env),
+                &[],
+                &HashSet::new(),
+                || -> Result<_, _> { panic!("an open space never reads paths") },
+            )
         };
         assert_eq!(
             judge_open(&envelope("x", None)),
-            Verdict::Accepted(SignatureStatus::Unsigned)
+            Verdict::Accepted(Signature::Unsigned)
         );
         assert_eq!(
             judge_open(&envelope("alice", Some(&w.alice))),
-            Verdict::Accepted(SignatureStatus::Verified(w.alice.public_key()))
+            Verdict::Accepted(Signature::Verified(w.alice.public_key()))
         );
         let mut bent = envelope("alice", Some(&w.alice));
         bent.agent = AgentId::new("bob").unwrap();
         let v = judge_open(&bent);
         assert!(
-            matches!(v, Verdict::Accepted(SignatureStatus::Bad(_))),
+            matches!(v, Verdict::Accepted(Signature::Invalid { .. })),
             "{v:?}"
         );
         let Verdict::Accepted(status) = v else {
             unreachable!()
         };
-        assert!(status.to_string().starts_with("bad: "));
+        assert!(status.to_string().starts_with("invalid: "));
     }
 
     #[test]
@@ -452,7 +452,14 @@ mod tests {
         let after = Roster::parse(&body.to_string()).unwrap();
         let env = envelope("alice", Some(&w.alice));
         assert!(matches!(run(&w, &env, vec![]), Verdict::Accepted(_)));
-        let v = judge(Some(&after), &env, &[], &HashSet::new(), || Ok(vec![]));
+        let v = judge(
+            Some(&after),
+            &env,
+            &Signature::of(&env),
+            &[],
+            &HashSet::new(),
+            || Ok(vec![]),
+        );
         assert!(reason(v).contains("is not a key of agent alice"));
     }
 }
