@@ -66,6 +66,10 @@ struct Args {
     /// for the others): run at 10k, 100k and 1M to see how each cost grows.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(100..))]
     history: Option<u64>,
+    /// With --nats: leave the space the scenarios wrote on the server (its name is printed),
+    /// for measuring the CLI against it afterwards.
+    #[arg(long, requires = "nats")]
+    keep: bool,
     /// Internal: run as one watcher process of scenario 6 (URL SPACE DOCUMENT STORE NAME).
     #[arg(long, hide = true, num_args = 5, value_names = ["URL", "SPACE", "DOCUMENT", "STORE", "NAME"])]
     watch_child: Option<Vec<String>>,
@@ -1422,7 +1426,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
         }
     }
-    if args.nats.is_some() {
+    if args.keep {
+        eprintln!("kept space {} on the server", ctx.space);
+    } else if args.nats.is_some() {
         // Leave a shared server as we found it.
         let js = jetstream::new(ctx.main.clone());
         let _ = js.delete_stream(&ctx.raw_stream).await;
