@@ -11,7 +11,7 @@ use blackboard_client::{
 };
 use tokio::sync::Mutex;
 
-use super::tools::ToolError;
+use super::error::ToolError;
 use super::Args;
 use crate::connect::{self, Connected, Missing};
 

@@ -21,6 +21,7 @@
 mod args;
 mod board;
 mod depth;
+mod error;
 #[cfg(feature = "http")]
 mod http;
 mod output;
@@ -28,6 +29,7 @@ mod prompts;
 mod resources;
 mod server;
 mod stale;
+mod subscriptions;
 mod tools;
 
 use std::net::SocketAddr;
@@ -42,10 +44,10 @@ use crate::access::{check_token, new_token, Access};
 use crate::verbs::Usage;
 
 pub use board::Board;
+pub use error::ToolError;
 #[cfg(feature = "http")]
 pub use http::serve;
 pub use server::Server;
-pub use tools::ToolError;
 
 use crate::connect::BoardArgs;
 

@@ -1,9 +1,6 @@
 //! Documents as resources: `blackboard://SPACE/DOC`, read as JSON, with subscriptions that
 //! send `notifications/resources/updated` whenever the document changes (by any agent).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use blackboard_client::{Pattern, Start, WatchOptions as Options};
 use futures::StreamExt as _;
 use rmcp::model::{
@@ -12,45 +9,10 @@ use rmcp::model::{
 };
 use rmcp::service::Peer;
 use rmcp::{ErrorData, RoleServer};
-use tokio::task::JoinHandle;
 
 use super::server::Server;
 
 const MIME: &str = "application/json";
-
-/// The session's resource subscriptions: one watch task per subscribed URI, stopped on
-/// unsubscribe or when the session ends.
-#[derive(Debug, Clone, Default)]
-pub struct Subscriptions(Arc<Mutex<HashMap<String, JoinHandle<()>>>>);
-
-impl Subscriptions {
-    fn insert(&self, uri: String, task: JoinHandle<()>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = map.insert(uri, task) {
-            old.abort();
-        }
-    }
-
-    /// Stops the subscription to `uri`, if there is one.
-    pub fn remove(&self, uri: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(task) = map.remove(uri) {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Subscriptions {
-    fn drop(&mut self) {
-        // The last session handle gone: stop its watches.
-        if Arc::strong_count(&self.0) == 1 {
-            let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            for task in map.values() {
-                task.abort();
-            }
-        }
-    }
-}
 
 impl Server {
     fn uri(&self, document: &str) -> String {

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::args;
 use super::board::Board;
-use super::resources::Subscriptions;
+use super::subscriptions::Subscriptions;
 
 /// One MCP session over the board. Cheap to clone; HTTP sessions each get one.
 #[derive(Debug, Clone)]
