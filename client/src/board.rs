@@ -370,6 +370,12 @@ impl Board {
         self.inner.stamp.key.as_deref()
     }
 
+    /// The board's stamp (key and provenance), for tests that build a second board.
+    #[cfg(test)]
+    pub(crate) fn inner_stamp(&self) -> Stamp {
+        self.inner.stamp.clone()
+    }
+
     /// The admin keys a space's first roster must be signed by (`None`: not pinned).
     pub fn pinned_admins(&self) -> Option<Vec<String>> {
         self.inner.pinned_admins.clone()

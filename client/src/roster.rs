@@ -169,3 +169,132 @@ impl Board {
         Ok(published.seq)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use blackboard::schemas::nkeys::KeyPair;
+
+    use crate::{Error, Options};
+
+    fn body(admin: &str, alice: &str) -> String {
+        serde_json::json!({
+            "admins": [admin],
+            "agents": {"alice": {"keys": [alice], "write": ["/tasks/**"]}},
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_non_admins_roster_is_refused_before_publishing_and_the_admins_is_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, alice) = (KeyPair::new_user(), KeyPair::new_user().public_key());
+        let (a, b) = (admin.public_key(), alice);
+        let board = Options::new("admin")
+            .unwrap()
+            .key(admin)
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap();
+        let position = board.publish_roster("team", &body(&a, &b)).await.unwrap();
+        let by_alice = board.as_agent("alice").unwrap();
+        let in_force = by_alice.roster("team").await.unwrap().unwrap();
+        assert_eq!(in_force.position, position);
+        assert!(in_force.roster.may_write(&"alice".parse().unwrap()));
+
+        // Signed by a key that is not an admin (the board's key signs for every agent of it,
+        // so sign with a stranger through a board of its own over the same log).
+        let stranger = crate::Board::with_log(
+            "mallory".parse().unwrap(),
+            board.log().clone(),
+            sled::Config::new().temporary(true).open().unwrap(),
+        )
+        .with_settings(
+            None,
+            None,
+            blackboard::codec::Stamp {
+                key: Some(std::sync::Arc::new(KeyPair::new_user())),
+                provenance: None,
+            },
+            None,
+        );
+        let err = stranger
+            .publish_roster("team", &body(&b, &b))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::RosterRefused { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("not an admin of the roster in force"),
+            "{err}"
+        );
+        let space = "team".parse().unwrap();
+        let events = board.log().roster_events(&space, u64::MAX).await.unwrap();
+        assert_eq!(events.len(), 1, "nothing was published");
+
+        // No key at all: refused, naming the key.
+        let keyless = crate::Board::with_log(
+            "x".parse().unwrap(),
+            board.log().clone(),
+            sled::Config::new().temporary(true).open().unwrap(),
+        );
+        let err = keyless
+            .publish_roster("team", &body(&a, &b))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::RosterNeedsKey), "{err}");
+    }
+
+    #[tokio::test]
+    async fn pinned_admins_reach_every_replica_and_a_genesis_by_another_key_leaves_the_space_open()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, pinned) = (KeyPair::new_user(), KeyPair::new_user());
+        let a = admin.public_key();
+        let board = Options::new("admin")
+            .unwrap()
+            .key(admin)
+            .unwrap()
+            .pinned_admins(vec![pinned.public_key()])
+            .unwrap()
+            .store(dir.path())
+            .embedded()
+            .await
+            .unwrap();
+        // Publishing checks the pin too: refused, nothing published.
+        let err = board
+            .publish_roster("team", &body(&a, &a))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a pinned admin key"), "{err}");
+        // Published anyway (by a board that does not pin), the pinning board's replicas
+        // and its roster() ignore it.
+        let unpinned = crate::Board::with_log(
+            "alice".parse().unwrap(),
+            board.log().clone(),
+            sled::Config::new().temporary(true).open().unwrap(),
+        )
+        .with_settings(None, None, board.inner_stamp(), None);
+        unpinned
+            .publish_roster("team", &body(&a, &a))
+            .await
+            .unwrap();
+        assert!(unpinned.roster("team").await.unwrap().is_some());
+        assert!(board.roster("team").await.unwrap().is_none());
+        let doc = board.doc("team", "plan").unwrap();
+        assert_eq!(
+            doc.replica().config().pinned_admins,
+            Some(vec![pinned.public_key()])
+        );
+        // A change alice (listed, within her grants) writes after the roster event: once the
+        // pinning replica holds it, it has read past the roster event and ignored it.
+        let other = unpinned.doc("team", "plan").unwrap();
+        let hash = other.put("/tasks/after", 1.into()).await.unwrap().unwrap();
+        other.flush().await.unwrap();
+        assert!(other.replica().roster().is_some());
+        doc.wait_for(&[hash]).await.unwrap();
+        assert!(doc.replica().roster().is_none());
+        assert_eq!(doc.replica().stats().roster_events_ignored, 1);
+    }
+}
