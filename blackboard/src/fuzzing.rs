@@ -475,7 +475,140 @@ pub fn seed_corpus() -> Vec<Seed> {
         "not-json".into(),
         b"{\"v\":1,\"signer\":".to_vec(),
     );
+    for (name, bytes) in roster_seeds() {
+        add("roster", name, bytes);
+    }
+    // `touched`: changes made on an empty document (their paths are told), the base-relative
+    // seed changes (objects the empty document lacks), and broken variants.
+    add("touched", "valid-base".into(), base_change());
+    add(
+        "touched",
+        "valid-fresh-nested".into(),
+        fresh_nested_change(),
+    );
+    for (name, bytes) in &changes {
+        add("touched", format!("on-base-{name}"), bytes.clone());
+    }
+    let fresh = fresh_nested_change();
+    for (i, cut) in [0, 8, fresh.len() / 2, fresh.len() - 1]
+        .into_iter()
+        .enumerate()
+    {
+        add("touched", format!("truncated-{i}"), fresh[..cut].to_vec());
+    }
+    for i in 0..4 {
+        add("touched", format!("mutated-{i}"), mutate(&mut rng, &fresh));
+    }
+    add("touched", "garbage-body".into(), garbage_body(&mut rng));
     seeds
+}
+
+/// A change on an empty document that makes nested maps, a list and a text: every path
+/// kind [`crate::doc::touched`] tells.
+fn fresh_nested_change() -> Vec<u8> {
+    let mut doc = Automerge::new().with_actor(ActorId::from(b"fuzz-fresh".to_vec()));
+    doc.transact_with(
+        |_| CommitOptions::default().with_time(1),
+        |tx| {
+            let tasks = tx.put_object(ROOT, "tasks", ObjType::Map)?;
+            let one = tx.put_object(&tasks, "1", ObjType::Map)?;
+            tx.put(&one, "status", "open")?;
+            let tags = tx.put_object(&one, "tags", ObjType::List)?;
+            tx.insert(&tags, 0, "a")?;
+            let notes = tx.put_object(ROOT, "notes", ObjType::Text)?;
+            tx.splice_text(&notes, 0, 0, "hi")?;
+            Ok::<_, AutomergeError>(())
+        },
+    )
+    .expect("building the fresh change cannot fail");
+    doc.get_last_local_change()
+        .expect("the fresh document has a change")
+        .raw_bytes()
+        .to_vec()
+}
+
+/// Seeds of the `roster` target ([`roster_event`]): updates signed by the admin of the
+/// fold's genesis (valid), and events every replica must ignore (another signer, another
+/// space, a moved time, missing or cut signatures, bad bodies, bad JSON).
+fn roster_seeds() -> Vec<(String, Vec<u8>)> {
+    use crate::trust::RosterEvent;
+    let key = |byte: u8| {
+        nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [byte; 32])
+            .expect("a raw seed makes a key")
+    };
+    let (admin, alice, auditor) = (key(7), key(8), key(9));
+    let space: SpaceId = SPACE.parse().expect("the fuzz space is a valid id");
+    let full = format!(
+        r#"{{"admins":["{a}"],"agents":{{"alice":{{"keys":["{b}"],"write":["/tasks/**","/notes/{{agent}}/**","/x/*/y"]}},"auditor":{{"keys":["{c}"],"write":[]}}}}}}"#,
+        a = admin.public_key(),
+        b = alice.public_key(),
+        c = auditor.public_key()
+    );
+    let sign = |space: &SpaceId, body: &str, key: &nkeys::KeyPair| {
+        RosterEvent::sign(space, 5, body.to_owned(), key).expect("a user key signs")
+    };
+    let valid = sign(&space, &full, &admin);
+    let mut out = vec![
+        ("valid-update".to_owned(), valid.encode()),
+        (
+            "valid-admins-only".to_owned(),
+            sign(
+                &space,
+                &format!(r#"{{"admins":["{}"]}}"#, admin.public_key()),
+                &admin,
+            )
+            .encode(),
+        ),
+        ("not-admin".to_owned(), sign(&space, &full, &alice).encode()),
+        (
+            "wrong-space".to_owned(),
+            sign(&"other".parse().expect("a valid id"), &full, &admin).encode(),
+        ),
+    ];
+    let bodies = [
+        ("no-admins", r#"{"admins":[]}"#.to_owned()),
+        ("bad-key", r#"{"admins":["nope"]}"#.to_owned()),
+        ("bad-grant", full.replacen("/tasks/**", "tasks", 1)),
+        ("bad-agent", full.replacen("\"alice\"", "\"a b\"", 1)),
+        ("unknown-field", full.replacen("\"admins\"", "\"admin\"", 1)),
+        ("body-not-json", "{".to_owned()),
+    ];
+    for (name, body) in bodies {
+        out.push((name.to_owned(), sign(&space, &body, &admin).encode()));
+    }
+    let variant = |f: &dyn Fn(&mut RosterEvent)| {
+        let mut e = valid.clone();
+        f(&mut e);
+        e.encode()
+    };
+    out.push(("moved-time".into(), variant(&|e| e.time_ms += 1)));
+    out.push(("no-signature".into(), variant(&|e| e.signature = None)));
+    out.push((
+        "unsigned".into(),
+        variant(&|e| {
+            e.signer = None;
+            e.signature = None
+        }),
+    ));
+    out.push((
+        "truncated-signature".into(),
+        variant(&|e| e.signature = e.signature.as_ref().map(|s| s[..40].to_owned())),
+    ));
+    out.push((
+        "other-signer".into(),
+        variant(&|e| e.signer = Some(alice.public_key())),
+    ));
+    out.push(("version-2".into(), variant(&|e| e.v = 2)));
+    let bytes = valid.encode();
+    for (i, cut) in [1, bytes.len() / 2, bytes.len() - 1]
+        .into_iter()
+        .enumerate()
+    {
+        out.push((format!("truncated-{i}"), bytes[..cut].to_vec()));
+    }
+    out.push(("empty".into(), Vec::new()));
+    out.push(("not-json".into(), b"\xff roster".to_vec()));
+    out
 }
 
 /// `text` (an encoded envelope for `old`) with its change replaced by `new`, hash unchanged.
@@ -621,7 +754,7 @@ pub fn mutate(rng: &mut impl Rng, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The fuzz target `roster` (entry point only; no cargo-fuzz target yet): `data` as a roster
+/// The fuzz target `roster`: `data` as a roster
 /// event read from the log of [`SPACE`], folded into a fold with a roster in force. Nothing
 /// may panic, and an ignored event must leave the roster in force as it was.
 pub fn roster_event(data: &[u8]) -> Outcome {
@@ -648,7 +781,7 @@ pub fn roster_event(data: &[u8]) -> Outcome {
     }
 }
 
-/// The fuzz target `touched` (entry point only): `data` as a change's bytes, its paths told
+/// The fuzz target `touched`: `data` as a change's bytes, its paths told
 /// against an empty document. Nothing may panic.
 pub fn touched_change(data: &[u8]) -> Outcome {
     let change = match DocCore::decode_change(data) {

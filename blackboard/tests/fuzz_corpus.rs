@@ -14,10 +14,12 @@ use rand::{Rng, SeedableRng};
 /// A fuzz target's entry point.
 type Target = fn(&[u8]) -> Outcome;
 
-const TARGETS: [(&str, Target); 3] = [
+const TARGETS: [(&str, Target); 5] = [
     ("envelope", fuzzing::decode_envelope),
     ("apply_change", fuzzing::apply_change),
     ("signature", fuzzing::verify_signature),
+    ("roster", fuzzing::roster_event),
+    ("touched", fuzzing::touched_change),
 ];
 
 fn corpus_dir() -> PathBuf {

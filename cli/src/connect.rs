@@ -37,6 +37,11 @@ pub struct BoardArgs {
     /// that nkey user. Default: $BLACKBOARD_KEY.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Pins an admin key (`U…`, repeatable) a space's first roster must be signed by: a
+    /// roster founded by any other key is ignored, as if the space were open (without it,
+    /// whoever publishes the first roster founds the space's trust).
+    #[arg(long = "admin-key", value_name = "U…")]
+    pub admin_keys: Vec<String>,
     /// The store directory, as the SDK's `Options::store`. Without a NATS server: the board
     /// is the embedded log in it (an SDK application's `.embedded()` store; only one process
     /// can open it at a time). With --nats: the replicas are kept there (a temporary
@@ -147,6 +152,9 @@ impl BoardArgs {
             .replicas(usize::from(self.replicas));
         if let Some(key) = self.key_file() {
             options = options.key_file(key)?;
+        }
+        if !self.admin_keys.is_empty() {
+            options = options.pinned_admins(self.admin_keys.clone())?;
         }
         if let Log::Nats {
             creds: Some(creds), ..
@@ -359,6 +367,7 @@ mod tests {
             nats: nats.map(str::to_owned),
             creds: creds.map(PathBuf::from),
             key: None,
+            admin_keys: Vec::new(),
             store: store.map(PathBuf::from),
             replicas: 1,
         }

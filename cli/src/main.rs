@@ -82,6 +82,14 @@ enum Command {
     /// command signs the changes it writes with it, and authenticates to a NATS server that
     /// lists the public key as an nkey user.
     Keys(verbs::keys::Args),
+    /// Show a space's roster in force (`roster show`) or publish a new one signed by an
+    /// admin (`roster set FILE --key ADMIN.nk`).
+    ///
+    /// A roster says which keys may sign as which agent, where each agent may write, and
+    /// which keys (admins) may change it. With one in force, every replica rejects changes
+    /// it does not allow, and writes it would reject are refused at once. --admin-key U…
+    /// pins the keys a space's first roster must be signed by.
+    Roster(verbs::roster::Args),
     /// Serve the board to AI agents over the Model Context Protocol (stdio, or --http),
     /// acting as one agent.
     Mcp(mcp::Args),
@@ -118,6 +126,7 @@ async fn main() -> std::process::ExitCode {
         Command::Snapshot(args) => verbs::snapshot::run(args).await,
         Command::Replay(args) => verbs::replay::run(args).await,
         Command::Keys(args) => verbs::keys::run(args).await,
+        Command::Roster(args) => verbs::roster::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
         #[cfg(feature = "http")]
         Command::Ui(args) => ui::run(args).await,

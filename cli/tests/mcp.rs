@@ -777,6 +777,7 @@ async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolve
             nats: Some(nats.url()),
             creds: None,
             key: None,
+            admin_keys: Vec::new(),
             store: None,
             replicas: 1,
         },

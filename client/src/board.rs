@@ -40,6 +40,9 @@ struct Inner {
     snapshots: Option<blackboard::replica::SnapshotPolicy>,
     /// The agent's key and default provenance, stamped on every envelope its replicas build.
     stamp: Stamp,
+    /// The admin keys a space's first roster must be signed by, given to every replica
+    /// ([`Options::pinned_admins`](crate::Options::pinned_admins)).
+    pinned_admins: Option<Vec<String>>,
     /// Where claims and presence keep their leases (JetStream KV, or sled).
     leases: Arc<dyn LeaseBuckets>,
     /// Open replicas, shared by every board over the same store: two replicas on one sled
@@ -67,6 +70,7 @@ impl Board {
                 watch_capacity: None,
                 snapshots: None,
                 stamp: Stamp::default(),
+                pinned_admins: None,
                 leases,
                 docs: Arc::default(),
                 nats: None,
@@ -84,6 +88,7 @@ impl Board {
             watch_capacity: self.inner.watch_capacity,
             snapshots: self.inner.snapshots.clone(),
             stamp: self.inner.stamp.clone(),
+            pinned_admins: self.inner.pinned_admins.clone(),
             leases,
             docs: self.inner.docs.clone(),
             nats: self.inner.nats.clone(),
@@ -119,6 +124,7 @@ impl Board {
                 watch_capacity: self.inner.watch_capacity,
                 snapshots: self.inner.snapshots.clone(),
                 stamp: self.inner.stamp.clone(),
+                pinned_admins: self.inner.pinned_admins.clone(),
                 leases: self.inner.leases.clone(),
                 docs: self.inner.docs.clone(),
                 nats: self.inner.nats.clone(),
@@ -262,6 +268,7 @@ impl Board {
         watch_capacity: Option<usize>,
         snapshots: Option<blackboard::replica::SnapshotPolicy>,
         stamp: Stamp,
+        pinned_admins: Option<Vec<String>>,
     ) -> Self {
         let inner = Inner {
             agent: self.inner.agent.clone(),
@@ -270,6 +277,7 @@ impl Board {
             watch_capacity,
             snapshots,
             stamp,
+            pinned_admins,
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
             nats: self.inner.nats.clone(),
@@ -288,6 +296,7 @@ impl Board {
             watch_capacity: self.inner.watch_capacity,
             snapshots: self.inner.snapshots.clone(),
             stamp: self.inner.stamp.clone(),
+            pinned_admins: self.inner.pinned_admins.clone(),
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
             nats: Some(log),
@@ -356,6 +365,22 @@ impl Board {
         &self.inner.log
     }
 
+    /// The agent's key, if the board has one.
+    pub(crate) fn key(&self) -> Option<&blackboard::schemas::nkeys::KeyPair> {
+        self.inner.stamp.key.as_deref()
+    }
+
+    /// The board's stamp (key and provenance), for tests that build a second board.
+    #[cfg(test)]
+    pub(crate) fn inner_stamp(&self) -> Stamp {
+        self.inner.stamp.clone()
+    }
+
+    /// The admin keys a space's first roster must be signed by (`None`: not pinned).
+    pub fn pinned_admins(&self) -> Option<Vec<String>> {
+        self.inner.pinned_admins.clone()
+    }
+
     /// The agent this board writes as.
     pub fn agent(&self) -> &AgentId {
         &self.inner.agent
@@ -381,6 +406,7 @@ impl Board {
             config.snapshots = p.clone();
         }
         config.stamp = self.inner.stamp.clone();
+        config.pinned_admins = self.inner.pinned_admins.clone();
         let r = Replica::open(self.inner.log.clone(), &self.inner.db, config)?;
         docs.insert(key, r.clone());
         Ok(Doc::new(r))

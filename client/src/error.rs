@@ -76,6 +76,21 @@ pub enum Error {
     /// A presence operation failed.
     #[error(transparent)]
     Presence(#[from] blackboard::presence::PresenceError),
+    /// A roster body, or a pinned admin key, is not valid (see [`blackboard::trust`]).
+    #[error(transparent)]
+    Roster(#[from] blackboard::trust::RosterError),
+    /// Publishing a roster needs the admin's key, and the board has none.
+    #[error("publishing a roster needs an admin's key: open the board with Options::key or key_file (the CLI's --key)")]
+    RosterNeedsKey,
+    /// Every replica would ignore this roster (its signer is not an admin), so it was not
+    /// published.
+    #[error("every replica would ignore this roster for space {space}, so nothing was published: {source}")]
+    RosterRefused {
+        /// The space.
+        space: blackboard::schemas::SpaceId,
+        /// Why the replicas would ignore it.
+        source: blackboard::trust::RosterError,
+    },
     /// An engine operation failed (bad path, storage, log).
     #[error(transparent)]
     Engine(#[from] blackboard::Error),

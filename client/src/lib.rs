@@ -33,6 +33,7 @@ mod board;
 mod doc;
 mod error;
 mod options;
+mod roster;
 mod space_watch;
 
 pub use blackboard::automerge;
@@ -61,6 +62,9 @@ pub use blackboard::replica::{
 /// The wire contract: ids, the event envelope, subject and stream names.
 pub use blackboard::schemas;
 pub use blackboard::schemas::{AgentId, DocumentId, Provenance, SpaceId};
+/// A space's roster and why a roster event is ignored ([`Board::roster`],
+/// [`Board::publish_roster`]).
+pub use blackboard::trust::{AgentEntry, Grant, Roster, RosterError};
 pub use blackboard::watch::{
     ChangeEvent, Options as WatchOptions, Patch, PatchOp, Pattern, Start, Watch, WatchError,
 };
@@ -73,4 +77,5 @@ pub use board::Board;
 pub use doc::{Conflict, Doc};
 pub use error::Error;
 pub use options::Options;
+pub use roster::{IgnoredRoster, RosterBody, RosterInForce};
 pub use space_watch::SpaceWatch;

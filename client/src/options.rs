@@ -35,6 +35,7 @@ pub struct Options {
     watch_capacity: Option<usize>,
     snapshots: Option<blackboard::replica::SnapshotPolicy>,
     stamp: Stamp,
+    pinned_admins: Option<Vec<String>>,
 }
 
 impl Options {
@@ -48,6 +49,7 @@ impl Options {
             watch_capacity: None,
             snapshots: None,
             stamp: Stamp::default(),
+            pinned_admins: None,
         })
     }
 
@@ -82,6 +84,33 @@ impl Options {
     pub fn provenance(mut self, provenance: Provenance) -> Self {
         self.stamp.provenance = Some(provenance);
         self
+    }
+
+    /// Pins the admin keys (`U…`) a space's first roster must be signed by, for every
+    /// replica this board opens and for [`Board::roster`]: without pinning, whoever
+    /// publishes a space's first roster (signed by one of its own admins) founds its trust,
+    /// so a forger who gets there first takes the space. Fails for a key that is not an
+    /// nkey user public key.
+    ///
+    /// ```
+    /// use blackboard_client::{schemas::nkeys::KeyPair, Options};
+    /// let admin = KeyPair::new_user().public_key();
+    /// let options = Options::new("planner")?.pinned_admins(vec![admin])?;
+    /// assert!(Options::new("planner")?.pinned_admins(vec!["nope".into()]).is_err());
+    /// # Ok::<(), blackboard_client::Error>(())
+    /// ```
+    pub fn pinned_admins(mut self, keys: Vec<String>) -> Result<Self, Error> {
+        for key in &keys {
+            blackboard::schemas::signature::user_public_key(key).map_err(|e| {
+                Error::Roster(blackboard::trust::RosterError::BadKey {
+                    whom: "the pinned admins".into(),
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
+        }
+        self.pinned_admins = Some(keys);
+        Ok(self)
     }
 
     /// The public key (`U…`) of the agent's key, if it has one.
@@ -144,6 +173,7 @@ impl Options {
             self.watch_capacity,
             self.snapshots,
             self.stamp,
+            self.pinned_admins,
         )
     }
 

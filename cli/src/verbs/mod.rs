@@ -2,7 +2,8 @@
 //! - the document verbs `ls`, `get`, `put` and `watch`: list a space's documents, read a
 //!   document or one value, write a value, follow changes as they happen;
 //! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`;
-//! - `keys`: make an agent's key pair, show a seed file's public key.
+//! - `keys`: make an agent's key pair, show a seed file's public key;
+//! - `roster`: show a space's roster in force, publish a new one signed by an admin.
 //!
 //! Each opens the board through the SDK ([`crate::connect`]) and one document on it
 //! ([`open`]), brings the document up to date with the log, and answers. Over NATS the
@@ -27,6 +28,7 @@ pub mod open;
 pub mod patches;
 pub mod put;
 pub mod replay;
+pub mod roster;
 pub mod show;
 pub mod snapshot;
 pub mod table;
