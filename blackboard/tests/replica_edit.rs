@@ -10,7 +10,23 @@ use blackboard::Error;
 use serde_json::json;
 
 fn open(dir: &std::path::Path) -> Replica {
-    let db = sled::open(dir).unwrap();
+    // sled releases its directory lock when the last handle's pagecache is dropped, which
+    // crossbeam's epoch reclamation may defer to another thread for a moment after a close:
+    // reopening at once can find it still locked. Wait for the lock (bounded), as a process
+    // restarting on the directory would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("opening the store: {e}"),
+        }
+    };
     let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
     let config = Config::new(
         "team".parse().unwrap(),

@@ -17,7 +17,7 @@
 //! serialized, so positions are handed out and broadcast in order.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use blackboard_schemas::{DocumentId, SpaceId};
@@ -303,7 +303,14 @@ impl EventLog for EmbeddedLog {
         let s = self.space(space)?;
         let live = s.fanout.subscribe();
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(feed(s, document.clone(), true, from.max(1), live, tx));
+        tokio::spawn(feed(
+            Arc::downgrade(&s),
+            document.clone(),
+            true,
+            from.max(1),
+            live,
+            tx,
+        ));
         Ok(ReceiverStream::new(rx).boxed())
     }
 
@@ -328,7 +335,14 @@ impl EventLog for EmbeddedLog {
         // once, and positions already delivered are skipped.
         let live = s.fanout.subscribe();
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(feed(s, document.clone(), false, from.max(1), live, tx));
+        tokio::spawn(feed(
+            Arc::downgrade(&s),
+            document.clone(),
+            false,
+            from.max(1),
+            live,
+            tx,
+        ));
         Ok(ReceiverStream::new(rx).boxed())
     }
 
@@ -442,7 +456,7 @@ impl EventLog for EmbeddedLog {
             None => 0,
         };
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(feed_documents(s, live, tx));
+        tokio::spawn(feed_documents(Arc::downgrade(&s), live, tx));
         Ok((last, ReceiverStream::new(rx).boxed()))
     }
 }
@@ -476,11 +490,15 @@ async fn next_live<T>(
 
 /// Lists the documents on disk, then follows the fan-out; lists again after a lag.
 async fn feed_documents(
-    s: Arc<Space>,
+    s: Weak<Space>,
     mut live: broadcast::Receiver<(Option<DocumentId>, Entry)>,
     tx: mpsc::Sender<Result<DocumentId, Error>>,
 ) {
     loop {
+        // Held only while reading the disk (see `feed`).
+        let Some(s) = s.upgrade() else {
+            return;
+        };
         for key in s.tree.scan_prefix(b"d").keys() {
             let doc = key.map_err(Error::from).and_then(|k| {
                 std::str::from_utf8(&k[1..])
@@ -492,6 +510,7 @@ async fn feed_documents(
                 return;
             }
         }
+        drop(s);
         loop {
             match next_live(&mut live, &tx).await {
                 Live::Event(None, _) => {}
@@ -511,7 +530,7 @@ async fn feed_documents(
 /// live channel overflowed. With `roster`, the space's roster events too, merged in position
 /// order. Ends when the subscriber is dropped.
 async fn feed(
-    s: Arc<Space>,
+    s: Weak<Space>,
     doc: DocumentId,
     roster: bool,
     mut next: u64,
@@ -520,6 +539,12 @@ async fn feed(
 ) {
     let prefix = event_prefix(&doc);
     loop {
+        // The space (and so the sled database) is held only while reading the disk: a feed
+        // waiting on the fan-out must not keep the database open after its log is dropped,
+        // or reopening the same directory right after a close finds it locked.
+        let Some(s) = s.upgrade() else {
+            return;
+        };
         // Catch up from disk: the document's events and (maybe) the roster's, merged, up to
         // the last position now (an append writes it in the same batch as its event, so
         // everything up to it is on disk); later ones come from the fan-out, in order. Without
@@ -581,6 +606,7 @@ async fn feed(
                 None => break,
             }
         }
+        drop(s);
         // Then follow the fan-out until it overflows.
         loop {
             match next_live(&mut live, &tx).await {
