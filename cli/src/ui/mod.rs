@@ -152,7 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         crate::shutdown::terminated(),
     )
     .await
-        .context("serving HTTP");
+    .context("serving HTTP");
     site.close();
     connected.close().await?;
     result
