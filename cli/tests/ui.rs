@@ -536,7 +536,12 @@ async fn a_change_the_roster_rejects_is_listed_with_its_reason_and_marked_in_the
     )?;
     let change = edited.change.context("the forged edit made a change")?;
     let agent: AgentId = "alice".parse()?;
-    let envelope = encode_event(&space, &plan, &agent, &change, 1, None);
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let envelope = encode_event(&space, &plan, &agent, &change, now_ms, None);
     let forged = log
         .publish(&space, &plan, "forged-1", envelope.encode().into())
         .await?
