@@ -1,15 +1,17 @@
 //! `blackboard ui`: a live web view of one space of the board, for the people who run a team
 //! of agents: its documents, each document's JSON tree with the changes highlighted as they
 //! arrive (agent and message), the timeline of events with the document as it was at each
-//! one and the diff to the one before, blame for a path, and who is present and which claims
-//! are held.
+//! one and the diff to the one before, blame for a path, who is present and which claims
+//! are held, and the changes the space's roster rejected (listed with their reasons, and
+//! marked in the timeline).
 //!
 //! One file per job:
 //! - [`server`]: the routes behind the access guard shared with `blackboard mcp --http`
 //!   ([`crate::access`]: a bearer token, and a DNS-rebinding guard on the Host and Origin
 //!   headers) and [`serve`];
-//! - [`events`]: the live event stream (server-sent events): the space's changes, its claims
-//!   and its presence, watched once and fanned out to every open page;
+//! - [`events`]: the live event stream (server-sent events): the space's changes (the
+//!   rejected ones too), its claims and its presence, watched once and fanned out to every
+//!   open page;
 //! - [`api`]: the JSON API the page reads (documents, a document, its timeline, `at`, diff,
 //!   blame, presence);
 //! - [`assets`]: the page, hand-written HTML, CSS and JavaScript embedded in the binary.
