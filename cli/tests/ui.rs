@@ -481,3 +481,181 @@ async fn without_the_token_the_page_and_the_event_stream_are_refused() -> anyhow
     assert!(events.contains("text/event-stream"), "{events}");
     setup.stop().await
 }
+
+#[tokio::test]
+async fn a_change_the_roster_rejects_is_listed_with_its_reason_and_marked_in_the_timeline_while_the_honest_change_applies(
+) -> anyhow::Result<()> {
+    use blackboard::codec::encode_event;
+    use blackboard::doc::Edit;
+    use blackboard::log::{EventLog, JetStreamLog};
+    use blackboard::schemas::nkeys::KeyPair;
+    use blackboard::trust::RosterEvent;
+    use blackboard_client::{AgentId, DocumentId, SpaceId};
+
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    browser.text_of("#rejected li.muted", LOAD).await?;
+
+    // The space gets a roster: alice, with her key, may write anywhere.
+    let (space, plan): (SpaceId, DocumentId) = (SPACE.parse()?, "plan".parse()?);
+    let (admin, alice_key) = (KeyPair::new_user(), KeyPair::new_user());
+    let roster = json!({
+        "admins": [admin.public_key()],
+        "agents": {"alice": {"keys": [alice_key.public_key()], "write": ["/**"]}},
+    });
+    let log = JetStreamLog::new(setup.server.connect().await?, Default::default());
+    let event = RosterEvent::sign(&space, 1, roster.to_string(), &admin)?;
+    log.publish_roster(&space, "roster-1", event.encode().into())
+        .await?;
+
+    // The honest change: alice, signing with her key.
+    let signed_dir = tempfile::tempdir()?;
+    let signed = Options::new("alice")?
+        .key(alice_key)?
+        .store(signed_dir.path())
+        .connect(&setup.server.url())
+        .await?;
+    let honest = signed.doc(SPACE, "plan")?;
+    honest.sync().await?;
+    honest.put("/status", json!("honest")).await?;
+    honest.flush().await?;
+
+    // The forgery: a change in alice's name, unsigned, published raw on the log.
+    let mut fork = setup
+        .alice
+        .doc(SPACE, "plan")?
+        .replica()
+        .read(|core| core.fork_at(&core.heads()))?;
+    let edited = fork.edit(
+        1,
+        None,
+        false,
+        &[Edit::put("/forged".parse()?, json!("forged"))],
+    )?;
+    let change = edited.change.context("the forged edit made a change")?;
+    let agent: AgentId = "alice".parse()?;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let envelope = encode_event(&space, &plan, &agent, &change, now_ms, None);
+    let forged = log
+        .publish(&space, &plan, "forged-1", envelope.encode().into())
+        .await?
+        .seq;
+
+    let listed = browser
+        .text_of(
+            &format!(r#"#rejected li[data-doc="plan"][data-seq="{forged}"]"#),
+            LOAD,
+        )
+        .await?;
+    assert!(listed.contains("alice"), "{listed}");
+    assert!(listed.contains("unsigned"), "{listed}");
+    let marked = browser
+        .text_of(
+            &format!(r#"#timeline li.rejected[data-seq="{forged}"]"#),
+            LOAD,
+        )
+        .await?;
+    assert!(marked.contains("unsigned"), "{marked}");
+    let applied = browser
+        .text_of(r#"#tree [data-path="/status"]"#, LOAD)
+        .await?;
+    assert!(applied.contains("honest"), "{applied}");
+    assert!(
+        browser
+            .client
+            .find(Locator::Css(r#"#tree [data-path="/forged"]"#))
+            .await
+            .is_err(),
+        "the forged value is not in the tree"
+    );
+    browser.screenshot("rejected").await?;
+    browser.close().await?;
+    signed.close().await?;
+    setup.stop().await
+}
+
+/// `blackboard ui` run as the binary, on a free loopback port: the process and the URL it
+/// printed.
+struct UiProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+    token: String,
+}
+
+impl Drop for UiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl UiProcess {
+    fn start(nats: &str, extra: &[&str]) -> anyhow::Result<UiProcess> {
+        let token = ui::new_token();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_blackboard"))
+            .env_remove("NATS_URL")
+            .env_remove("NATS_CREDS")
+            .args([
+                "ui",
+                "--nats",
+                nats,
+                "--space",
+                SPACE,
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--token", &token])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting blackboard ui")?;
+        let stdout = child.stdout.take().context("blackboard ui's stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("blackboard ui: http://")
+            .and_then(|rest| rest.split('/').next())
+            .with_context(|| format!("blackboard ui printed {line:?}"))?
+            .parse()?;
+        Ok(UiProcess { child, addr, token })
+    }
+}
+
+#[tokio::test]
+async fn a_host_allowed_with_allow_host_passes_and_another_name_is_refused_with_403(
+) -> anyhow::Result<()> {
+    let setup = Setup::start().await?;
+    let url = setup.server.url();
+    let process = tokio::task::spawn_blocking(move || {
+        UiProcess::start(
+            &url,
+            &[
+                "--allow-host",
+                "board.example",
+                "--allow-origin",
+                "https://app.example",
+            ],
+        )
+    })
+    .await??;
+    let (addr, port) = (process.addr, process.addr.port());
+    let page = format!("/?token={}", process.token);
+    let (status, answer) = http_get(addr, &page, &format!("board.example:{port}")).await?;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = http_get(addr, &page, &format!("other.example:{port}")).await?;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("other.example"), "{answer}");
+    // Its own address still passes.
+    let (status, answer) = http_get(addr, &page, &addr.to_string()).await?;
+    assert_eq!(status, 200, "{answer}");
+    drop(process);
+    setup.stop().await
+}

@@ -146,8 +146,10 @@ pub struct Page {
     pub limit: Option<usize>,
 }
 
-/// `GET /api/doc/{doc}/timeline?before=SEQ&limit=N`: a page of events, newest first, and
-/// `next`, the `before` of the page after it (`null` at the first event).
+/// `GET /api/doc/{doc}/timeline?before=SEQ&limit=N`: a page of events, newest first,
+/// `next`, the `before` of the page after it (`null` at the first event), and `rejected`,
+/// the changes the space's roster rejected within the page's positions (newest first; those
+/// this site's replica saw, see `Replica::untrusted`).
 ///
 /// A page is read from a window of positions below `before` that grows until it holds
 /// enough events, so a page of a long history reads about a page of records, not all of
@@ -185,7 +187,27 @@ pub async fn timeline(
     } else {
         None
     };
-    Ok(Json(json!({ "events": newest, "next": next })))
+    // The changes the roster rejected between this page's oldest event and its top, so the
+    // page can show them in place, marked: they are in the log but not in the history.
+    let bottom = next.unwrap_or(0);
+    let rejected: Vec<Value> = doc
+        .replica()
+        .untrusted()
+        .into_iter()
+        .filter(|r| r.seq > bottom && r.seq <= top)
+        .rev()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "agent": r.agent.to_string(),
+                "change": r.change_hash.to_string(),
+                "reason": r.reason.to_string(),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "events": newest, "next": next, "rejected": rejected }),
+    ))
 }
 
 /// `GET /api/doc/{doc}/at/{seq}`: the document as it was right after the event at `seq`, the

@@ -6,11 +6,13 @@
 //!   seq, agent, time, message, patches with conflicts spelled out);
 //! - `claims`: every claim held now (sent on connect and after each claim event);
 //! - `presence`: the agents present in the space now (the same);
+//! - `rejections`: the changes the space's roster rejected since the ui started, newest
+//!   last (the last [`KEPT_REJECTIONS`]; sent on connect and after each rejection);
 //! - `ready`: sent once after the first `claims` and `presence`, so the page knows it is
 //!   subscribed and can read what it shows without missing a change;
 //! - `resync`: this page fell behind and missed events; it reads everything again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -18,7 +20,8 @@ use std::time::{Duration, SystemTime};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use blackboard_client::{
-    format_time, Board, ClaimEvent, ClaimEventKind, Member, PresenceEvent, SpaceId, WatchOptions,
+    format_time, Board, ChangeEvent, ClaimEvent, ClaimEventKind, Member, PresenceEvent, SpaceId,
+    WatchOptions,
 };
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -31,6 +34,8 @@ use super::Site;
 const BACKLOG: usize = 1024;
 /// The pause before a watch that failed or ended is started again.
 const RESTART: Duration = Duration::from_secs(1);
+/// How many rejected changes the hub remembers for pages that open later.
+pub const KEPT_REJECTIONS: usize = 200;
 
 /// One server-sent event: its name and JSON data.
 #[derive(Debug, Clone)]
@@ -78,6 +83,37 @@ pub struct Present {
     pub status: Option<String>,
 }
 
+/// A change the space's roster rejected, as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// The document it was for.
+    pub document: String,
+    /// Its log position.
+    pub seq: Option<u64>,
+    /// The agent its envelope names (not necessarily who wrote it: that is the point).
+    pub agent: String,
+    /// When its writer says it was made (RFC 3339).
+    pub time: String,
+    /// Why the roster rejected it.
+    pub reason: String,
+    /// The change's hash.
+    pub change: String,
+}
+
+impl Rejection {
+    /// The page's view of a rejected change event; `None` for an accepted one.
+    pub fn of(event: &ChangeEvent) -> Option<Rejection> {
+        Some(Rejection {
+            reason: event.rejected.clone()?,
+            document: event.document.to_string(),
+            seq: event.seq,
+            agent: event.agent.to_string(),
+            time: format_time(event.time_ms),
+            change: event.change.to_string(),
+        })
+    }
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -102,6 +138,7 @@ pub struct Hub {
     tx: broadcast::Sender<Note>,
     claims: Arc<Mutex<BTreeMap<String, HeldClaim>>>,
     present: Arc<Mutex<BTreeMap<String, Present>>>,
+    rejected: Arc<Mutex<VecDeque<Rejection>>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -125,10 +162,16 @@ impl Hub {
         let (tx, _) = broadcast::channel(BACKLOG);
         let claims = Arc::new(Mutex::new(BTreeMap::new()));
         let present = Arc::new(Mutex::new(BTreeMap::new()));
+        let rejected = Arc::new(Mutex::new(VecDeque::new()));
         let claim_handle = board.claims(space.as_str()).await?;
         let presence_handle = board.presence(space.as_str(), None).await?;
         let tasks = vec![
-            tokio::spawn(changes(board.clone(), space.clone(), tx.clone())),
+            tokio::spawn(changes(
+                board.clone(),
+                space.clone(),
+                rejected.clone(),
+                tx.clone(),
+            )),
             tokio::spawn(watch_claims(claim_handle, claims.clone(), tx.clone())),
             tokio::spawn(watch_presence(presence_handle, present.clone(), tx.clone())),
         ];
@@ -137,6 +180,7 @@ impl Hub {
             tx,
             claims,
             present,
+            rejected,
             stop,
             tasks,
         })
@@ -160,7 +204,13 @@ impl Hub {
         lock(&self.present).values().cloned().collect()
     }
 
-    /// A page's stream: the current claims and presence, `ready`, then every event as it
+    /// The rejected changes seen since the hub started (the last [`KEPT_REJECTIONS`]),
+    /// oldest first.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        lock(&self.rejected).iter().cloned().collect()
+    }
+
+    /// A page's stream: the current claims, presence and rejections, `ready`, then every event as it
     /// happens, until the hub stops.
     fn subscribe(&self) -> impl Stream<Item = Note> + Send + 'static {
         // Subscribed before the snapshot is taken, so nothing falls between the two.
@@ -169,6 +219,7 @@ impl Hub {
         let first = vec![
             Note::json("claims", &self.claims()),
             Note::json("presence", &self.present()),
+            Note::json("rejections", &self.rejections()),
             Note::json("ready", &serde_json::json!({})),
         ];
         let live = futures::stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
@@ -203,20 +254,43 @@ pub async fn stream(
     Sse::new(notes).keep_alive(KeepAlive::default())
 }
 
-/// Every change to every document of the space, from now on. A watch that ends or fails is
+/// Every change to every document of the space, from now on, and every change its roster
+/// rejects (kept in `rejected` and sent as `rejections`). A watch that ends or fails is
 /// started again; the pages are told to resync, since changes may have been missed.
-async fn changes(board: Board, space: SpaceId, tx: broadcast::Sender<Note>) {
+async fn changes(
+    board: Board,
+    space: SpaceId,
+    rejected: Arc<Mutex<VecDeque<Rejection>>>,
+    tx: broadcast::Sender<Note>,
+) {
+    let options = WatchOptions {
+        rejections: true,
+        ..WatchOptions::default()
+    };
     loop {
         match board
-            .watch_space(space.as_str(), "/**", WatchOptions::default())
+            .watch_space(space.as_str(), "/**", options.clone())
             .await
         {
             Ok(mut watch) => {
                 while let Some(item) = watch.next().await {
                     match item {
-                        Ok(event) => {
-                            let _ = tx.send(Note::json("change", &event));
-                        }
+                        Ok(event) => match Rejection::of(&event) {
+                            Some(rejection) => {
+                                let now: Vec<Rejection> = {
+                                    let mut kept = lock(&rejected);
+                                    if kept.len() >= KEPT_REJECTIONS {
+                                        kept.pop_front();
+                                    }
+                                    kept.push_back(rejection);
+                                    kept.iter().cloned().collect()
+                                };
+                                let _ = tx.send(Note::json("rejections", &now));
+                            }
+                            None => {
+                                let _ = tx.send(Note::json("change", &event));
+                            }
+                        },
                         Err(e) => {
                             tracing::warn!(%space, error = %e, "the space watch fell behind");
                             let _ = tx.send(Note::json(

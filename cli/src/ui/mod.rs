@@ -1,15 +1,17 @@
 //! `blackboard ui`: a live web view of one space of the board, for the people who run a team
 //! of agents: its documents, each document's JSON tree with the changes highlighted as they
 //! arrive (agent and message), the timeline of events with the document as it was at each
-//! one and the diff to the one before, blame for a path, and who is present and which claims
-//! are held.
+//! one and the diff to the one before, blame for a path, who is present and which claims
+//! are held, and the changes the space's roster rejected (listed with their reasons, and
+//! marked in the timeline).
 //!
 //! One file per job:
 //! - [`server`]: the routes behind the access guard shared with `blackboard mcp --http`
 //!   ([`crate::access`]: a bearer token, and a DNS-rebinding guard on the Host and Origin
 //!   headers) and [`serve`];
-//! - [`events`]: the live event stream (server-sent events): the space's changes, its claims
-//!   and its presence, watched once and fanned out to every open page;
+//! - [`events`]: the live event stream (server-sent events): the space's changes (the
+//!   rejected ones too), its claims and its presence, watched once and fanned out to every
+//!   open page;
 //! - [`api`]: the JSON API the page reads (documents, a document, its timeline, `at`, diff,
 //!   blame, presence);
 //! - [`assets`]: the page, hand-written HTML, CSS and JavaScript embedded in the binary.
@@ -30,7 +32,7 @@ use crate::connect::{self, BoardArgs, Missing};
 
 use crate::access::check_token;
 pub use crate::access::new_token;
-pub use server::serve;
+pub use server::{serve, serve_allowing, Allowed};
 
 /// The environment variable the access token is read from when `--token` is not given.
 pub const TOKEN_ENV: &str = "BLACKBOARD_UI_TOKEN";
@@ -53,6 +55,15 @@ pub struct Args {
     /// Default: $BLACKBOARD_UI_TOKEN, or a random one, printed in the page's URL.
     #[arg(long, value_name = "TOKEN", env = TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
+    /// Also accept requests whose Host is this name (`name` or `name:port`), for browsers on
+    /// other machines (with --addr on a public address). localhost and IP addresses are
+    /// always accepted; other names are refused with 403 (DNS rebinding).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+    /// Also accept requests from this web origin (`https://app.example`), as a browser sends
+    /// it; other origins are refused with 403.
+    #[arg(long = "allow-origin", value_name = "URL")]
+    pub allow_origins: Vec<String>,
     /// How long a read waits for the log to deliver a document's events, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -132,9 +143,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // On stdout, so a script can read the URL (and the port of --addr 127.0.0.1:0).
     println!("blackboard ui: http://{local}/?token={}", site.token());
-    let result = serve(site.clone(), listener, crate::shutdown::terminated())
-        .await
-        .context("serving HTTP");
+    let allowed = Allowed {
+        hosts: args.allow_hosts.clone(),
+        origins: args.allow_origins.clone(),
+    };
+    let result = serve_allowing(
+        site.clone(),
+        listener,
+        allowed,
+        crate::shutdown::terminated(),
+    )
+    .await
+    .context("serving HTTP");
     site.close();
     connected.close().await?;
     result

@@ -35,6 +35,27 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_allowing(site, listener, Allowed::default(), shutdown).await
+}
+
+/// The names and web origins a server accepts besides its own address (`--allow-host`,
+/// `--allow-origin`; see [`crate::access`]).
+#[derive(Debug, Clone, Default)]
+pub struct Allowed {
+    /// `Host` names (`name` for any port, or `name:port`).
+    pub hosts: Vec<String>,
+    /// Web origins (`scheme://host[:port]`).
+    pub origins: Vec<String>,
+}
+
+/// [`serve`], also accepting requests whose `Host` or `Origin` is in `allowed`: for pages
+/// opened from other machines by a name.
+pub async fn serve_allowing(
+    site: Arc<Site>,
+    listener: tokio::net::TcpListener,
+    allowed: Allowed,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let access = Access::new(
         site.token().to_owned(),
@@ -43,7 +64,9 @@ pub async fn serve(
          Authorization: Bearer TOKEN",
     )
     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?
-    .accept_query_token();
+    .accept_query_token()
+    .allow_hosts(allowed.hosts)
+    .allow_origins(allowed.origins);
     let router = Router::new()
         .route("/", get(assets::index))
         .route("/api/events", get(events::stream))

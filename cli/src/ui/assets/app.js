@@ -215,13 +215,30 @@ function eventItem(e) {
   return item;
 }
 
+// A change the roster rejected, in the timeline: it never applied, so there is nothing to
+// show at it; it is marked, with its reason.
+function rejectedItem(r) {
+  return el("li", { "data-seq": r.seq, class: "rejected" },
+    el("span", { class: "seq" }, "#" + r.seq), " ",
+    el("b", {}, r.agent), " ",
+    el("span", { class: "message" }, "rejected"),
+    el("div", { class: "paths" }, r.reason));
+}
+
 async function loadTimeline(older) {
   if (!state.doc) return;
   const answer = await get(`/api/doc/${encodeURIComponent(state.doc)}/timeline`,
     { before: older ? state.next : null, limit: 50 });
   const list = $("timeline");
   if (!older) list.replaceChildren();
-  for (const e of answer.events) list.append(eventItem(e));
+  // Both newest first: the rejected changes go between the events, at their positions.
+  const rejected = answer.rejected || [];
+  let r = 0;
+  for (const e of answer.events) {
+    while (r < rejected.length && rejected[r].seq > e.seq) list.append(rejectedItem(rejected[r++]));
+    list.append(eventItem(e));
+  }
+  while (r < rejected.length) list.append(rejectedItem(rejected[r++]));
   state.next = answer.next;
   $("older").hidden = answer.next === null;
 }
@@ -352,6 +369,22 @@ function showClaims(claims) {
   }
 }
 
+// ---- rejected changes -------------------------------------------------------------------
+
+function showRejections(rejections) {
+  const list = $("rejected");
+  list.replaceChildren();
+  if (rejections.length === 0) list.append(el("li", { class: "muted" }, "none"));
+  // Newest first, like the timeline.
+  for (const r of rejections.slice().reverse()) {
+    list.append(el("li", { "data-doc": r.document, "data-seq": r.seq },
+      el("b", {}, r.document), " ", el("span", { class: "seq" }, "#" + r.seq), " by ",
+      el("span", { class: "agent" }, r.agent),
+      el("div", { class: "reason" }, r.reason),
+      el("div", { class: "muted" }, r.time)));
+  }
+}
+
 // ---- live -------------------------------------------------------------------------------
 
 function onChange(change) {
@@ -374,6 +407,16 @@ function connect() {
   });
   source.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
   source.addEventListener("claims", (ev) => showClaims(JSON.parse(ev.data)));
+  source.addEventListener("rejections", (ev) => {
+    const rejections = JSON.parse(ev.data);
+    showRejections(rejections);
+    const last = rejections[rejections.length - 1];
+    // Only the first page follows live, as for changes.
+    if (last && last.document === state.doc &&
+        (state.next === null || $("timeline").children.length <= 50)) {
+      loadTimeline().catch(showError);
+    }
+  });
   source.addEventListener("presence", (ev) => {
     showPresence(JSON.parse(ev.data), $("presence"));
     loadDocPresence().catch(showError);
