@@ -237,6 +237,18 @@ impl Causal<Origin> {
         patches: bool,
     ) -> Result<AcceptedEvent<Origin>, Rejected> {
         let event = codec::decode_event(space, document, payload)?;
+        self.decoded(core, event, seq, patches)
+    }
+
+    /// Applies a decoded event at log position `seq`, attributed to its envelope: the common
+    /// tail of [`event`](Self::event) and [`judged_event`](Self::judged_event).
+    fn decoded(
+        &mut self,
+        core: &mut DocCore,
+        event: codec::Event,
+        seq: u64,
+        patches: bool,
+    ) -> Result<AcceptedEvent<Origin>, Rejected> {
         let origin = Origin::of_event(&event, seq);
         let accepted = self.change(core, event.change, origin, patches)?;
         Ok(AcceptedEvent {
@@ -360,13 +372,7 @@ impl Causal<Origin> {
         if gate.rejected.remove(&hash) {
             gate.journal.push((hash, false));
         }
-        let origin = Origin::of_event(&event, seq);
-        let accepted = self.change(core, event.change, origin, patches)?;
-        Ok(AcceptedEvent {
-            envelope: event.envelope,
-            signature: event.signature,
-            accepted,
-        })
+        self.decoded(core, event, seq, patches)
     }
 }
 

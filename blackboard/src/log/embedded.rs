@@ -241,6 +241,32 @@ impl EmbeddedLog {
         Ok(results)
     }
 
+    /// A document's events from `from` on (with its space's roster events when `roster`),
+    /// read from disk then followed live: what `subscribe` and `subscribe_with_roster` return.
+    fn follow(
+        &self,
+        space: &SpaceId,
+        document: &DocumentId,
+        from: u64,
+        roster: bool,
+    ) -> Result<EntryStream, Error> {
+        let s = self.space(space)?;
+        // Listen before reading the disk: an event published meanwhile is then seen at least
+        // once, and positions already delivered are skipped.
+        let live = s.fanout.subscribe();
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let feed = feed(
+            Arc::downgrade(&s),
+            document.clone(),
+            roster,
+            from.max(1),
+            live,
+            tx,
+        );
+        tokio::spawn(feed);
+        Ok(ReceiverStream::new(rx).boxed())
+    }
+
     fn space(&self, space: &SpaceId) -> Result<Arc<Space>, Error> {
         let mut spaces = self
             .inner
@@ -300,18 +326,7 @@ impl EventLog for EmbeddedLog {
         document: &DocumentId,
         from: u64,
     ) -> Result<EntryStream, Error> {
-        let s = self.space(space)?;
-        let live = s.fanout.subscribe();
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(feed(
-            Arc::downgrade(&s),
-            document.clone(),
-            true,
-            from.max(1),
-            live,
-            tx,
-        ));
-        Ok(ReceiverStream::new(rx).boxed())
+        self.follow(space, document, from, true)
     }
 
     async fn roster_events(&self, space: &SpaceId, below: u64) -> Result<Vec<Entry>, Error> {
@@ -330,20 +345,7 @@ impl EventLog for EmbeddedLog {
         document: &DocumentId,
         from: u64,
     ) -> Result<EntryStream, Error> {
-        let s = self.space(space)?;
-        // Listen before reading the disk: an event published meanwhile is then seen at least
-        // once, and positions already delivered are skipped.
-        let live = s.fanout.subscribe();
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(feed(
-            Arc::downgrade(&s),
-            document.clone(),
-            false,
-            from.max(1),
-            live,
-            tx,
-        ));
-        Ok(ReceiverStream::new(rx).boxed())
+        self.follow(space, document, from, false)
     }
 
     async fn last_seq(&self, space: &SpaceId, document: &DocumentId) -> Result<u64, Error> {
