@@ -9,6 +9,8 @@
 //!   board they name through the SDK's `Options`;
 //! - [`verbs`]: `ls`, `get`, `put`, `watch`, `history`, `show`, `diff`, `blame`,
 //!   `snapshot`, `replay`;
+//! - [`bench`]: `blackboard bench`, the benchmark scenarios against a NATS deployment,
+//!   each beside a raw baseline from the same run;
 //! - [`demo`]: several agents editing one document at once;
 //! - [`ui`]: `blackboard ui`, a live web view of a space (the `http` feature), with
 //!   [`ui::serve`];
@@ -22,6 +24,7 @@
 
 #[cfg(feature = "http")]
 pub mod access;
+pub mod bench;
 pub mod connect;
 pub mod demo;
 pub mod mcp;

@@ -2,7 +2,7 @@
 
 #[cfg(feature = "http")]
 use blackboard_cli::ui;
-use blackboard_cli::{demo, mcp, verbs};
+use blackboard_cli::{bench, demo, mcp, verbs};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -100,6 +100,16 @@ enum Command {
     /// every request must carry the token. Listens on loopback unless --addr says otherwise.
     #[cfg(feature = "http")]
     Ui(ui::Args),
+    /// Measure a NATS deployment the way Blackboard uses it, beside raw JetStream.
+    ///
+    /// Runs the project's benchmark scenarios against --nats (or $NATS_URL): propagation
+    /// from one agent's put to another's watch, write throughput, writes awaiting their
+    /// acks, catch-up, cold start, fan-out to watchers (also as processes of their own), the
+    /// embedded log, apply cost and the on-disk store; each beside a baseline measured in the
+    /// same run (raw JetStream publishes and consumers, NATS KV, automerge). Prints one
+    /// markdown table on stdout and the details on stderr. Everything it creates on the
+    /// server is deleted at the end (unless --keep). --replicas 3 on a cluster.
+    Bench(bench::Args),
 }
 
 #[tokio::main]
@@ -130,6 +140,11 @@ async fn main() -> std::process::ExitCode {
         Command::Mcp(args) => mcp::run(args).await,
         #[cfg(feature = "http")]
         Command::Ui(args) => ui::run(args).await,
+        Command::Bench(args) => match bench::command(args).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!("a scenario failed (its row says why)")),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

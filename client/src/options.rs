@@ -215,7 +215,7 @@ impl Options {
 
     /// The connection's options: its name, reconnection, and who it authenticates as (a user
     /// and password in the URL, a credentials file, or the agent's nkey).
-    async fn nats_options(&self, url: &str) -> Result<async_nats::ConnectOptions, Error> {
+    pub async fn nats_options(&self, url: &str) -> Result<async_nats::ConnectOptions, Error> {
         let mut nats = async_nats::ConnectOptions::new()
             .name(format!("blackboard:{}", self.agent))
             .retry_on_initial_connect()

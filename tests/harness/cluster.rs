@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, TcpListener};
 
 use anyhow::{bail, Context as _};
 
-use crate::nats::{LaunchError, NatsServer};
+use crate::nats::{LaunchError, NatsServer, Options};
 
 /// A NATS cluster of `n` JetStream servers on loopback, private to one test.
 ///
@@ -28,6 +28,16 @@ impl NatsCluster {
     /// When `n` is zero, `nats-server` is missing, ports cannot be found, or a node is
     /// not ready in time (the error includes that node's log).
     pub async fn start(n: usize) -> anyhow::Result<NatsCluster> {
+        NatsCluster::start_with(n, Options::default()).await
+    }
+
+    /// Starts `n` nodes as [`start`](Self::start) does, each with `options` (say,
+    /// [`Options::default_sync`] for the benchmarks, which measure the server as deployed).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with(n: usize, options: Options) -> anyhow::Result<NatsCluster> {
         if n == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -43,7 +53,7 @@ impl NatsCluster {
         let route_ports = &ports[2 * n..];
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
-            let mut node = NatsServer::prepare(&cluster_text(i, route_ports))?;
+            let mut node = NatsServer::prepare_with(&options, &cluster_text(i, route_ports))?;
             node.set_ports(ports[i], ports[n + i]);
             nodes.push(node);
         }

@@ -191,14 +191,9 @@ impl NatsServer {
             )))
     }
 
-    /// A server not yet started: its temporary directory, store and configuration file
-    /// (with `extra` appended at the top level), on no ports yet.
-    pub(crate) fn prepare(extra: &str) -> anyhow::Result<NatsServer> {
-        NatsServer::prepare_with(&Options::default(), extra)
-    }
-
-    /// Like [`prepare`](Self::prepare), configured by `options`.
-    fn prepare_with(options: &Options, extra: &str) -> anyhow::Result<NatsServer> {
+    /// A server not yet started, configured by `options`: its temporary directory, store
+    /// and configuration file (with `extra` appended at the top level), on no ports yet.
+    pub(crate) fn prepare_with(options: &Options, extra: &str) -> anyhow::Result<NatsServer> {
         let binary = find_nats_server()?;
         let dir = tempfile::Builder::new()
             .prefix("blackboard-nats-")

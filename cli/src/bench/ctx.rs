@@ -1,0 +1,238 @@
+//! What every scenario shares: the run's connections, replicas and temporary stores, and
+//! histories built in-process.
+
+use std::future::Future;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use blackboard::codec;
+use blackboard::doc::{json, DocCore, Path};
+use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
+use blackboard::replica::{Config, Replica, SnapshotPolicy};
+use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+use blackboard::watch::Watch;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::table::Lat;
+use super::{value, Args, Setup, Sizes};
+use crate::connect::{BLACKBOARD_KEY, NATS_CREDS};
+
+/// How the run's connections authenticate (`--creds`, `--key` or their variables), as the
+/// SDK's options: the SDK builds every connection's options, so the bench authenticates
+/// exactly as an agent does.
+pub(super) fn nats_options(args: &Args) -> anyhow::Result<blackboard_client::Options> {
+    let mut options = blackboard_client::Options::new("bench")?;
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(creds) = args.creds.clone().or_else(|| from_env(NATS_CREDS)) {
+        options = options.credentials_file(creds);
+    } else if let Some(key) = args.key.clone().or_else(|| from_env(BLACKBOARD_KEY)) {
+        options = options
+            .key_file(&key)
+            .with_context(|| format!("the key file {}", key.display()))?;
+    }
+    Ok(options)
+}
+
+/// The flags a watcher process needs to connect as the run does.
+pub(super) fn child_flags(args: &Args) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(creds) = &args.creds {
+        flags.extend(["--creds".to_owned(), creds.display().to_string()]);
+    }
+    if let Some(key) = &args.key {
+        flags.extend(["--key".to_owned(), key.display().to_string()]);
+    }
+    flags
+}
+
+/// A connection to `url` with `options`' authentication, once the server has answered (the
+/// SDK's options retry the first connection for ever; a bench should fail instead): a
+/// server that is not there, or that refuses the credentials, fails within ten seconds,
+/// naming the URL.
+pub(super) async fn connect(
+    options: &blackboard_client::Options,
+    url: &str,
+) -> anyhow::Result<async_nats::Client> {
+    let redacted = blackboard::log::redact_url(url);
+    let nats = options
+        .nats_options(url)
+        .await
+        .with_context(|| format!("connection options for {redacted}"))?;
+    let client = async_nats::connect_with_options(url, nats)
+        .await
+        .with_context(|| format!("connect to {redacted}"))?;
+    // A flush is a round trip: it returns once the connection is up and the server answered.
+    tokio::time::timeout(Duration::from_secs(10), client.flush())
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no answer from {redacted} within 10 s: is the server there, and does it accept \
+                 these credentials?"
+            )
+        })?
+        .with_context(|| format!("connect to {redacted}"))?;
+    Ok(client)
+}
+
+/// What every scenario needs.
+pub(super) struct Ctx {
+    pub url: String,
+    /// The SDK options every connection is made with (authentication).
+    pub nats: blackboard_client::Options,
+    /// The engine's JetStream settings (replicas of the streams it creates).
+    pub jetstream: JetStreamConfig,
+    pub setup: Setup,
+    /// `--creds`/`--key`, passed on to watcher processes.
+    pub child_flags: Vec<String>,
+    pub sizes: Sizes,
+    pub quick: bool,
+    pub space: SpaceId,
+    /// Temporary directory for sled stores (on `$TMPDIR`'s disk).
+    pub dir: tempfile::TempDir,
+    /// Raw baseline stream and subject prefix.
+    pub raw_stream: String,
+    pub raw_prefix: String,
+    /// The JetStream log and client used to publish histories.
+    pub main: async_nats::Client,
+    pub log: Arc<JetStreamLog>,
+    /// The size of one live event (the raw baselines publish payloads this long).
+    pub payload_len: usize,
+    /// Results shared between scenarios.
+    pub propagation_js: Option<Lat>,
+    pub throughput_js: Option<f64>,
+    pub counter: usize,
+}
+
+impl Ctx {
+    pub fn doc_id(&self, name: &str) -> DocumentId {
+        name.parse().expect("a valid document id")
+    }
+
+    /// A fresh directory for one sled database.
+    pub fn store_dir(&mut self, name: &str) -> PathBuf {
+        self.counter += 1;
+        self.dir.path().join(format!("{}-{name}", self.counter))
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        connect(&self.nats, &self.url).await
+    }
+
+    /// A JetStream log on a connection of its own.
+    pub async fn js_log(&self) -> anyhow::Result<Arc<dyn EventLog>> {
+        Ok(Arc::new(JetStreamLog::new(
+            self.connect().await?,
+            self.jetstream.clone(),
+        )))
+    }
+
+    pub fn config(&self, document: &str, agent: &str) -> Config {
+        let mut c = Config::new(
+            self.space.clone(),
+            self.doc_id(document),
+            agent.parse().expect("a valid agent id"),
+        );
+        c.snapshots = SnapshotPolicy::manual();
+        c
+    }
+
+    /// A replica of `document` on `log`, with a sled database of its own under `dir`.
+    pub async fn replica_in(
+        &self,
+        log: Arc<dyn EventLog>,
+        dir: &FsPath,
+        document: &str,
+        agent: &str,
+    ) -> anyhow::Result<(Replica, sled::Db)> {
+        let db = sled::open(dir).with_context(|| format!("open sled at {}", dir.display()))?;
+        let replica = Replica::open(log, &db, self.config(document, agent))?;
+        Ok((replica, db))
+    }
+
+    /// A replica of `document` on its own connection and its own sled database.
+    pub async fn replica(
+        &mut self,
+        document: &str,
+        agent: &str,
+    ) -> anyhow::Result<(Replica, sled::Db)> {
+        let dir = self.store_dir(agent);
+        let log = self.js_log().await?;
+        self.replica_in(log, &dir, document, agent).await
+    }
+
+    pub fn raw_subject(&self, name: &str) -> String {
+        format!("{}.{name}", self.raw_prefix)
+    }
+}
+
+/// A document's history built in-process: `n` changes of the shape `Replica::put` makes
+/// (`/k<i % 100>` = a 100-character string), by one agent, as events.
+pub(super) struct History {
+    pub changes: Vec<Vec<u8>>,
+    pub events: Vec<(String, Bytes)>,
+}
+
+pub(super) fn build_history(
+    space: &SpaceId,
+    document: &DocumentId,
+    n: usize,
+) -> anyhow::Result<History> {
+    let agent: AgentId = "seed".parse().expect("a valid agent id");
+    let mut core = DocCore::new();
+    let paths: Vec<Path> = (0..100)
+        .map(|k| format!("/k{k}").parse().expect("a valid path"))
+        .collect();
+    let mut changes = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(n);
+    let time = 1_700_000_000_000;
+    for i in 0..n {
+        let ((), local) =
+            core.transact(time, None, |tx| json::put(tx, &paths[i % 100], &value(i)))?;
+        let local = local.ok_or_else(|| anyhow!("a put changed nothing"))?;
+        let envelope = codec::encode_event(space, document, &agent, &local, time, None).encode();
+        events.push((local.hash.to_string(), Bytes::from(envelope)));
+        changes.push(local.bytes);
+    }
+    Ok(History { changes, events })
+}
+
+/// Publishes events to `log`, pipelined in batches; returns the position of the last one.
+pub(super) async fn publish_events(
+    log: &dyn EventLog,
+    space: &SpaceId,
+    document: &DocumentId,
+    events: &[(String, Bytes)],
+) -> anyhow::Result<u64> {
+    let mut last = 0;
+    for chunk in events.chunks(1024) {
+        for result in log.publish_batch(space, document, chunk.to_vec()).await {
+            last = result.context("publish a history event")?.seq;
+        }
+    }
+    Ok(last)
+}
+
+/// Waits for `f` with a generous limit, so a stuck scenario fails instead of hanging.
+pub(super) async fn within<T>(what: &str, f: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(600), f)
+        .await
+        .map_err(|_| anyhow!("timed out waiting for {what}"))
+}
+
+pub(super) async fn next_event(watch: &mut Watch) -> anyhow::Result<()> {
+    match watch.next().await {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e.into()),
+        None => bail!("the watch ended"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw JetStream baselines.

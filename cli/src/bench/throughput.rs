@@ -1,0 +1,165 @@
+//! Scenarios 2, 3 and 11: write throughput (pipelined, and each write awaiting its ack)
+//! against raw publishes, and what the on-disk store costs.
+
+use std::path::Path as FsPath;
+use std::time::Instant;
+
+use blackboard::replica::Replica;
+
+use super::ctx::{within, Ctx};
+use super::raw::raw_publish;
+use super::table::{mib, per_s, rate, Row};
+use super::{value, RAW_WINDOW};
+
+pub(super) async fn pipelined_writes(
+    replica: &Replica,
+    n: usize,
+    writers: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let r = replica.clone();
+        let count = n / writers + usize::from(w < n % writers);
+        tasks.push(tokio::spawn(async move {
+            let path = format!("/w{w}");
+            for i in 0..count {
+                r.put(&path, value(i)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        within("the writers", t).await???;
+    }
+    within("the acknowledgements", replica.flush()).await??;
+    let took = start.elapsed();
+    let bytes = replica.read(|core| {
+        core.automerge()
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().len())
+            .sum()
+    });
+    Ok((rate(n, took), bytes))
+}
+
+pub(super) fn dir_size(path: &FsPath) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+pub(super) async fn s2_throughput(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
+    let (n, writers) = (ctx.sizes.pipelined, ctx.sizes.writers);
+    let (replica, _db) = ctx.replica("throughput", "w").await?;
+    let (ours, _) = pipelined_writes(&replica, n, writers).await?;
+    replica.close().await?;
+    let raw = raw_publish(ctx, "throughput", n, RAW_WINDOW).await?;
+    note!(
+        "this project ({writers} writer tasks, {n} puts, until all acknowledged): {}",
+        per_s(ours)
+    );
+    note!(
+        "raw pipelined publish ({RAW_WINDOW} in flight, {} B): {}",
+        ctx.payload_len,
+        per_s(raw)
+    );
+    ctx.throughput_js = Some(ours);
+    let ratio = ours / raw;
+    Ok(vec![Row::new(
+        "2",
+        format!("write throughput, one document, {writers} concurrent writers"),
+    )
+    .figures(per_s(ours), per_s(raw), ratio)
+    .at_least("≥ 0.5×", ratio, 0.5)])
+}
+
+pub(super) async fn s3_awaited(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
+    let n = ctx.sizes.awaited;
+    let (replica, _db) = ctx.replica("awaited", "w").await?;
+    let start = Instant::now();
+    for i in 0..n {
+        replica.put("/live", value(i)).await?;
+        within("an acknowledgement", replica.flush()).await??;
+    }
+    let ours = rate(n, start.elapsed());
+    replica.close().await?;
+    let raw = raw_publish(ctx, "awaited", n, 1).await?;
+    note!(
+        "this project (put, then flush until acknowledged, {n} times): {}",
+        per_s(ours)
+    );
+    note!("raw publish awaiting each ack: {}", per_s(raw));
+    let ratio = ours / raw;
+    Ok(vec![Row::new("3", "writes each awaiting its ack (rate)")
+        .figures(per_s(ours), per_s(raw), ratio)
+        .at_least("≥ 0.8×", ratio, 0.8)])
+}
+
+pub(super) async fn s11_persistence(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
+    let (n, writers) = (ctx.sizes.pipelined, ctx.sizes.writers);
+    // The same workload with the replica's sled on disk and on tmpfs (where fsync costs
+    // nothing): the difference is what local durability costs.
+    let disk_dir = ctx.store_dir("disk");
+    let log = ctx.js_log().await?;
+    let (replica, db) = ctx.replica_in(log, &disk_dir, "persist-disk", "w").await?;
+    let (disk_rate, change_bytes) = pipelined_writes(&replica, n, writers).await?;
+    replica.close().await?;
+    db.flush()?;
+    drop(db);
+    let on_disk = dir_size(&disk_dir)?;
+    let shm = FsPath::new("/dev/shm");
+    let tmpfs = if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    };
+    let log = ctx.js_log().await?;
+    let (replica, _db) = ctx
+        .replica_in(log, tmpfs.path(), "persist-tmpfs", "w")
+        .await?;
+    let (mem_rate, _) = pipelined_writes(&replica, n, writers).await?;
+    replica.close().await?;
+    let lost = 1.0 - disk_rate / mem_rate;
+    note!(
+        "{writers} writers, {n} puts: sled on disk {} vs sled on tmpfs{} {}",
+        per_s(disk_rate),
+        if shm.is_dir() {
+            ""
+        } else {
+            " (no /dev/shm: same disk!)"
+        },
+        per_s(mem_rate)
+    );
+    note!("store after {n} writes: {on_disk} B on disk for {change_bytes} B of changes");
+    let bytes_ratio = on_disk as f64 / change_bytes.max(1) as f64;
+    Ok(vec![
+        Row::new(
+            "11",
+            format!(
+                "persistence: throughput lost to sled on disk ({:.0}%)",
+                lost * 100.0
+            ),
+        )
+        .figures(per_s(disk_rate), per_s(mem_rate), disk_rate / mem_rate)
+        .at_least("≤ 10% lost (≥ 0.9×)", disk_rate / mem_rate, 0.9),
+        Row::new("11", format!("persistence: bytes on disk after {n} writes"))
+            .figures(
+                mib(on_disk as usize),
+                format!("{} of changes", mib(change_bytes)),
+                bytes_ratio,
+            )
+            .at_most("≤ 3×", bytes_ratio, 3.0),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
