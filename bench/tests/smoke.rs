@@ -48,3 +48,23 @@ fn bad_arguments_are_refused_without_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn on_a_three_server_cluster_scenarios_1_to_3_print_figures_beside_raw_r3_baselines() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+        .args(["--quick", "--cluster", "--only", "1,2,3"])
+        .output()
+        .expect("run the scenarios binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let ids: BTreeSet<&str> = stdout
+        .lines()
+        .skip(2)
+        .map(|l| l.trim_matches('|').split(" | ").next().unwrap_or("").trim())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["1", "2", "3"]), "{stdout}");
+    assert!(!stdout.contains("error"), "{stdout}\n{stderr}");
+    // The streams were made with three replicas.
+    assert!(stderr.contains("stream has 3 replicas"), "{stderr}");
+}

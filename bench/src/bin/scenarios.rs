@@ -31,7 +31,7 @@ static HEAP: PeakAlloc = PeakAlloc;
 /// Blackboard's benchmark scenarios, each beside a baseline measured in the same run.
 #[derive(Debug, Parser)]
 #[command(name = "scenarios")]
-struct Args {
+struct Scenarios {
     /// Start a three-server cluster and keep every stream on all three (R3), instead of
     /// one server.
     #[arg(long, conflicts_with = "nats")]
@@ -40,7 +40,7 @@ struct Args {
     bench: bench::Args,
 }
 
-async fn run(mut args: Args) -> anyhow::Result<bool> {
+async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
     let child_prefix = Vec::new();
     let heap = Some((|| HEAP.current_usage()) as fn() -> usize);
     if let Some(child) = args.bench.watch_child.clone() {
@@ -80,7 +80,7 @@ async fn run(mut args: Args) -> anyhow::Result<bool> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = Scenarios::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -31,6 +31,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use async_nats::jetstream;
 use blackboard::log::{JetStreamConfig, JetStreamLog};
 use blackboard::schemas::{subject, SpaceId};
@@ -251,9 +253,19 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
         counter: 0,
     };
     let only = |n: u8| args.only.is_empty() || args.only.contains(&n);
+    // What the server made of the space's stream, not what was asked for.
+    let replicas = jetstream::new(ctx.main.clone())
+        .get_stream(subject::stream_name(&ctx.space))
+        .await
+        .context("the space's stream")?
+        .cached_info()
+        .config
+        .num_replicas;
     eprintln!(
-        "scenarios ({}) on {url}; stores under {}; events of {} B",
+        "scenarios ({}) on {}; the space's stream has {replicas} replicas; stores under {}; \
+         events of {} B",
         if ctx.quick { "quick" } else { "full" },
+        blackboard::log::redact_url(&url),
         ctx.dir.path().display(),
         ctx.payload_len
     );
