@@ -32,13 +32,13 @@ fn every_scenario_prints_figures_in_quick_mode() {
         assert_ne!(cells[6], "error", "{line}");
         seen.insert(id);
     }
-    let all: BTreeSet<u8> = (1..=11).collect();
+    let all: BTreeSet<u8> = (1..=12).collect();
     assert_eq!(seen, all, "scenarios missing from the table:\n{stdout}");
 }
 
 #[test]
 fn bad_arguments_are_refused_without_a_panic() {
-    for args in [&["--only", "12"][..], &["--bogus"], &["--only", "x"]] {
+    for args in [&["--only", "13"][..], &["--bogus"], &["--only", "x"]] {
         let out = Command::new(env!("CARGO_BIN_EXE_scenarios"))
             .args(args)
             .output()

@@ -20,6 +20,8 @@
 //!
 //! The process exits non-zero if any scenario failed; its row then says why.
 
+use std::sync::Arc;
+
 use blackboard_cli::bench::{self, Setup};
 use blackboard_tests::{NatsCluster, NatsServer, Options as ServerOptions};
 use clap::Parser;
@@ -52,6 +54,7 @@ async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
     // instead, for their crash tests).
     // The servers the run started, kept (and stopped when dropped) until it ends.
     let (mut server, mut cluster) = (None, None);
+    let mut restart: Option<bench::Restart> = None;
     let url = match (&args.bench.nats, args.cluster) {
         (Some(url), _) => url.clone(),
         (None, true) => {
@@ -61,7 +64,15 @@ async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
         }
         (None, false) => {
             let started = NatsServer::start_with(ServerOptions::default_sync()).await?;
-            server.insert(started).url()
+            let url = started.url();
+            let shared = Arc::new(tokio::sync::Mutex::new(started));
+            let held = shared.clone();
+            restart = Some(Arc::new(move || {
+                let server = held.clone();
+                Box::pin(async move { server.lock().await.restart().await })
+            }));
+            server = Some(shared);
+            url
         }
     };
     let own_server = args.bench.nats.is_none();
@@ -71,6 +82,7 @@ async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
             url,
             own_server,
             heap,
+            restart,
             child_prefix,
         },
     )

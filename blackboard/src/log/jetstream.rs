@@ -188,8 +188,10 @@ impl JetStreamLog {
     ///
     /// A permissions violation on this connection is reported by the server out of band;
     /// a log made here cannot hear it, so a refused publish fails only when its
-    /// acknowledgement times out (as [`Error::Unavailable`]). [`connect`](Self::connect)
-    /// hears them.
+    /// acknowledgement times out (as [`Error::Unavailable`]). Nor can it hear reconnects:
+    /// after a server restart its subscriptions notice the lost consumer only once the
+    /// client has missed heartbeats, about 15 s later, where a log made by
+    /// [`connect`](Self::connect) resubscribes at once. [`connect`](Self::connect) hears both.
     pub fn new(client: async_nats::Client, config: Config) -> Self {
         Self::with_events(
             client,

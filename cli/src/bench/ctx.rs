@@ -81,6 +81,29 @@ pub(super) async fn connect(
     Ok(client)
 }
 
+/// A JetStream log on a connection of its own to `url`, opened as the SDK opens one: with
+/// `options`' connection options, through [`JetStreamLog::connect`], which listens to the
+/// connection's events (a log over a bare client cannot hear reconnects, and would measure
+/// recovery after a restart as the client's 15 s heartbeat timeout).
+pub(super) async fn js_log(
+    options: &blackboard_client::Options,
+    url: &str,
+    config: &JetStreamConfig,
+) -> anyhow::Result<JetStreamLog> {
+    let redacted = blackboard::log::redact_url(url);
+    let nats = options
+        .nats_options(url)
+        .await
+        .with_context(|| format!("connection options for {redacted}"))?;
+    let log = JetStreamLog::connect(url, nats, config.clone())
+        .await
+        .with_context(|| format!("connect to {redacted}"))?;
+    tokio::time::timeout(Duration::from_secs(10), log.connected())
+        .await
+        .map_err(|_| anyhow!("no connection to {redacted} within 10 s"))?;
+    Ok(log)
+}
+
 /// What every scenario needs.
 pub(super) struct Ctx {
     pub url: String,
@@ -125,12 +148,12 @@ impl Ctx {
         connect(&self.nats, &self.url).await
     }
 
-    /// A JetStream log on a connection of its own.
+    /// A JetStream log on a connection of its own, opened as the SDK opens one (its
+    /// connection options, listening to the connection's events).
     pub async fn js_log(&self) -> anyhow::Result<Arc<dyn EventLog>> {
-        Ok(Arc::new(JetStreamLog::new(
-            self.connect().await?,
-            self.jetstream.clone(),
-        )))
+        Ok(Arc::new(
+            js_log(&self.nats, &self.url, &self.jetstream).await?,
+        ))
     }
 
     pub fn config(&self, document: &str, agent: &str) -> Config {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
+use blackboard::log::{EventLog, JetStreamConfig};
 use blackboard::replica::{Config, Replica, SnapshotPolicy};
 use blackboard::watch::Options as WatchOptions;
 use futures::StreamExt;
 
-use super::ctx::{connect, nats_options, within, Ctx};
+use super::ctx::{js_log, nats_options, within, Ctx};
 use super::table::{us, Lat, Row};
 use super::{value, Args};
 
@@ -247,8 +247,17 @@ pub async fn watch_child(args: &Args, child: Vec<String>) -> anyhow::Result<()> 
 
     let [url, space, document, store, name] = <[String; 5]>::try_from(child)
         .map_err(|a| anyhow!("--watch-child takes 5 values, got {}", a.len()))?;
-    let client = connect(&nats_options(args)?, &url).await?;
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::new(client, JetStreamConfig::default()));
+    let log: Arc<dyn EventLog> = Arc::new(
+        js_log(
+            &nats_options(args)?,
+            &url,
+            &JetStreamConfig {
+                replicas: usize::from(args.replicas),
+                ..JetStreamConfig::default()
+            },
+        )
+        .await?,
+    );
     let db = sled::open(&store).with_context(|| format!("open sled at {store}"))?;
     let mut config = Config::new(space.parse()?, document.parse()?, name.parse()?);
     config.snapshots = SnapshotPolicy::manual();

@@ -50,6 +50,7 @@ mod embedded;
 mod fanout;
 mod propagation;
 mod raw;
+mod recovery;
 mod table;
 mod throughput;
 
@@ -79,8 +80,8 @@ pub struct Args {
     /// Run every scenario briefly (a smoke test; the figures are not comparable).
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated numbers, 1 to 11).
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=11))]
+    /// Run only these scenarios (comma-separated numbers, 1 to 12).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=12))]
     pub only: Vec<u8>,
     /// Events of history behind scenarios 1, 4, 5 and 8 (default 10,000 for 1 and 100,000
     /// for the others): run at 10k, 100k and 1M to see how each cost grows.
@@ -96,7 +97,7 @@ pub struct Args {
 }
 
 /// What the program running the scenarios provides.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Setup {
     /// The server's URL.
     pub url: String,
@@ -105,10 +106,30 @@ pub struct Setup {
     /// Reads the bytes live on the heap, when the program counts its allocations; scenario 8
     /// (memory) needs it and is skipped without it.
     pub heap: Option<fn() -> usize>,
+    /// Kills the server and starts it again on the same port and store, when the program
+    /// started it; scenario 12 (recovery) needs it and is skipped without it.
+    pub restart: Option<Restart>,
     /// The arguments that come before `--watch-child` when the program starts itself as a
     /// watcher process of scenario 6: `["bench"]` for `blackboard`, none for `scenarios`.
     pub child_prefix: Vec<String>,
 }
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("url", &blackboard::log::redact_url(&self.url))
+            .field("own_server", &self.own_server)
+            .field("heap", &self.heap.is_some())
+            .field("restart", &self.restart.is_some())
+            .field("child_prefix", &self.child_prefix)
+            .finish()
+    }
+}
+
+/// Restarts the server the run measures (see [`Setup::restart`]).
+pub type Restart = std::sync::Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync,
+>;
 
 /// `blackboard bench`: runs the scenarios against the server `args` names and prints the
 /// table on stdout. Returns whether every scenario ran.
@@ -135,6 +156,7 @@ pub async fn command(args: Args) -> anyhow::Result<bool> {
             url,
             own_server: false,
             heap: None,
+            restart: None,
             child_prefix: vec!["bench".to_owned()],
         },
     )
@@ -272,7 +294,7 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
     let mut rows = Vec::new();
     let mut ok = true;
     let catch_up_ids: Vec<u8> = [4, 5, 8].into_iter().filter(|&n| only(n)).collect();
-    let steps: [(u8, &str); 9] = [
+    let steps: [(u8, &str); 10] = [
         (1, "propagation"),
         (2, "write throughput"),
         (3, "writes awaiting acks"),
@@ -281,6 +303,7 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
         (9, "embedded log"),
         (10, "apply cost against history"),
         (11, "persistence overhead"),
+        (12, "recovery after a server restart"),
         // Last: its 100k-event stream and stores keep the disk busy for a while after.
         (4, "catch-up, cold start, memory"),
     ];
@@ -303,7 +326,8 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
             7 => propagation::s7_kv(&mut ctx).await,
             9 => embedded::s9_embedded(&mut ctx).await,
             10 => apply_cost::s10_apply_cost(&mut ctx).await,
-            _ => throughput::s11_persistence(&mut ctx).await,
+            11 => throughput::s11_persistence(&mut ctx).await,
+            _ => recovery::s12_recovery(&mut ctx).await,
         };
         eprintln!("    ({:.1} s)", started.elapsed().as_secs_f64());
         match result {
