@@ -128,6 +128,61 @@ async fn a_write_made_while_the_log_restarts_is_answered_and_a_keyed_retry_is_no
     assert_eq!(read["value"], json!(2), "counted once: {read}");
 }
 
+/// Like [`agent`], and the server's process id, to kill it.
+async fn agent_and_pid(url: &str, name: &str, more: &[&str]) -> (Agent, u32) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
+    cmd.args(more);
+    let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
+    let pid = transport.id().expect("the server runs");
+    let client = tokio::time::timeout(GUARD, ().serve(transport))
+        .await
+        .expect("the server initializes in time")
+        .expect("the MCP session starts");
+    (Agent { client }, pid)
+}
+
+#[tokio::test]
+async fn a_keyed_retry_after_the_server_is_killed_and_restarted_on_its_store_is_replayed() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let (alice, pid) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+    let args = json!({"document": "stats", "path": "/done", "reason": "task 7 done",
+                      "idempotency_key": "task-7-done"});
+    let first = alice.ok("increment", args.clone()).await;
+    assert_eq!(first["value"], json!(1), "{first}");
+
+    // The server dies without a chance to save anything (SIGKILL), and starts again on the
+    // same store.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    drop(alice);
+    let (alice, _) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+
+    let retry = alice.ok("increment", args).await;
+    assert_eq!(retry["replayed"], json!(true), "{retry}");
+    assert_eq!(retry["change"], first["change"], "{retry}");
+    // The same key for another write is still refused after the restart.
+    let reused = alice
+        .err(
+            "increment",
+            json!({"document": "stats", "path": "/done", "by": 3, "reason": "more",
+                   "idempotency_key": "task-7-done"}),
+        )
+        .await;
+    assert!(reused.contains("different write"), "{reused}");
+    let bob = agent(&nats.url(), "bob", &[]).await;
+    let read = bob
+        .ok("read", json!({"document": "stats", "path": "/done"}))
+        .await;
+    assert_eq!(read["value"], json!(1), "counted once: {read}");
+}
+
 #[tokio::test]
 async fn put_merges_objects_says_when_nothing_changed_and_replace_replaces() {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();

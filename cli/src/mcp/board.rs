@@ -12,6 +12,7 @@ use blackboard_client::{
 use tokio::sync::Mutex;
 
 use super::error::ToolError;
+use super::keys::Keys;
 use super::Args;
 use crate::connect::{self, Connected, Missing};
 
@@ -47,30 +48,14 @@ pub struct Board {
     /// The claims this agent holds, by resource, for renew and release.
     pub held: Mutex<HashMap<String, Claim>>,
     membership: Mutex<Option<Membership>>,
-    /// The answers of writes made with an idempotency key, by document and key.
-    keyed: Mutex<Keyed>,
+    /// The answers of writes made with an idempotency key, by document and key (kept in the
+    /// store directory when there is one).
+    pub keys: Keys,
     /// The names of documents that appear in the space while the server runs (for
     /// `notifications/resources/list_changed`).
     new_documents: tokio::sync::broadcast::Sender<String>,
     /// The watch that finds them.
     discovery: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// What a keyed write answered: the edit it made (to tell a retry from a different write
-/// reusing the key) and its answer. Empty while the first call is still writing.
-pub type KeyedAnswer = Arc<tokio::sync::OnceCell<(String, serde_json::Value)>>;
-
-/// The keyed writes' answers, the oldest forgotten past [`Keyed::CAPACITY`].
-#[derive(Debug, Default)]
-struct Keyed {
-    answers: HashMap<(String, String), KeyedAnswer>,
-    order: std::collections::VecDeque<(String, String)>,
-}
-
-impl Keyed {
-    /// How many keys are remembered: enough for any retry that follows a lost answer, and a
-    /// bound on the memory a client can make the server hold.
-    const CAPACITY: usize = 10_000;
 }
 
 impl Board {
@@ -112,6 +97,11 @@ impl Board {
             .join(Some("connected over MCP"))
             .await
             .context("joining the space's presence")?;
+        // With a store the keys survive a restart; without one there is nowhere to keep them.
+        let keys = match &args.board.store {
+            Some(dir) => Keys::journaled(dir, args.space.as_str())?,
+            None => Keys::in_memory(),
+        };
         let (new_documents, _) = tokio::sync::broadcast::channel(64);
         let discovery = tokio::spawn(discover(
             connected.board.clone(),
@@ -127,29 +117,10 @@ impl Board {
             connected,
             held: Mutex::default(),
             membership: Mutex::new(Some(membership)),
-            keyed: Mutex::default(),
+            keys,
             new_documents,
             discovery: std::sync::Mutex::new(Some(discovery)),
         }))
-    }
-
-    /// The answer slot of the write with idempotency key `key` to document `document`: empty
-    /// for a key not seen yet (or forgotten), which the caller fills by writing.
-    pub async fn keyed(&self, document: &str, key: &str) -> KeyedAnswer {
-        let mut keyed = self.keyed.lock().await;
-        let id = (document.to_owned(), key.to_owned());
-        if let Some(cell) = keyed.answers.get(&id) {
-            return cell.clone();
-        }
-        if keyed.order.len() >= Keyed::CAPACITY {
-            if let Some(oldest) = keyed.order.pop_front() {
-                keyed.answers.remove(&oldest);
-            }
-        }
-        let cell = KeyedAnswer::default();
-        keyed.answers.insert(id.clone(), cell.clone());
-        keyed.order.push_back(id);
-        cell
     }
 
     /// The documents of the space that have events, with their event counts.
