@@ -54,6 +54,9 @@ pub struct Board {
     /// The names of documents that appear in the space while the server runs (for
     /// `notifications/resources/list_changed`).
     new_documents: tokio::sync::broadcast::Sender<String>,
+    /// Set when the server stops, to end the `subscriptions/listen` streams (which would
+    /// otherwise hold an HTTP server's graceful shutdown open).
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The watch that finds them.
     discovery: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -119,6 +122,7 @@ impl Board {
             membership: Mutex::new(Some(membership)),
             keys,
             new_documents,
+            stopping: tokio::sync::watch::Sender::new(false),
             discovery: std::sync::Mutex::new(Some(discovery)),
         }))
     }
@@ -240,8 +244,22 @@ impl Board {
         self.new_documents.subscribe()
     }
 
+    /// Ends every `subscriptions/listen` (each answered with its final result), as the
+    /// server stops.
+    pub fn stop_listening(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Board::stop_listening`] was called.
+    pub async fn stopping(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // An error means the board is gone: stopping too.
+        let _ = stopping.wait_for(|s| *s).await;
+    }
+
     /// Leaves presence, closes the replicas, flushes local state.
     pub async fn close(&self) {
+        self.stop_listening();
         if let Some(task) = self
             .discovery
             .lock()
