@@ -16,7 +16,9 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::RoleClient;
 use serde_json::{json, Value as Json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+#[cfg(feature = "http")]
+use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 
 const SPACE: &str = "team";
@@ -314,6 +316,7 @@ async fn serve(nats: &str) -> Served {
 
 /// An HTTP response being read: status and head, then its body as it comes (chunked or
 /// not), as SSE events or one JSON object.
+#[cfg(feature = "http")]
 struct Response {
     status: u16,
     head: String,
