@@ -594,6 +594,67 @@ async fn documents_are_a_resource_template_and_a_new_document_is_announced() {
 }
 
 #[tokio::test]
+async fn finding_new_documents_does_not_open_every_document_of_the_space() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let bob = agent(&nats.url(), "bob", &[]).await;
+    for n in 0..20 {
+        bob.ok(
+            "put",
+            json!({"document": format!("d{n}"), "path": "/n", "value": n, "reason": "fill"}),
+        )
+        .await;
+    }
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url()).await.unwrap());
+    let consumers = || async {
+        js.get_stream("BB_team")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .consumer_count
+    };
+    let before = consumers().await;
+
+    // Alice's server announces a new document once it has gone through the space's names,
+    // existing documents first.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    cmd.args([
+        "mcp",
+        "--agent",
+        "alice",
+        "--space",
+        SPACE,
+        "--nats",
+        &nats.url(),
+    ]);
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let _alice = ListChanged(tx)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    bob.ok(
+        "put",
+        json!({"document": "fresh", "path": "/a", "value": 1, "reason": "a new document"}),
+    )
+    .await;
+    tokio::time::timeout(GUARD, changed.recv())
+        .await
+        .expect("the new document is announced")
+        .expect("the session is open");
+
+    // It did so by name: a few subscriptions (names, and bob's new document), not one
+    // replica following each of the 21 documents.
+    let after = consumers().await;
+    assert!(
+        after <= before + 4,
+        "{before} consumers before alice's server, {after} after"
+    );
+}
+
+#[tokio::test]
 async fn prompts_walk_an_agent_through_joining_picking_up_and_handing_off() {
     use rmcp::model::GetPromptRequestParams;
     let nats = blackboard_tests::NatsServer::start().await.unwrap();

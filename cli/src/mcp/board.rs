@@ -284,7 +284,9 @@ impl Board {
     }
 }
 
-/// Watches `space` for documents that were not there before and sends their names. A watch
+/// Finds documents that were not there before in `space` and sends their names: by name
+/// only (one headers-only subscription to the space), not by opening and following every
+/// document, which with many documents cost a replica and two consumers each. A name stream
 /// that ends or fails is started again after a pause.
 async fn discover(
     board: blackboard_client::Board,
@@ -301,21 +303,20 @@ async fn discover(
             }
         };
     loop {
-        match board
-            .watch_space(
-                space.as_str(),
-                "/**",
-                blackboard_client::WatchOptions::default(),
-            )
-            .await
-        {
-            Ok(mut watch) => {
-                while let Some(item) = watch.next().await {
-                    if let Ok(event) = item {
-                        let name = event.document.to_string();
-                        if known.insert(name.clone()) {
-                            // No session listening is fine.
-                            let _ = found.send(name);
+        match board.document_names(space.as_str()).await {
+            Ok((_, mut names)) => {
+                while let Some(name) = names.next().await {
+                    match name {
+                        Ok(name) => {
+                            let name = name.to_string();
+                            if known.insert(name.clone()) {
+                                // No session listening is fine.
+                                let _ = found.send(name);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(%space, error = %e, "document discovery failed; retrying");
+                            break;
                         }
                     }
                 }
