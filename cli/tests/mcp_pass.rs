@@ -184,6 +184,42 @@ async fn a_keyed_retry_after_the_server_is_killed_and_restarted_on_its_store_is_
 }
 
 #[tokio::test]
+async fn a_keyed_write_whose_answer_was_not_recorded_before_a_crash_is_refused_not_made_again() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let (alice, pid) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+    let args = json!({"document": "stats", "path": "/done", "reason": "task 8 done",
+                      "idempotency_key": "task-8-done"});
+    alice.ok("increment", args.clone()).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    drop(alice);
+    // The crash came between the write and the record of its answer: the journal ends with
+    // the key's first line (written before the write), not its answer.
+    let journal = store.path().join(format!("mcp-keys-{SPACE}.jsonl"));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the key, then its answer: {text}");
+    assert!(!lines[0].contains("\"answer\""), "{text}");
+    std::fs::write(&journal, format!("{}\n", lines[0])).unwrap();
+
+    let (alice, _) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+    let refused = alice.err("increment", args).await;
+    assert!(
+        refused.contains("may or may not have been made"),
+        "{refused}"
+    );
+    let read = alice
+        .ok("read", json!({"document": "stats", "path": "/done"}))
+        .await;
+    assert_eq!(read["value"], json!(1), "not made twice: {read}");
+}
+
+#[tokio::test]
 async fn put_merges_objects_says_when_nothing_changed_and_replace_replaces() {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
     let alice = agent(&nats.url(), "alice", &[]).await;

@@ -89,7 +89,8 @@ impl Board {
                 eprintln!(
                     "blackboard mcp: warning: agent {} is already present in space {} (another \
                      server or client runs as {0}); the two share its presence and claims and \
-                     refuse each other's claims: give each server its own --agent",
+                     refuse each other's claims: give each server its own --agent (if this \
+                     agent's previous server was killed, its entry lapses by itself)",
                     args.agent, args.space
                 );
             }
