@@ -594,3 +594,40 @@ async fn over_http_a_listen_open_at_sigterm_ends_with_its_final_result_and_the_s
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[cfg(feature = "http")]
+#[tokio::test]
+async fn over_http_a_long_wait_in_2026_07_28_sends_its_progress_on_its_own_stream() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let mut served = serve(&nats.url()).await;
+    let bearer = format!("Bearer {}", served.token);
+    let mut wait = request(
+        5,
+        "tools/call",
+        json!({"name": "wait_for_change", "arguments": {"document": "tasks",
+               "timeout_seconds": 7}}),
+    );
+    wait["params"]["_meta"]["progressToken"] = json!("wait-1");
+    let mut answer = post(&served, &[("Authorization", &bearer)], &wait).await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    // Progress first (every 5 s), on this request's stream, then its result.
+    let progress = message(&mut answer).await;
+    assert_eq!(
+        progress["method"],
+        json!("notifications/progress"),
+        "{progress}"
+    );
+    assert_eq!(
+        progress["params"]["progressToken"],
+        json!("wait-1"),
+        "{progress}"
+    );
+    let result = message(&mut answer).await;
+    assert_eq!(result["id"], json!(5), "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"]["changed"],
+        json!(false),
+        "{result}"
+    );
+    served.process.kill().await.unwrap();
+}
