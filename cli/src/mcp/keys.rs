@@ -79,8 +79,10 @@ pub struct Keys {
 
 #[derive(Debug, Default)]
 struct Slots {
-    by_id: HashMap<Id, Slot>,
-    order: VecDeque<Id>,
+    /// Each key's slot, and when it was first used here (for [`MAX_AGE`]).
+    by_id: HashMap<Id, (std::time::Instant, Slot)>,
+    /// The keys in the order they were first used, to forget the oldest past [`CAPACITY`].
+    order: VecDeque<(Id, std::time::Instant)>,
 }
 
 impl Keys {
@@ -119,21 +121,31 @@ impl Keys {
     pub async fn slot(&self, document: &str, key: &str) -> Slot {
         let id = (document.to_owned(), key.to_owned());
         let mut slots = self.slots.lock().await;
-        if let Some(slot) = slots.by_id.get(&id) {
-            return slot.clone();
+        match slots.by_id.get(&id) {
+            Some((since, slot)) if since.elapsed() <= MAX_AGE => return slot.clone(),
+            // Older than the bound: forgotten, as on disk.
+            Some(_) => {
+                slots.by_id.remove(&id);
+            }
+            None => {}
         }
         let state = match &self.journal {
             Some(journal) => lock(journal).state(&id),
             None => State::Free,
         };
-        if slots.order.len() >= CAPACITY {
-            if let Some(oldest) = slots.order.pop_front() {
+        while slots.order.len() >= CAPACITY {
+            let Some((oldest, since)) = slots.order.pop_front() else {
+                break;
+            };
+            // Unless the key was forgotten for its age and used again since.
+            if slots.by_id.get(&oldest).is_some_and(|(s, _)| *s == since) {
                 slots.by_id.remove(&oldest);
             }
         }
+        let now = std::time::Instant::now();
         let slot = Slot::new(tokio::sync::Mutex::new(state));
-        slots.by_id.insert(id.clone(), slot.clone());
-        slots.order.push_back(id);
+        slots.by_id.insert(id.clone(), (now, slot.clone()));
+        slots.order.push_back((id, now));
         slot
     }
 

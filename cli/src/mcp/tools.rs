@@ -414,10 +414,14 @@ impl Server {
             Ok(mut answer) => {
                 if let Err(e) = keys.done(document, key, &fingerprint, &answer).await {
                     // The write is made: say what is not remembered, do not fail.
-                    answer["warning"] = json!(format!(
+                    let lost = format!(
                         "{e}: a retry with this key after a restart of this server is refused \
                          rather than answered"
-                    ));
+                    );
+                    answer["warning"] = json!(match answer["warning"].as_str() {
+                        Some(stale) => format!("{stale}; {lost}"),
+                        None => lost,
+                    });
                 }
                 *state = State::Done {
                     fingerprint,
