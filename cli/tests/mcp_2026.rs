@@ -149,7 +149,9 @@ async fn a_2026_07_28_client_calls_tools_without_initialize_and_hears_another_ag
     );
     assert_eq!(listen.acknowledged().resources_list_changed, Some(true));
 
-    // Bob changes the tasks and starts a new document: alice hears both on the listen.
+    // Bob changes the tasks (after reading them, so his write follows alice's rather than
+    // racing it) and starts a new document: alice hears both on the listen.
+    bob.ok("read", json!({"document": "tasks"})).await;
     bob.ok(
         "put",
         json!({"document": "tasks", "path": "/t1", "value": "taken", "reason": "mine"}),
@@ -212,9 +214,9 @@ async fn a_2025_11_25_session_is_refused_subscriptions_listen_and_keeps_resource
         .expect("resources/subscribe as before");
 }
 
-/// One JSON-RPC message over the server's stdin, and the next line of its stdout.
 #[tokio::test]
-async fn a_request_in_an_unsupported_version_is_answered_with_the_supported_versions_over_stdio() {
+async fn a_request_with_incomplete_metadata_or_an_unsupported_version_is_answered_as_the_spec_says_over_stdio(
+) {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
         .env_remove("NATS_URL")
@@ -234,18 +236,34 @@ async fn a_request_in_an_unsupported_version_is_answered_with_the_supported_vers
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
-        "_meta": meta("1900-01-01")}});
-    stdin
-        .write_all(format!("{request}\n").as_bytes())
-        .await
-        .unwrap();
-    let line = tokio::time::timeout(GUARD, stdout.next_line())
-        .await
-        .expect("an answer in time")
+    let mut exchange = async |request: Json| {
+        stdin
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .unwrap();
+        let line = tokio::time::timeout(GUARD, stdout.next_line())
+            .await
+            .expect("an answer in time")
+            .unwrap()
+            .expect("a line");
+        serde_json::from_str::<Json>(&line).unwrap()
+    };
+    // The metadata 2026-07-28 requires on every request, incomplete: named.
+    let mut partial = meta("2026-07-28");
+    partial
+        .as_object_mut()
         .unwrap()
-        .expect("a line");
-    let answer: Json = serde_json::from_str(&line).unwrap();
+        .remove("io.modelcontextprotocol/clientCapabilities");
+    let answer = exchange(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+                                 "params": {"_meta": partial}}))
+    .await;
+    assert_eq!(answer["error"]["code"], json!(-32602), "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("clientCapabilities"), "{answer}");
+    // A version it does not speak.
+    let answer = exchange(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+                                 "params": {"_meta": meta("1900-01-01")}}))
+    .await;
     assert_unsupported(&answer);
 }
 
@@ -405,6 +423,17 @@ impl Response {
 /// is read.
 #[cfg(feature = "http")]
 async fn post(served: &Served, headers: &[(&str, &str)], body: &Json) -> Response {
+    post_with(served, headers, body, None).await
+}
+
+/// Like [`post`], with `Mcp-Name: name` whatever the body names.
+#[cfg(feature = "http")]
+async fn post_with(
+    served: &Served,
+    headers: &[(&str, &str)],
+    body: &Json,
+    name: Option<&str>,
+) -> Response {
     let body_text = body.to_string();
     let method = body["method"].as_str().unwrap_or_default();
     let mut text = format!(
@@ -419,7 +448,7 @@ async fn post(served: &Served, headers: &[(&str, &str)], body: &Json) -> Respons
     {
         text.push_str(&format!("MCP-Protocol-Version: {version}\r\n"));
     }
-    if let Some(name) = body["params"]["name"].as_str() {
+    if let Some(name) = name.or(body["params"]["name"].as_str()) {
         text.push_str(&format!("Mcp-Name: {name}\r\n"));
     }
     for (name, value) in headers {
@@ -499,6 +528,18 @@ async fn over_http_a_2026_07_28_client_needs_no_session_and_its_listen_stream_ca
     assert_eq!(post(&served, &[], &put(1, "open")).await.status, 401);
     let foreign = [auth[0], ("Origin", "https://evil.example")];
     assert_eq!(post(&served, &foreign, &put(1, "open")).await.status, 403);
+
+    // The headers must say what the body says: a tool call naming another tool is refused.
+    let mut mismatch = put(1, "open");
+    mismatch["params"]["name"] = json!("read");
+    let mut refused = post_with(&served, &auth, &mismatch, Some("put")).await;
+    assert_eq!(refused.status, 400, "{}", refused.head);
+    let error = message(&mut refused).await;
+    assert_eq!(
+        error["error"]["code"],
+        json!(-32020),
+        "HeaderMismatch: {error}"
+    );
 
     // A tool call with no initialize and no session: answered, and no session is made.
     let mut answer = post(&served, &auth, &put(1, "open")).await;
