@@ -128,6 +128,97 @@ async fn a_write_made_while_the_log_restarts_is_answered_and_a_keyed_retry_is_no
     assert_eq!(read["value"], json!(2), "counted once: {read}");
 }
 
+/// Like [`agent`], and the server's process id, to kill it.
+async fn agent_and_pid(url: &str, name: &str, more: &[&str]) -> (Agent, u32) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
+    cmd.args(more);
+    let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
+    let pid = transport.id().expect("the server runs");
+    let client = tokio::time::timeout(GUARD, ().serve(transport))
+        .await
+        .expect("the server initializes in time")
+        .expect("the MCP session starts");
+    (Agent { client }, pid)
+}
+
+#[tokio::test]
+async fn a_keyed_retry_after_the_server_is_killed_and_restarted_on_its_store_is_replayed() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let (alice, pid) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+    let args = json!({"document": "stats", "path": "/done", "reason": "task 7 done",
+                      "idempotency_key": "task-7-done"});
+    let first = alice.ok("increment", args.clone()).await;
+    assert_eq!(first["value"], json!(1), "{first}");
+
+    // The server dies without a chance to save anything (SIGKILL), and starts again on the
+    // same store.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    drop(alice);
+    let (alice, _) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+
+    let retry = alice.ok("increment", args).await;
+    assert_eq!(retry["replayed"], json!(true), "{retry}");
+    assert_eq!(retry["change"], first["change"], "{retry}");
+    // The same key for another write is still refused after the restart.
+    let reused = alice
+        .err(
+            "increment",
+            json!({"document": "stats", "path": "/done", "by": 3, "reason": "more",
+                   "idempotency_key": "task-7-done"}),
+        )
+        .await;
+    assert!(reused.contains("different write"), "{reused}");
+    let bob = agent(&nats.url(), "bob", &[]).await;
+    let read = bob
+        .ok("read", json!({"document": "stats", "path": "/done"}))
+        .await;
+    assert_eq!(read["value"], json!(1), "counted once: {read}");
+}
+
+#[tokio::test]
+async fn a_keyed_write_whose_answer_was_not_recorded_before_a_crash_is_refused_not_made_again() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let (alice, pid) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+    let args = json!({"document": "stats", "path": "/done", "reason": "task 8 done",
+                      "idempotency_key": "task-8-done"});
+    alice.ok("increment", args.clone()).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    drop(alice);
+    // The crash came between the write and the record of its answer: the journal ends with
+    // the key's first line (written before the write), not its answer.
+    let journal = store.path().join(format!("mcp-keys-{SPACE}.jsonl"));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the key, then its answer: {text}");
+    assert!(!lines[0].contains("\"answer\""), "{text}");
+    std::fs::write(&journal, format!("{}\n", lines[0])).unwrap();
+
+    let (alice, _) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
+    let refused = alice.err("increment", args).await;
+    assert!(
+        refused.contains("may or may not have been made"),
+        "{refused}"
+    );
+    let read = alice
+        .ok("read", json!({"document": "stats", "path": "/done"}))
+        .await;
+    assert_eq!(read["value"], json!(1), "not made twice: {read}");
+}
+
 #[tokio::test]
 async fn put_merges_objects_says_when_nothing_changed_and_replace_replaces() {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
@@ -535,6 +626,67 @@ async fn documents_are_a_resource_template_and_a_new_document_is_announced() {
     assert!(
         listed.iter().any(|r| r.uri == "blackboard://team/fresh"),
         "{listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn finding_new_documents_does_not_open_every_document_of_the_space() {
+    let nats = blackboard_tests::NatsServer::start().await.unwrap();
+    let bob = agent(&nats.url(), "bob", &[]).await;
+    for n in 0..20 {
+        bob.ok(
+            "put",
+            json!({"document": format!("d{n}"), "path": "/n", "value": n, "reason": "fill"}),
+        )
+        .await;
+    }
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url()).await.unwrap());
+    let consumers = || async {
+        js.get_stream("BB_team")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .consumer_count
+    };
+    let before = consumers().await;
+
+    // Alice's server announces a new document once it has gone through the space's names,
+    // existing documents first.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
+    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
+    cmd.args([
+        "mcp",
+        "--agent",
+        "alice",
+        "--space",
+        SPACE,
+        "--nats",
+        &nats.url(),
+    ]);
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let _alice = ListChanged(tx)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    bob.ok(
+        "put",
+        json!({"document": "fresh", "path": "/a", "value": 1, "reason": "a new document"}),
+    )
+    .await;
+    tokio::time::timeout(GUARD, changed.recv())
+        .await
+        .expect("the new document is announced")
+        .expect("the session is open");
+
+    // It did so by name: a few subscriptions (names, and bob's new document), not one
+    // replica following each of the 21 documents.
+    let after = consumers().await;
+    assert!(
+        after <= before + 4,
+        "{before} consumers before alice's server, {after} after"
     );
 }
 

@@ -188,6 +188,34 @@ impl Board {
         ))
     }
 
+    /// The documents of `space` by name, as they come: every document that has events now,
+    /// then each document again whenever an event arrives for it (so repeats are normal),
+    /// with the space's last position when this is called. No document is opened: this is
+    /// one headers-only subscription however many documents the space holds, where
+    /// [`watch_space`](Self::watch_space) opens and follows every one. For noticing new
+    /// documents.
+    pub async fn document_names(
+        &self,
+        space: &str,
+    ) -> Result<
+        (
+            u64,
+            futures::stream::BoxStream<'static, Result<DocumentId, Error>>,
+        ),
+        Error,
+    > {
+        use futures::StreamExt as _;
+        let space: SpaceId = space.parse()?;
+        let (now, names) = self
+            .inner
+            .log
+            .documents(&space)
+            .await
+            .map_err(blackboard::Error::from)?;
+        let names = names.map(|name| name.map_err(|e| Error::from(blackboard::Error::from(e))));
+        Ok((now, names.boxed()))
+    }
+
     /// The claims of `space`: leases on named resources, so that one agent at a time works
     /// on each. Made as this board's agent. See [`Claims`](crate::Claims).
     ///

@@ -12,6 +12,7 @@ use blackboard_client::{
 use tokio::sync::Mutex;
 
 use super::error::ToolError;
+use super::keys::Keys;
 use super::Args;
 use crate::connect::{self, Connected, Missing};
 
@@ -47,30 +48,17 @@ pub struct Board {
     /// The claims this agent holds, by resource, for renew and release.
     pub held: Mutex<HashMap<String, Claim>>,
     membership: Mutex<Option<Membership>>,
-    /// The answers of writes made with an idempotency key, by document and key.
-    keyed: Mutex<Keyed>,
+    /// The answers of writes made with an idempotency key, by document and key (kept in the
+    /// store directory when there is one).
+    pub keys: Keys,
     /// The names of documents that appear in the space while the server runs (for
     /// `notifications/resources/list_changed`).
     new_documents: tokio::sync::broadcast::Sender<String>,
+    /// Set when the server stops, to end the `subscriptions/listen` streams (which would
+    /// otherwise hold an HTTP server's graceful shutdown open).
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The watch that finds them.
     discovery: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// What a keyed write answered: the edit it made (to tell a retry from a different write
-/// reusing the key) and its answer. Empty while the first call is still writing.
-pub type KeyedAnswer = Arc<tokio::sync::OnceCell<(String, serde_json::Value)>>;
-
-/// The keyed writes' answers, the oldest forgotten past [`Keyed::CAPACITY`].
-#[derive(Debug, Default)]
-struct Keyed {
-    answers: HashMap<(String, String), KeyedAnswer>,
-    order: std::collections::VecDeque<(String, String)>,
-}
-
-impl Keyed {
-    /// How many keys are remembered: enough for any retry that follows a lost answer, and a
-    /// bound on the memory a client can make the server hold.
-    const CAPACITY: usize = 10_000;
 }
 
 impl Board {
@@ -101,7 +89,8 @@ impl Board {
                 eprintln!(
                     "blackboard mcp: warning: agent {} is already present in space {} (another \
                      server or client runs as {0}); the two share its presence and claims and \
-                     refuse each other's claims: give each server its own --agent",
+                     refuse each other's claims: give each server its own --agent (if this \
+                     agent's previous server was killed, its entry lapses by itself)",
                     args.agent, args.space
                 );
             }
@@ -112,6 +101,11 @@ impl Board {
             .join(Some("connected over MCP"))
             .await
             .context("joining the space's presence")?;
+        // With a store the keys survive a restart; without one there is nowhere to keep them.
+        let keys = match &args.board.store {
+            Some(dir) => Keys::journaled(dir, args.space.as_str())?,
+            None => Keys::in_memory(),
+        };
         let (new_documents, _) = tokio::sync::broadcast::channel(64);
         let discovery = tokio::spawn(discover(
             connected.board.clone(),
@@ -127,29 +121,11 @@ impl Board {
             connected,
             held: Mutex::default(),
             membership: Mutex::new(Some(membership)),
-            keyed: Mutex::default(),
+            keys,
             new_documents,
+            stopping: tokio::sync::watch::Sender::new(false),
             discovery: std::sync::Mutex::new(Some(discovery)),
         }))
-    }
-
-    /// The answer slot of the write with idempotency key `key` to document `document`: empty
-    /// for a key not seen yet (or forgotten), which the caller fills by writing.
-    pub async fn keyed(&self, document: &str, key: &str) -> KeyedAnswer {
-        let mut keyed = self.keyed.lock().await;
-        let id = (document.to_owned(), key.to_owned());
-        if let Some(cell) = keyed.answers.get(&id) {
-            return cell.clone();
-        }
-        if keyed.order.len() >= Keyed::CAPACITY {
-            if let Some(oldest) = keyed.order.pop_front() {
-                keyed.answers.remove(&oldest);
-            }
-        }
-        let cell = KeyedAnswer::default();
-        keyed.answers.insert(id.clone(), cell.clone());
-        keyed.order.push_back(id);
-        cell
     }
 
     /// The documents of the space that have events, with their event counts.
@@ -269,8 +245,22 @@ impl Board {
         self.new_documents.subscribe()
     }
 
+    /// Ends every `subscriptions/listen` (each answered with its final result), as the
+    /// server stops.
+    pub fn stop_listening(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Board::stop_listening`] was called.
+    pub async fn stopping(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // An error means the board is gone: stopping too.
+        let _ = stopping.wait_for(|s| *s).await;
+    }
+
     /// Leaves presence, closes the replicas, flushes local state.
     pub async fn close(&self) {
+        self.stop_listening();
         if let Some(task) = self
             .discovery
             .lock()
@@ -295,7 +285,9 @@ impl Board {
     }
 }
 
-/// Watches `space` for documents that were not there before and sends their names. A watch
+/// Finds documents that were not there before in `space` and sends their names: by name
+/// only (one headers-only subscription to the space), not by opening and following every
+/// document, which with many documents cost a replica and two consumers each. A name stream
 /// that ends or fails is started again after a pause.
 async fn discover(
     board: blackboard_client::Board,
@@ -312,21 +304,20 @@ async fn discover(
             }
         };
     loop {
-        match board
-            .watch_space(
-                space.as_str(),
-                "/**",
-                blackboard_client::WatchOptions::default(),
-            )
-            .await
-        {
-            Ok(mut watch) => {
-                while let Some(item) = watch.next().await {
-                    if let Ok(event) = item {
-                        let name = event.document.to_string();
-                        if known.insert(name.clone()) {
-                            // No session listening is fine.
-                            let _ = found.send(name);
+        match board.document_names(space.as_str()).await {
+            Ok((_, mut names)) => {
+                while let Some(name) = names.next().await {
+                    match name {
+                        Ok(name) => {
+                            let name = name.to_string();
+                            if known.insert(name.clone()) {
+                                // No session listening is fine.
+                                let _ = found.send(name);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(%space, error = %e, "document discovery failed; retrying");
+                            break;
                         }
                     }
                 }

@@ -44,9 +44,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // The guard checks Host and Origin (with the names --allow-host and --allow-origin add);
     // rmcp's own loopback-only Host list would refuse them again.
+    // Sessions for the revisions with an `initialize` handshake (2025-11-25 and before), as
+    // before; rmcp serves 2026-07-28 requests statelessly whatever this says.
     let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
         .disable_allowed_hosts()
         .disable_allowed_origins();
+    let listening = board.clone();
     let service: StreamableHttpService<Server, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(Server::new(board.clone())),
         Arc::default(),
@@ -61,7 +65,12 @@ pub async fn serve(
             access::guard,
         ));
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open `subscriptions/listen` streams end with their final result, so the
+            // graceful shutdown does not wait on them forever.
+            listening.stop_listening();
+        })
         .await
 }
 

@@ -10,6 +10,7 @@
 //! - `args`: arguments checked against the tools' schemas, naming the argument;
 //! - `depth`: messages nested too deep to parse answered naming the limit, on both
 //!   transports;
+//! - `keys`: idempotency keys, journaled in the store directory when there is one;
 //! - `output`: the tools' output schemas;
 //! - `prompts`: prompts for the common workflows (join, pick up a task, hand off);
 //! - `tools`: the tools (read, write, wait, history, claims, presence);
@@ -24,6 +25,7 @@ mod depth;
 mod error;
 #[cfg(feature = "http")]
 mod http;
+mod keys;
 mod output;
 mod prompts;
 mod resources;

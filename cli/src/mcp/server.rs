@@ -1,6 +1,7 @@
 //! The MCP server handler: tools (see [`super::tools`]) and resources (see
 //! [`super::resources`]) over one [`Board`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::prompt::PromptRouter;
@@ -8,11 +9,11 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
     ReadResourceRequestParams, ReadResourceResponse, ResourceTemplate, ServerCapabilities,
-    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{prompt_handler, tool_handler, ErrorData, RoleServer, ServerHandler};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -86,6 +87,16 @@ impl ServerHandler for Server {
         self.tool_router.call(call).await
     }
 
+    /// Every revision up to 2026-07-28: the ones with an `initialize` handshake (2025-11-25
+    /// and before), served as sessions, and 2026-07-28, served statelessly (each request
+    /// carries its version, capabilities and client in `_meta`; `subscriptions/listen` in
+    /// place of `resources/subscribe`). Pinned, so a newer rmcp does not claim a revision
+    /// this server was not made for; another version is answered with
+    /// `UnsupportedProtocolVersionError` listing these.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -101,6 +112,22 @@ impl ServerHandler for Server {
             "{INSTRUCTIONS} You are agent {} in space {}.",
             self.board.agent, self.board.space
         ))
+    }
+
+    /// `subscriptions/listen` (2026-07-28): the documents of this space among the requested
+    /// resources, and `resources/list_changed` when asked; the acknowledgment names what was
+    /// accepted.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(self.acceptable(requested))
+    }
+
+    /// Runs one `subscriptions/listen` until the client cancels it (or closes its stream)
+    /// or the server stops.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        self.listen_to(context).await
     }
 
     /// Tells the client when a document appears (`notifications/resources/list_changed`),

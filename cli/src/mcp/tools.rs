@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 use super::error::ToolError;
+use super::keys::{self, State};
 use super::output;
 use super::server::Server;
 use super::stale;
@@ -147,7 +148,8 @@ pub struct PutArgs {
     pub read_at: Option<u64>,
     /// Optional: a key you choose for this write (like a UUID). If you call again with the
     /// same key, for example after an answer that timed out, you get the first call's answer
-    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    /// and the write is not made twice. Remembered for a day, up to the latest 10000 keys;
+    /// across restarts of this server only if it was started with a store (--store).
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
@@ -165,7 +167,8 @@ pub struct DeleteArgs {
     pub read_at: Option<u64>,
     /// Optional: a key you choose for this write (like a UUID). If you call again with the
     /// same key, for example after an answer that timed out, you get the first call's answer
-    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    /// and the write is not made twice. Remembered for a day, up to the latest 10000 keys;
+    /// across restarts of this server only if it was started with a store (--store).
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
@@ -185,7 +188,8 @@ pub struct AppendArgs {
     pub read_at: Option<u64>,
     /// Optional: a key you choose for this write (like a UUID). If you call again with the
     /// same key, for example after an answer that timed out, you get the first call's answer
-    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    /// and the write is not made twice. Remembered for a day, up to the latest 10000 keys;
+    /// across restarts of this server only if it was started with a store (--store).
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
@@ -213,7 +217,8 @@ pub struct SpliceArgs {
     pub read_at: Option<u64>,
     /// Optional: a key you choose for this write (like a UUID). If you call again with the
     /// same key, for example after an answer that timed out, you get the first call's answer
-    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    /// and the write is not made twice. Remembered for a day, up to the latest 10000 keys;
+    /// across restarts of this server only if it was started with a store (--store).
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
@@ -235,7 +240,8 @@ pub struct IncrementArgs {
     pub read_at: Option<u64>,
     /// Optional: a key you choose for this write (like a UUID). If you call again with the
     /// same key, for example after an answer that timed out, you get the first call's answer
-    /// and the write is not made twice. Remembered by this server for its latest 10000 keys.
+    /// and the write is not made twice. Remembered for a day, up to the latest 10000 keys;
+    /// across restarts of this server only if it was started with a store (--store).
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
@@ -327,6 +333,14 @@ pub struct ReleaseArgs {
 
 // ---- the tools -------------------------------------------------------------------------
 
+/// The refusal of a key already used for another write.
+fn reused(key: &str, made_by: &str) -> ToolError {
+    ToolError::new(format!(
+        "idempotency_key {key:?} was used for a different write ({made_by}); choose a new key \
+         for a new write"
+    ))
+}
+
 impl Server {
     /// A write with an optional idempotency key: the first call with a key makes the write
     /// ([`Server::write_once`]) and its answer is kept; a later call with the same key and the
@@ -354,41 +368,75 @@ impl Server {
                 key.len()
             )));
         }
-        // What the key was used for, held for up to 10000 keys: the edit's hash, not the
-        // edit, which may carry a value of hundreds of kB.
-        let fingerprint = {
-            use std::hash::{Hash as _, Hasher as _};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            format!("{edit:?}").hash(&mut hasher);
-            format!("{tool} on {document} (edit {:016x})", hasher.finish())
-        };
-        let cell = self.board.keyed(document, key).await;
-        let mut first = false;
-        let (made_by, answer) = cell
-            .get_or_try_init(|| async {
-                first = true;
-                let answer = self
-                    .write_once(document, reason, read_at, written, edit)
-                    .await?;
-                Ok::<_, ToolError>((fingerprint.clone(), answer))
-            })
-            .await?;
-        if first {
-            return Ok(answer.clone());
+        let fingerprint = keys::fingerprint(tool, document, &format!("{edit:?}"));
+        let keys = &self.board.keys;
+        let slot = keys.slot(document, key).await;
+        // Held until this call is answered: a call racing with the same key waits for it.
+        let mut state = slot.lock().await;
+        match &*state {
+            State::Free => {}
+            State::Done {
+                fingerprint: made_by,
+                answer,
+            } => {
+                if *made_by != fingerprint {
+                    return Err(reused(key, made_by));
+                }
+                let mut again = answer.clone();
+                again["replayed"] = json!(true);
+                again["note"] = json!(
+                    "answered from the first call with this idempotency_key: that write was \
+                     made once and is not made again (read the document for its state now)"
+                );
+                return Ok(again);
+            }
+            State::Interrupted {
+                fingerprint: made_by,
+            } => {
+                if *made_by != fingerprint {
+                    return Err(reused(key, made_by));
+                }
+                return Err(ToolError::new(format!(
+                    "idempotency_key {key:?}: a write with this key was started before this \
+                     server stopped, and its answer was lost; it may or may not have been \
+                     made, so it is not made again. Read {document} to see whether it is \
+                     there, and write with a new key if it is not (nothing was written now)"
+                )));
+            }
         }
-        if *made_by != fingerprint {
-            return Err(ToolError::new(format!(
-                "idempotency_key {key:?} was used for a different write ({made_by}); choose a \
-                 new key for a new write"
-            )));
+        // On disk before the write, so a server killed during it knows of it when it starts
+        // again (see `keys`).
+        keys.begin(document, key, &fingerprint).await?;
+        match self
+            .write_once(document, reason, read_at, written, edit)
+            .await
+        {
+            Ok(mut answer) => {
+                if let Err(e) = keys.done(document, key, &fingerprint, &answer).await {
+                    // The write is made: say what is not remembered, do not fail.
+                    let lost = format!(
+                        "{e}: a retry with this key after a restart of this server is refused \
+                         rather than answered"
+                    );
+                    answer["warning"] = json!(match answer["warning"].as_str() {
+                        Some(stale) => format!("{stale}; {lost}"),
+                        None => lost,
+                    });
+                }
+                *state = State::Done {
+                    fingerprint,
+                    answer: answer.clone(),
+                };
+                Ok(answer)
+            }
+            Err(e) => {
+                // Nothing was written: the key stays free for a retry.
+                if let Err(forget) = keys.forget(document, key).await {
+                    tracing::warn!(error = %forget, "could not free an idempotency key");
+                }
+                Err(e)
+            }
         }
-        let mut again = answer.clone();
-        again["replayed"] = json!(true);
-        again["note"] = json!(
-            "answered from the first call with this idempotency_key: that write was made \
-             once and is not made again (read the document for its state now)"
-        );
-        Ok(again)
     }
 
     /// Makes `edit` with `reason` as its message, waits for the log, and checks for stale
