@@ -59,18 +59,13 @@ pub(super) async fn s6_fanout(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         }
         let lat = Lat::of(lat)?;
         note!("{watchers} watchers, each its own connection and replica: {lat}");
-        let base = *one.get_or_insert(lat);
-        let ratio = lat.p99.as_secs_f64() / base.p99.as_secs_f64();
-        let row = Row::new(
-            "6",
+        let target = (watchers == 100).then_some(("≤ 5× the 1-watcher p99", 5.0));
+        rows.push(against_first(
+            &mut one,
+            lat,
             format!("fan-out p99, {watchers} watcher(s) (p50 {})", us(lat.p50)),
-        )
-        .figures(us(lat.p99), us(base.p99), ratio);
-        rows.push(if watchers == 100 {
-            row.at_most("≤ 5× the 1-watcher p99", ratio, 5.0)
-        } else {
-            row
-        });
+            target,
+        ));
     }
     rows.extend(s6_watches_on_one_replica(ctx).await?);
     rows.extend(s6_watcher_processes(ctx).await?);
@@ -122,21 +117,16 @@ pub(super) async fn s6_watches_on_one_replica(ctx: &mut Ctx) -> anyhow::Result<V
         reader.close().await?;
         let lat = Lat::of(lat)?;
         note!("{watches} watch(es) on one replica, until the last has the event: {lat}");
-        let base = *one.get_or_insert(lat);
-        let ratio = lat.p99.as_secs_f64() / base.p99.as_secs_f64();
-        let row = Row::new(
-            "6",
+        let target = (watches == 100).then_some(("≤ 1.2× one watch", 1.2));
+        rows.push(against_first(
+            &mut one,
+            lat,
             format!(
                 "{watches} watch(es) on one replica, p99 until the last has it (p50 {})",
                 us(lat.p50)
             ),
-        )
-        .figures(us(lat.p99), us(base.p99), ratio);
-        rows.push(if watches == 100 {
-            row.at_most("≤ 1.2× one watch", ratio, 1.2)
-        } else {
-            row
-        });
+            target,
+        ));
     }
     Ok(rows)
 }
@@ -212,21 +202,16 @@ pub(super) async fn s6_watcher_processes(ctx: &mut Ctx) -> anyhow::Result<Vec<Ro
         writer.close().await?;
         let lat = Lat::of(lat)?;
         note!("{watchers} watcher process(es): {lat}");
-        let base = *one.get_or_insert(lat);
-        let ratio = lat.p99.as_secs_f64() / base.p99.as_secs_f64();
-        let row = Row::new(
-            "6",
+        let target = (watchers == 100).then_some(("≤ 5× the 1-process p99", 5.0));
+        rows.push(against_first(
+            &mut one,
+            lat,
             format!(
                 "fan-out p99, {watchers} watcher process(es) (p50 {})",
                 us(lat.p50)
             ),
-        )
-        .figures(us(lat.p99), us(base.p99), ratio);
-        rows.push(if watchers == 100 {
-            row.at_most("≤ 5× the 1-process p99", ratio, 5.0)
-        } else {
-            row
-        });
+            target,
+        ));
     }
     Ok(rows)
 }
@@ -272,4 +257,21 @@ pub async fn watch_child(args: &Args, child: Vec<String>) -> anyhow::Result<()> 
         out.flush()?;
     }
     Ok(())
+}
+
+/// Scenario 6's row for one count: its p99 against the first count's (kept in `first`), with
+/// `target` (its text, and the bound on the ratio) checked when given.
+fn against_first(
+    first: &mut Option<Lat>,
+    lat: Lat,
+    scenario: String,
+    target: Option<(&str, f64)>,
+) -> Row {
+    let base = *first.get_or_insert(lat);
+    let ratio = lat.p99.as_secs_f64() / base.p99.as_secs_f64();
+    let row = Row::new("6", scenario).figures(us(lat.p99), us(base.p99), ratio);
+    match target {
+        Some((text, bound)) => row.at_most(text, ratio, bound),
+        None => row,
+    }
 }
