@@ -20,11 +20,18 @@ struct Agent {
     client: RunningService<RoleClient, ()>,
 }
 
-async fn agent(url: &str, name: &str, more: &[&str]) -> Agent {
+/// `blackboard mcp` as agent `name` on the space, with none of the test's own environment
+/// naming a server.
+fn mcp_command(url: &str, name: &str, more: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
     cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
     cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
     cmd.args(more);
+    cmd
+}
+
+async fn agent(url: &str, name: &str, more: &[&str]) -> Agent {
+    let cmd = mcp_command(url, name, more);
     let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
     let client = tokio::time::timeout(GUARD, ().serve(transport))
         .await
@@ -130,10 +137,7 @@ async fn a_write_made_while_the_log_restarts_is_answered_and_a_keyed_retry_is_no
 
 /// Like [`agent`], and the server's process id, to kill it.
 async fn agent_and_pid(url: &str, name: &str, more: &[&str]) -> (Agent, u32) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
-    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
-    cmd.args(["mcp", "--agent", name, "--space", SPACE, "--nats", url]);
-    cmd.args(more);
+    let cmd = mcp_command(url, name, more);
     let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
     let pid = transport.id().expect("the server runs");
     let client = tokio::time::timeout(GUARD, ().serve(transport))
@@ -475,17 +479,7 @@ async fn a_second_server_with_an_agent_name_already_present_is_warned_at_start()
     use tokio::io::AsyncBufReadExt as _;
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
     let _bob = agent(&nats.url(), "bob", &[]).await;
-    let mut twin = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
-        .env_remove("NATS_URL")
-        .args([
-            "mcp",
-            "--agent",
-            "bob",
-            "--space",
-            SPACE,
-            "--nats",
-            &nats.url(),
-        ])
+    let mut twin = mcp_command(&nats.url(), "bob", &[])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -535,17 +529,7 @@ async fn a_long_wait_with_a_progress_token_sends_progress_notifications() {
             json!({"document": "d", "path": "/a", "value": 1, "reason": "start"}),
         )
         .await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
-    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
-    cmd.args([
-        "mcp",
-        "--agent",
-        "bob",
-        "--space",
-        SPACE,
-        "--nats",
-        &nats.url(),
-    ]);
+    let cmd = mcp_command(&nats.url(), "bob", &[]);
     let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
     let bob = Progress(tx)
         .serve(TokioChildProcess::new(cmd).unwrap())
@@ -589,17 +573,7 @@ impl rmcp::ClientHandler for ListChanged {
 #[tokio::test]
 async fn documents_are_a_resource_template_and_a_new_document_is_announced() {
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
-    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
-    cmd.args([
-        "mcp",
-        "--agent",
-        "alice",
-        "--space",
-        SPACE,
-        "--nats",
-        &nats.url(),
-    ]);
+    let cmd = mcp_command(&nats.url(), "alice", &[]);
     let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let alice = ListChanged(tx)
         .serve(TokioChildProcess::new(cmd).unwrap())
@@ -655,17 +629,7 @@ async fn finding_new_documents_does_not_open_every_document_of_the_space() {
 
     // Alice's server announces a new document once it has gone through the space's names,
     // existing documents first.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_blackboard"));
-    cmd.env_remove("NATS_URL").env_remove("NATS_CREDS");
-    cmd.args([
-        "mcp",
-        "--agent",
-        "alice",
-        "--space",
-        SPACE,
-        "--nats",
-        &nats.url(),
-    ]);
+    let cmd = mcp_command(&nats.url(), "alice", &[]);
     let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let _alice = ListChanged(tx)
         .serve(TokioChildProcess::new(cmd).unwrap())
