@@ -53,18 +53,87 @@ impl ChangeEvent {
         if self.rejected.is_some() {
             return None;
         }
+        // Most events concern a watch whole (a watch of the path a change wrote): one
+        // clone of the event, not a clone and a second copy of its patches.
+        let matching = self
+            .patches
+            .iter()
+            .filter(|p| pattern.matches(&p.path))
+            .count();
+        if matching == 0 {
+            return None;
+        }
+        if matching == self.patches.len() {
+            return Some(self.clone());
+        }
         let patches: Vec<Patch> = self
             .patches
             .iter()
             .filter(|p| pattern.matches(&p.path))
             .cloned()
             .collect();
-        if patches.is_empty() {
-            return None;
-        }
         Some(ChangeEvent {
+            document: self.document.clone(),
+            change: self.change,
+            seq: self.seq,
+            position: self.position.clone(),
+            agent: self.agent.clone(),
+            time_ms: self.time_ms,
+            message: self.message.clone(),
+            signature: self.signature.clone(),
+            provenance: self.provenance.clone(),
+            local: self.local,
             patches,
-            ..self.clone()
+            rejected: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::PatchOp;
+
+    fn event(paths: &[&str]) -> ChangeEvent {
+        ChangeEvent {
+            document: "plan".parse().unwrap(),
+            change: ChangeHash([7; 32]),
+            seq: Some(9),
+            position: Position {
+                seq: 9,
+                heads: vec![ChangeHash([7; 32])],
+            },
+            agent: "alice".parse().unwrap(),
+            time_ms: 1_700_000_000_000,
+            message: Some("why".into()),
+            signature: Signature::Verified("UABC".into()),
+            provenance: None,
+            local: false,
+            patches: paths
+                .iter()
+                .map(|p| Patch {
+                    path: p.parse().unwrap(),
+                    op: PatchOp::Put {
+                        value: serde_json::json!(1),
+                    },
+                })
+                .collect(),
+            rejected: None,
+        }
+    }
+
+    #[test]
+    fn filtering_keeps_everything_but_the_patches_outside_the_pattern() {
+        let whole = event(&["/tasks/1", "/notes/a"]);
+        let tasks = whole.filtered(&"/tasks/**".parse().unwrap()).unwrap();
+        assert_eq!(
+            tasks,
+            ChangeEvent {
+                patches: vec![whole.patches[0].clone()],
+                ..whole.clone()
+            }
+        );
+        assert_eq!(whole.filtered(&"/**".parse().unwrap()), Some(whole.clone()));
+        assert_eq!(whole.filtered(&"/other".parse().unwrap()), None);
     }
 }

@@ -246,30 +246,33 @@ async fn deliver(tx: &Tx, (pattern, rejections): (&Pattern, bool), event: &Chang
 async fn run_live(
     feed: Feed,
     mut live: LiveReceiver,
-    mut last: Position,
+    start: Position,
     skip_upto: u64,
     pattern: Pattern,
     tx: Tx,
 ) {
     let rejections = feed.rejections;
     drop(feed.source);
+    // The last event processed, kept whole (an `Arc`): its position is needed only if the
+    // watch lags, so it is not copied out for every event.
+    let mut last: Option<Arc<ChangeEvent>> = None;
     loop {
         match live.recv().await {
             Live::Event(event) => {
                 if event.seq.is_some_and(|s| s <= skip_upto) {
                     continue;
                 }
-                last = event.position.clone();
                 if !deliver(&tx, (&pattern, rejections), &event).await {
                     return;
                 }
+                last = Some(event);
             }
             Live::Lagged => {
                 debug!(document = %feed.document, "watch lagged");
                 let _ = tx
                     .send(Err(WatchError::Lagged {
                         document: feed.document,
-                        resume_after: last,
+                        resume_after: last.map_or(start, |e| e.position.clone()),
                     }))
                     .await;
                 return;
