@@ -277,20 +277,33 @@ async fn measure(
     let t = Instant::now();
     browser.client.goto(&url).await?;
     browser.wait_for("#tree [data-path]").await?;
-    put("first open, tree shown (cold: replica catches up)", ms(t.elapsed()));
+    put(
+        "first open, tree shown (cold: replica catches up)",
+        ms(t.elapsed()),
+    );
     browser.wait_for("#timeline li[data-seq]").await?;
-    put("first open, first timeline page shown (cold)", ms(t.elapsed()));
+    put(
+        "first open, first timeline page shown (cold)",
+        ms(t.elapsed()),
+    );
     // Warm: the same page opened again.
     browser.client.goto("about:blank").await?;
     let t = Instant::now();
     browser.client.goto(&url).await?;
     browser.wait_for("#tree [data-path]").await?;
     browser.wait_for("#timeline li[data-seq]").await?;
-    put("open again, tree and first timeline page shown", ms(t.elapsed()));
+    put(
+        "open again, tree and first timeline page shown",
+        ms(t.elapsed()),
+    );
 
     // Paging the timeline in the page.
     let t = Instant::now();
-    browser.wait_for("#older:not([hidden])").await?.click().await?;
+    browser
+        .wait_for("#older:not([hidden])")
+        .await?
+        .click()
+        .await?;
     let last = browser.wait_for("#timeline li:nth-child(100)").await?;
     put("'Older events': second page shown", ms(t.elapsed()));
     // Choosing the oldest event shown.
@@ -300,7 +313,10 @@ async fn measure(
     browser
         .wait_for(&format!(r#"#at-json[data-seq="{seq}"]"#))
         .await?;
-    put("choose an event of page 2: document there and diff shown", ms(t.elapsed()));
+    put(
+        "choose an event of page 2: document there and diff shown",
+        ms(t.elapsed()),
+    );
     // Blame from the tree.
     let t = Instant::now();
     browser
@@ -308,21 +324,25 @@ async fn measure(
         .await?
         .click()
         .await?;
-    browser.wait_for(r#"#blame .blamed[data-path="/k7"]"#).await?;
+    browser
+        .wait_for(r#"#blame .blamed[data-path="/k7"]"#)
+        .await?;
     put("blame of /k7 from the tree shown", ms(t.elapsed()));
 
     // The API answers the page reads: median time and size.
     let doc = format!("/api/doc/{name}");
     let timeline: Value = browser
-            .client
-            .execute_async(
-                r#"const [u, done] = arguments;
+        .client
+        .execute_async(
+            r#"const [u, done] = arguments;
                    const token = new URLSearchParams(location.search).get("token");
                    fetch(u + "?limit=50&token=" + token).then(r => r.json()).then(done);"#,
-                vec![json!(format!("{doc}/timeline"))],
-            )
-            .await?;
-    let newest = timeline["events"][0]["seq"].as_u64().context("a newest event")?;
+            vec![json!(format!("{doc}/timeline"))],
+        )
+        .await?;
+    let newest = timeline["events"][0]["seq"]
+        .as_u64()
+        .context("a newest event")?;
     let first_seq = newest.saturating_sub(u64::try_from(n)?) + 1;
     let middle = first_seq + u64::try_from(n / 2)?;
     for (label, path) in [
@@ -352,10 +372,7 @@ async fn measure(
             "GET at, the first event".to_owned(),
             format!("{doc}/at/{first_seq}"),
         ),
-        (
-            "GET blame /k7".to_owned(),
-            format!("{doc}/blame?path=/k7"),
-        ),
+        ("GET blame /k7".to_owned(), format!("{doc}/blame?path=/k7")),
     ] {
         let (time, size) = browser.fetch(&path).await?;
         put(&label, format!("{time:.0} ms, {}", kib(size)));

@@ -92,7 +92,7 @@ impl Site {
         timeout: Duration,
     ) -> anyhow::Result<Arc<Site>> {
         check_token(&token)?;
-        let hub = events::Hub::start(&board, &space).await?;
+        let hub = events::Hub::start(&board, &space, timeout).await?;
         Ok(Arc::new(Site {
             board,
             space,

@@ -11,6 +11,7 @@ const state = {
   conflicts: new Map(), // path -> [{value, winner, agent, seq}], from the document's answer
   selected: null,     // the timeline event shown
   next: null,         // the timeline's next page
+  presence: null,     // the EventSource of the shown document's presence
 };
 
 function api(path, params) {
@@ -101,7 +102,8 @@ async function openDocument(name) {
     $("blame").replaceChildren();
   }
   $("doc-title").textContent = name;
-  await Promise.all([loadTree(), loadTimeline(), loadDocPresence()]);
+  followDocPresence(name);
+  await Promise.all([loadTree(), loadTimeline()]);
 }
 
 // ---- the tree ---------------------------------------------------------------------------
@@ -303,6 +305,13 @@ async function showRange(a, b) {
 
 // ---- blame ------------------------------------------------------------------------------
 
+// A light colour per agent, the same on every load.
+function colour(agent) {
+  let h = 0;
+  for (const c of agent) h = (h * 31 + c.codePointAt(0)) % 360;
+  return `hsl(${h}, 70%, 85%)`;
+}
+
 async function blame(path) {
   $("blame-path").value = path;
   const out = $("blame");
@@ -315,17 +324,26 @@ async function blame(path) {
       r ? el("b", { class: "agent" }, r.agent) : "an unacknowledged local change",
       r ? ` at ${time(r.logged_ms)} (#${r.seq})` : "",
       r && r.message ? el("span", {}, ": ", el("i", { class: "message" }, r.message)) : ""));
-    if (b.spans && b.spans.length) {
-      const spans = el("div", { class: "spans" });
-      for (const s of b.spans) {
-        spans.append(el("span", { class: "span",
-          title: s.record ? `${who(s.record)} · #${s.record.seq}` : s.change }, s.text));
+    if (b.runs && b.runs.length) {
+      // The text with each run of characters coloured by its writer; hover names the
+      // agent, the message and the position.
+      const runs = el("div", { class: "runs", "data-path": b.path });
+      for (const r of b.runs) {
+        const agent = r.agent || "(not on the log yet)";
+        const span = el("span", { class: "run", "data-agent": agent, "data-start": r.start,
+          title: `${agent}${r.message ? ": " + r.message : ""}${r.seq ? " · #" + r.seq : ""}` }, r.text);
+        span.style.backgroundColor = colour(agent);
+        runs.append(span);
       }
-      out.append(spans);
-      const rows = el("ul");
-      for (const s of b.spans) {
-        rows.append(el("li", {}, JSON.stringify(s.text), " — ",
-          s.record ? `${who(s.record)} (#${s.record.seq})` : "local"));
+      out.append(runs);
+      const rows = el("ul", { class: "run-list" });
+      for (const r of b.runs) {
+        rows.append(el("li", { "data-agent": r.agent || "" },
+          el("span", { class: "swatch" }, "\u00a0\u00a0"), " ",
+          `${r.start}–${r.end} `, el("b", {}, r.agent || "(not on the log yet)"),
+          r.seq ? ` #${r.seq}` : "", r.message ? el("i", {}, " " + r.message) : "", " ",
+          el("span", { class: "muted" }, JSON.stringify(r.text))));
+        rows.lastChild.querySelector(".swatch").style.backgroundColor = colour(r.agent || "");
       }
       out.append(rows);
     }
@@ -352,10 +370,23 @@ function showPresence(members, list) {
   }
 }
 
-async function loadDocPresence() {
-  if (!state.doc) return;
-  const answer = await get("/api/presence", { doc: state.doc });
-  showPresence(answer.members, $("doc-presence"));
+// The shown document's presence has its own event stream, from a watch of that document:
+// who opens or leaves it shows at once, whatever happens elsewhere in the space.
+function followDocPresence(name) {
+  if (state.presence && state.presence.doc === name) return;
+  if (state.presence) state.presence.close();
+  const list = $("doc-presence");
+  list.replaceChildren();
+  delete list.dataset.doc;
+  const source = new EventSource(api(`/api/doc/${encodeURIComponent(name)}/presence`));
+  source.doc = name;
+  source.addEventListener("presence", (ev) => {
+    if (state.doc !== name) return;
+    showPresence(JSON.parse(ev.data), list);
+    // Says whose presence is shown, so a reader (or a test) knows it is this document's.
+    list.dataset.doc = name;
+  });
+  state.presence = source;
 }
 
 function showClaims(claims) {
@@ -381,7 +412,7 @@ function showRejections(rejections) {
       el("b", {}, r.document), " ", el("span", { class: "seq" }, "#" + r.seq), " by ",
       el("span", { class: "agent" }, r.agent),
       el("div", { class: "reason" }, r.reason),
-      el("div", { class: "muted" }, r.time)));
+      r.time ? el("div", { class: "muted" }, r.time) : null));
   }
 }
 
@@ -417,10 +448,7 @@ function connect() {
       loadTimeline().catch(showError);
     }
   });
-  source.addEventListener("presence", (ev) => {
-    showPresence(JSON.parse(ev.data), $("presence"));
-    loadDocPresence().catch(showError);
-  });
+  source.addEventListener("presence", (ev) => showPresence(JSON.parse(ev.data), $("presence")));
   source.addEventListener("resync", () => {
     loadDocuments().then(() => state.doc && openDocument(state.doc)).catch(showError);
   });
