@@ -768,7 +768,7 @@ async fn two_agents_editing_one_text_are_each_named_on_their_runs_of_characters_
         .collect();
     assert_eq!(
         agents,
-        [("alice", "hello"), ("bob", "big"), ("alice", "world")],
+        [("alice", "hello "), ("bob", "big "), ("alice", "world")],
         "{runs:?}"
     );
     // Hovering a run names its agent and message.
