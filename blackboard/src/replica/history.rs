@@ -8,8 +8,8 @@ use serde_json::Value as Json;
 use super::{Position, Replica};
 use crate::apply::Causal;
 use crate::doc::{DocCore, Patch, Path};
-use crate::history::{self, At, Blame, Filter, HeadTracker, HistoryError, HistoryEvent, Record,
-    TextRun,
+use crate::history::{
+    self, At, Blame, Filter, HeadTracker, HistoryError, HistoryEvent, Record, TextRun,
 };
 use crate::Error;
 
