@@ -251,8 +251,11 @@ pub async fn at(
     let event = records(&doc, seq - 1, seq)?
         .pop()
         .map(|r| TimelineEvent::of(&doc, r));
-    let view = doc.at(&At::Seq(seq))?;
-    let diff = doc.diff(&At::Seq(seq - 1), &At::Seq(seq))?;
+    // Each position is resolved once (that reads the index up to it); the view and the diff
+    // then name the heads, which resolve without reading the index again.
+    let (after, before) = (doc.resolve(&At::Seq(seq))?, doc.resolve(&At::Seq(seq - 1))?);
+    let view = doc.at(&At::Heads(after.heads.clone()))?;
+    let diff = doc.diff(&At::Heads(before.heads), &At::Heads(after.heads))?;
     Ok(Json(json!({
         "seq": seq,
         "event": event,

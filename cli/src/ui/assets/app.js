@@ -418,15 +418,36 @@ function showRejections(rejections) {
 
 // ---- live -------------------------------------------------------------------------------
 
+// Reloads asked for while one is running are merged into the next, so a burst of changes
+// costs a few reads, not a few per change.
+const reload = { docs: false, tree: false, timeline: false, running: false };
+
+function refresh(what) {
+  Object.assign(reload, what);
+  if (reload.running) return;
+  reload.running = true;
+  (async () => {
+    while (reload.docs || reload.tree || reload.timeline) {
+      const now = { docs: reload.docs, tree: reload.tree, timeline: reload.timeline };
+      Object.assign(reload, { docs: false, tree: false, timeline: false });
+      await Promise.all([
+        now.docs ? loadDocuments() : null,
+        now.tree ? loadTree() : null,
+        now.timeline ? loadTimeline() : null,
+      ]).catch(showError);
+    }
+    reload.running = false;
+  })();
+}
+
 function onChange(change) {
-  loadDocuments().catch(showError);
-  if (change.document !== state.doc) return;
+  if (change.document !== state.doc) { refresh({ docs: true }); return; }
   for (const p of change.patches) {
     state.marks.set(p.path, { agent: change.agent, message: change.message, seq: change.seq });
   }
-  loadTree().catch(showError);
   // Only the first page follows live; an older page the reader opened stays put.
-  if (state.next === null || $("timeline").children.length <= 50) loadTimeline().catch(showError);
+  const follow = state.next === null || $("timeline").children.length <= 50;
+  refresh({ docs: true, tree: true, timeline: follow });
 }
 
 function connect() {
@@ -445,7 +466,7 @@ function connect() {
     // Only the first page follows live, as for changes.
     if (last && last.document === state.doc &&
         (state.next === null || $("timeline").children.length <= 50)) {
-      loadTimeline().catch(showError);
+      refresh({ timeline: true });
     }
   });
   source.addEventListener("presence", (ev) => showPresence(JSON.parse(ev.data), $("presence")));
