@@ -402,9 +402,15 @@ async fn measure(
     tokio::time::timeout(CATCH_UP, doc.sync())
         .await
         .context("the ui's replica did not catch up")??;
-    put("the ui's replica reads the log (catch-up, once)", ms(t.elapsed()));
+    put(
+        "the ui's replica reads the log (catch-up, once)",
+        ms(t.elapsed()),
+    );
     let (rss, _) = memory();
-    put("test process RSS after the catch-up (server in it)", format!("{rss:.0} MiB"));
+    put(
+        "test process RSS after the catch-up (server in it)",
+        format!("{rss:.0} MiB"),
+    );
 
     let url = format!("http://{addr}/?token={}#doc={name}", site.token());
     let browser = Browser::start().await?;

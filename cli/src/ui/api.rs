@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The board failed.
     #[error(transparent)]
     Board(#[from] blackboard_client::Error),
+    /// Reading the document failed.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -41,7 +44,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Board(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Board(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -251,11 +254,21 @@ pub async fn at(
     let event = records(&doc, seq - 1, seq)?
         .pop()
         .map(|r| TimelineEvent::of(&doc, r));
-    // Each position is resolved once (that reads the index up to it); the view and the diff
-    // then name the heads, which resolve without reading the index again.
+    // One fork, for the document there; the diff is read in place (see `super::at`).
     let (after, before) = (doc.resolve(&At::Seq(seq))?, doc.resolve(&At::Seq(seq - 1))?);
     let view = doc.at(&At::Heads(after.heads.clone()))?;
-    let diff = doc.diff(&At::Heads(before.heads), &At::Heads(after.heads))?;
+    let diff = doc
+        .read(|core| {
+            super::at::guarded("diffing two positions", || {
+                super::at::diff(
+                    core.automerge(),
+                    &before.heads,
+                    &after.heads,
+                    view.doc().automerge(),
+                )
+            })
+        })
+        .map_err(ApiError::Internal)?;
     Ok(Json(json!({
         "seq": seq,
         "event": event,
