@@ -249,12 +249,12 @@ async fn page(
     browser.client.goto(url).await?;
     browser.wait_for("#tree [data-path]").await?;
     put(
-        "first open, tree shown (cold: replica catches up)",
+        "first open, tree shown",
         ms(t.elapsed()),
     );
     browser.wait_for("#timeline li[data-seq]").await?;
     put(
-        "first open, first timeline page shown (cold)",
+        "first open, first timeline page shown",
         ms(t.elapsed()),
     );
     // Warm: the same page opened again.
