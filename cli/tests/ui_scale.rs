@@ -244,20 +244,14 @@ async fn page(
     name: &str,
     put: &mut impl FnMut(&str, String),
 ) -> anyhow::Result<()> {
-    // Cold: the ui's replica of the document has not read the log yet.
+    // The first page load: the server has the document, the browser nothing.
     let t = Instant::now();
     browser.client.goto(url).await?;
     browser.wait_for("#tree [data-path]").await?;
-    put(
-        "first open, tree shown",
-        ms(t.elapsed()),
-    );
+    put("first open, tree shown", ms(t.elapsed()));
     browser.wait_for("#timeline li[data-seq]").await?;
-    put(
-        "first open, first timeline page shown",
-        ms(t.elapsed()),
-    );
-    // Warm: the same page opened again.
+    put("first open, first timeline page shown", ms(t.elapsed()));
+    // The same page opened again.
     browser.client.goto("about:blank").await?;
     let t = Instant::now();
     browser.client.goto(url).await?;
