@@ -254,25 +254,42 @@ pub async fn at(
     let event = records(&doc, seq - 1, seq)?
         .pop()
         .map(|r| TimelineEvent::of(&doc, r));
-    // One fork, for the document there; the diff is read in place (see `super::at`).
+    // At most one fork, for the document there; the diff is read in place (see
+    // `super::at`). At the document's own heads (the newest event, the one a live view
+    // clicks most) the document there is the document itself: no fork at all.
     let (after, before) = (doc.resolve(&At::Seq(seq))?, doc.resolve(&At::Seq(seq - 1))?);
-    let view = doc.at(&At::Heads(after.heads.clone()))?;
-    let diff = doc
+    let (before, after) = (&before.heads, &after.heads);
+    // Checked under the same lock as the reads, so a change arriving between does not
+    // make the document itself stand for an older position.
+    let newest = doc
         .read(|core| {
-            super::at::guarded("diffing two positions", || {
-                super::at::diff(
-                    core.automerge(),
-                    &before.heads,
-                    &after.heads,
-                    view.doc().automerge(),
-                )
+            (core.heads() == *after).then(|| {
+                super::at::guarded("diffing two positions", || {
+                    let am = core.automerge();
+                    (core.to_json(), super::at::diff(am, before, after, am))
+                })
             })
         })
+        .transpose()
         .map_err(ApiError::Internal)?;
+    let (view, diff) = match newest {
+        Some(both) => both,
+        None => {
+            let view = doc.at(&At::Heads(after.clone()))?;
+            let diff = doc
+                .read(|core| {
+                    super::at::guarded("diffing two positions", || {
+                        super::at::diff(core.automerge(), before, after, view.doc().automerge())
+                    })
+                })
+                .map_err(ApiError::Internal)?;
+            (view.to_json(), diff)
+        }
+    };
     Ok(Json(json!({
         "seq": seq,
         "event": event,
-        "json": view.to_json(),
+        "json": view,
         "diff": diff,
     })))
 }
