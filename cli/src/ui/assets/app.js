@@ -450,12 +450,19 @@ function onChange(change) {
   refresh({ docs: true, tree: true, timeline: follow });
 }
 
+// Reads everything again: the documents, and the open document (loadDocuments opens the
+// first one itself when none is open yet, so it is not loaded twice).
+function reloadAll() {
+  const open = state.doc;
+  loadDocuments().then(() => open && openDocument(open)).catch(showError);
+}
+
 function connect() {
   const source = new EventSource(api("/api/events"));
   source.addEventListener("ready", () => {
     $("status").textContent = "live";
     $("status").classList.add("live");
-    loadDocuments().then(() => state.doc && openDocument(state.doc)).catch(showError);
+    reloadAll();
   });
   source.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
   source.addEventListener("claims", (ev) => showClaims(JSON.parse(ev.data)));
@@ -471,7 +478,7 @@ function connect() {
   });
   source.addEventListener("presence", (ev) => showPresence(JSON.parse(ev.data), $("presence")));
   source.addEventListener("resync", () => {
-    loadDocuments().then(() => state.doc && openDocument(state.doc)).catch(showError);
+    reloadAll();
   });
   source.addEventListener("error", () => {
     $("status").textContent = "reconnecting";
