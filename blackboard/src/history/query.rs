@@ -321,7 +321,15 @@ mod tests {
         let runs = blame_text(&alice, &"/notes".parse().unwrap(), lookup)
             .unwrap()
             .unwrap();
-        let seen: Vec<(usize, usize, &str, Option<&str>, Option<u64>, Option<&str>)> = runs
+        type Seen<'a> = (
+            usize,
+            usize,
+            &'a str,
+            Option<&'a str>,
+            Option<u64>,
+            Option<&'a str>,
+        );
+        let seen: Vec<Seen<'_>> = runs
             .iter()
             .map(|r| {
                 (
