@@ -136,7 +136,12 @@ fn keep(kept: &Rejected, found: impl IntoIterator<Item = Rejection>) -> Option<V
     let mut kept = lock(kept);
     let mut changed = false;
     for r in found {
-        changed |= kept.insert(r.key(), r).is_none();
+        // The first one listed stays: a live one carries the writer's time, which the
+        // replica's record of the same rejection does not.
+        if let std::collections::btree_map::Entry::Vacant(place) = kept.entry(r.key()) {
+            place.insert(r);
+            changed = true;
+        }
     }
     while kept.len() > KEPT_REJECTIONS {
         kept.pop_first();
