@@ -245,6 +245,29 @@ mod history {
         assert_eq!(spans, [("alice", "hello"), ("bob", " (bob)")]);
         let blame_table = ok(&url, &["blame", "/status"]).await;
         assert!(blame_table.contains("bob") && blame_table.contains("finish the task"));
+        // blame --text: only the runs, each with its bounds and writer.
+        let runs: Value =
+            serde_json::from_str(&ok(&url, &["blame", "/notes", "--text", "--json"]).await)
+                .unwrap();
+        let runs: Vec<(u64, u64, &str, &str)> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["start"].as_u64().unwrap(),
+                    r["end"].as_u64().unwrap(),
+                    r["agent"].as_str().unwrap(),
+                    r["text"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(runs, [(0, 5, "alice", "hello"), (5, 11, "bob", " (bob)")]);
+        let runs_table = ok(&url, &["blame", "/notes", "--text"]).await;
+        assert!(
+            runs_table.contains("END") && runs_table.contains("\" (bob)\""),
+            "{runs_table}"
+        );
 
         // replay: deterministic, one line per event.
         let replay = ok(&url, &["replay", "--json"]).await;

@@ -8,6 +8,7 @@
 #![cfg(feature = "http")]
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -42,12 +43,18 @@ struct Setup {
     _dirs: [tempfile::TempDir; 2],
 }
 
-impl Setup {
-    /// alice writes `plan` (/goal twice, each with a message) and `notes`, then the site
-    /// starts.
-    async fn start() -> anyhow::Result<Setup> {
+/// The board before the ui starts: a nats-server and alice, who wrote `plan` and `notes`.
+struct Before {
+    server: NatsServer,
+    alice: Board,
+    alice_dir: tempfile::TempDir,
+}
+
+impl Before {
+    /// alice writes `plan` (/goal twice, each with a message) and `notes`.
+    async fn start() -> anyhow::Result<Before> {
         let server = NatsServer::start().await?;
-        let (alice_dir, ui_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let alice_dir = tempfile::tempdir()?;
         let alice = Options::new("alice")?
             .store(alice_dir.path())
             .connect(&server.url())
@@ -61,7 +68,21 @@ impl Setup {
         let notes = alice.doc(SPACE, "notes")?;
         notes.put("/todo", json!(["write the docs"])).await?;
         notes.flush().await?;
+        Ok(Before {
+            server,
+            alice,
+            alice_dir,
+        })
+    }
 
+    /// Starts `blackboard ui`'s site on the board.
+    async fn serve(self) -> anyhow::Result<Setup> {
+        let Before {
+            server,
+            alice,
+            alice_dir,
+        } = self;
+        let ui_dir = tempfile::tempdir()?;
         let viewer = Options::new("ui")?
             .store(ui_dir.path())
             .connect(&server.url())
@@ -88,6 +109,14 @@ impl Setup {
             served,
             _dirs: [alice_dir, ui_dir],
         })
+    }
+}
+
+impl Setup {
+    /// alice writes `plan` (/goal twice, each with a message) and `notes`, then the site
+    /// starts.
+    async fn start() -> anyhow::Result<Setup> {
+        Before::start().await?.serve().await
     }
 
     /// The URL `blackboard ui` would print.
@@ -116,6 +145,12 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // chromedriver leads its own process group, which the chromium it started is in: a
+        // test that failed before closing its session leaves no browser behind.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -125,6 +160,7 @@ impl Drop for Browser {
 fn start_driver(port: u16) -> anyhow::Result<Child> {
     let mut driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -482,49 +518,41 @@ async fn without_the_token_the_page_and_the_event_stream_are_refused() -> anyhow
     setup.stop().await
 }
 
-#[tokio::test]
-async fn a_change_the_roster_rejects_is_listed_with_its_reason_and_marked_in_the_timeline_while_the_honest_change_applies(
-) -> anyhow::Result<()> {
-    use blackboard::codec::encode_event;
-    use blackboard::doc::Edit;
+/// Gives the space a roster signed by a new admin: alice, with the returned key, may write
+/// anywhere. Published raw on the log, as an admin's tool would.
+async fn publish_roster(
+    server: &NatsServer,
+) -> anyhow::Result<blackboard::schemas::nkeys::KeyPair> {
     use blackboard::log::{EventLog, JetStreamLog};
     use blackboard::schemas::nkeys::KeyPair;
     use blackboard::trust::RosterEvent;
-    use blackboard_client::{AgentId, DocumentId, SpaceId};
+    use blackboard_client::SpaceId;
 
-    let _one = ONE_BROWSER.lock().await;
-    let setup = Setup::start().await?;
-    let browser = Browser::start().await?;
-    browser.open(&format!("{}#doc=plan", setup.page())).await?;
-    browser.text_of("#rejected li.muted", LOAD).await?;
-
-    // The space gets a roster: alice, with her key, may write anywhere.
-    let (space, plan): (SpaceId, DocumentId) = (SPACE.parse()?, "plan".parse()?);
+    let space: SpaceId = SPACE.parse()?;
     let (admin, alice_key) = (KeyPair::new_user(), KeyPair::new_user());
     let roster = json!({
         "admins": [admin.public_key()],
         "agents": {"alice": {"keys": [alice_key.public_key()], "write": ["/**"]}},
     });
-    let log = JetStreamLog::new(setup.server.connect().await?, Default::default());
+    let log = JetStreamLog::new(server.connect().await?, Default::default());
     let event = RosterEvent::sign(&space, 1, roster.to_string(), &admin)?;
     log.publish_roster(&space, "roster-1", event.encode().into())
         .await?;
+    Ok(alice_key)
+}
 
-    // The honest change: alice, signing with her key.
-    let signed_dir = tempfile::tempdir()?;
-    let signed = Options::new("alice")?
-        .key(alice_key)?
-        .store(signed_dir.path())
-        .connect(&setup.server.url())
-        .await?;
-    let honest = signed.doc(SPACE, "plan")?;
-    honest.sync().await?;
-    honest.put("/status", json!("honest")).await?;
-    honest.flush().await?;
+/// A forgery: a change to `plan` in alice's name, unsigned, writing /forged, published raw
+/// on the log (built on alice's replica, as someone who read the document would). Returns
+/// its log position.
+async fn publish_forgery(server: &NatsServer, alice: &Board) -> anyhow::Result<u64> {
+    use blackboard::codec::encode_event;
+    use blackboard::doc::Edit;
+    use blackboard::log::{EventLog, JetStreamLog};
+    use blackboard_client::{AgentId, DocumentId, SpaceId};
 
-    // The forgery: a change in alice's name, unsigned, published raw on the log.
-    let mut fork = setup
-        .alice
+    let (space, plan): (SpaceId, DocumentId) = (SPACE.parse()?, "plan".parse()?);
+    let log = JetStreamLog::new(server.connect().await?, Default::default());
+    let mut fork = alice
         .doc(SPACE, "plan")?
         .replica()
         .read(|core| core.fork_at(&core.heads()))?;
@@ -542,10 +570,34 @@ async fn a_change_the_roster_rejects_is_listed_with_its_reason_and_marked_in_the
             .as_millis(),
     )?;
     let envelope = encode_event(&space, &plan, &agent, &change, now_ms, None);
-    let forged = log
+    Ok(log
         .publish(&space, &plan, "forged-1", envelope.encode().into())
         .await?
-        .seq;
+        .seq)
+}
+
+#[tokio::test]
+async fn a_change_the_roster_rejects_is_listed_with_its_reason_and_marked_in_the_timeline_while_the_honest_change_applies(
+) -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    browser.text_of("#rejected li.muted", LOAD).await?;
+
+    let alice_key = publish_roster(&setup.server).await?;
+    // The honest change: alice, signing with her key.
+    let signed_dir = tempfile::tempdir()?;
+    let signed = Options::new("alice")?
+        .key(alice_key)?
+        .store(signed_dir.path())
+        .connect(&setup.server.url())
+        .await?;
+    let honest = signed.doc(SPACE, "plan")?;
+    honest.sync().await?;
+    honest.put("/status", json!("honest")).await?;
+    honest.flush().await?;
+    let forged = publish_forgery(&setup.server, &setup.alice).await?;
 
     let listed = browser
         .text_of(
@@ -577,6 +629,162 @@ async fn a_change_the_roster_rejects_is_listed_with_its_reason_and_marked_in_the
     browser.screenshot("rejected").await?;
     browser.close().await?;
     signed.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn a_forged_change_published_before_the_ui_started_is_listed_with_its_reason(
+) -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let before = Before::start().await?;
+    publish_roster(&before.server).await?;
+    let forged = publish_forgery(&before.server, &before.alice).await?;
+    // The ui starts after the forgery is on the log: no live event will tell it.
+    let setup = before.serve().await?;
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    let listed = browser
+        .text_of(
+            &format!(r#"#rejected li[data-doc="plan"][data-seq="{forged}"]"#),
+            LOAD,
+        )
+        .await?;
+    assert!(listed.contains("alice"), "{listed}");
+    assert!(listed.contains("unsigned"), "{listed}");
+    assert!(
+        browser
+            .client
+            .find(Locator::Css(r#"#tree [data-path="/forged"]"#))
+            .await
+            .is_err(),
+        "the forged value is not in the tree"
+    );
+    browser.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn an_agent_opening_the_document_appears_on_its_presence_and_disappears_when_it_leaves(
+) -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    // The document's presence stream has answered: nobody is on it.
+    browser
+        .text_of(r#"#doc-presence[data-doc="plan"] li.muted"#, LOAD)
+        .await?;
+
+    let bob_dir = tempfile::tempdir()?;
+    let bob = Options::new("bob")?
+        .store(bob_dir.path())
+        .connect(&setup.server.url())
+        .await?;
+    let on_plan = bob.presence(SPACE, Some("plan")).await?;
+    let here = on_plan.join(Some("reviewing the plan")).await?;
+    let shown = browser
+        .text_of(
+            r#"#doc-presence[data-doc="plan"] li[data-agent="bob"]"#,
+            LOAD,
+        )
+        .await?;
+    assert!(shown.contains("reviewing the plan"), "{shown}");
+    // bob is on the document, not in the space: the space's list does not name him, so
+    // the document's list came from the document's own presence.
+    assert!(browser
+        .client
+        .find(Locator::Css(r#"#presence li[data-agent="bob"]"#))
+        .await
+        .is_err());
+    browser.screenshot("presence").await?;
+
+    here.leave().await?;
+    browser
+        .text_of(r#"#doc-presence[data-doc="plan"] li.muted"#, LOAD)
+        .await?;
+    assert!(browser
+        .client
+        .find(Locator::Css(r#"#doc-presence li[data-agent="bob"]"#))
+        .await
+        .is_err());
+    browser.close().await?;
+    bob.close().await?;
+    setup.stop().await
+}
+
+#[tokio::test]
+async fn two_agents_editing_one_text_are_each_named_on_their_runs_of_characters_in_blame(
+) -> anyhow::Result<()> {
+    use blackboard::doc::Edit;
+
+    let _one = ONE_BROWSER.lock().await;
+    let setup = Setup::start().await?;
+    let splice = |pos: usize, insert: &str| -> anyhow::Result<Edit> {
+        Ok(Edit::SpliceText {
+            path: "/draft".parse()?,
+            pos,
+            delete: 0,
+            insert: insert.to_owned(),
+        })
+    };
+    let alice = setup.alice.doc(SPACE, "plan")?;
+    alice
+        .edit(Some("first draft"), &[splice(0, "hello world")?])
+        .await?;
+    alice.flush().await?;
+    let bob_dir = tempfile::tempdir()?;
+    let bob_board = Options::new("bob")?
+        .store(bob_dir.path())
+        .connect(&setup.server.url())
+        .await?;
+    let bob = bob_board.doc(SPACE, "plan")?;
+    bob.wait_for(&alice.heads()).await?;
+    bob.edit(Some("make it bigger"), &[splice(6, "big ")?])
+        .await?;
+    bob.flush().await?;
+
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}#doc=plan", setup.page())).await?;
+    let input = browser.client.find(Locator::Css("#blame-path")).await?;
+    input.clear().await?;
+    input.send_keys("/draft").await?;
+    browser
+        .client
+        .find(Locator::Css("#blame-go"))
+        .await?
+        .click()
+        .await?;
+    let text = browser
+        .text_of(r#"#blame .runs[data-path="/draft"]"#, LOAD)
+        .await?;
+    assert_eq!(text, "hello big world");
+    let mut runs = Vec::new();
+    for run in browser
+        .client
+        .find_all(Locator::Css("#blame .runs .run"))
+        .await?
+    {
+        runs.push((
+            run.attr("data-agent").await?.unwrap_or_default(),
+            run.text().await?,
+            run.attr("title").await?.unwrap_or_default(),
+        ));
+    }
+    let agents: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|(agent, text, _)| (agent.as_str(), text.as_str()))
+        .collect();
+    assert_eq!(
+        agents,
+        [("alice", "hello "), ("bob", "big "), ("alice", "world")],
+        "{runs:?}"
+    );
+    // Hovering a run names its agent and message.
+    assert!(runs[0].2.contains("alice: first draft"), "{runs:?}");
+    assert!(runs[1].2.contains("bob: make it bigger"), "{runs:?}");
+    browser.screenshot("text-blame").await?;
+    browser.close().await?;
+    bob_board.close().await?;
     setup.stop().await
 }
 

@@ -503,6 +503,13 @@ impl Doc {
         Ok(self.replica.blame(path)?)
     }
 
+    /// Who wrote each run of characters of the text at `path`, in order, each with its
+    /// agent, position and message (see [`Replica::blame_text`]). `None` when nothing is at
+    /// `path` or the value there is not a text.
+    pub fn blame_text(&self, path: &str) -> Result<Option<Vec<crate::TextRun>>, Error> {
+        Ok(self.replica.blame_text(path)?)
+    }
+
     /// Runs the events after `from` through `step`, in order, on a copy of the document:
     /// to rebuild a derived view. Deterministic.
     pub fn replay<E>(

@@ -47,7 +47,8 @@ pub use blackboard::doc::json;
 pub use blackboard::doc::{DocError, Path};
 pub use blackboard::doc::{Edit, PutMode};
 pub use blackboard::history::{
-    format_time, At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent, Record,
+    format_time, touched_paths, At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent,
+    Record, TextRun,
 };
 pub use blackboard::log::JetStreamConfig;
 pub use blackboard::log::{DocumentSummary, SnapshotInfo};

@@ -25,7 +25,7 @@ use std::str::FromStr;
 use automerge::ChangeHash;
 
 pub use crate::apply::HeadTracker;
-pub use query::{blame, heads_after, touched_paths, Blame, BlameSpan};
+pub use query::{blame, blame_text, heads_after, touched_paths, Blame, BlameSpan, TextRun};
 pub use record::Record;
 pub use snapshot::Snapshot;
 

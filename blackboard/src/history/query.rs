@@ -5,6 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::{ActorId, Automerge, ChangeHash, ObjType, Prop, ReadDoc, Value};
 
+use blackboard_schemas::AgentId;
+
 use super::Record;
 use crate::apply::HeadTracker;
 use crate::doc::{json, DocCore, DocError, Path};
@@ -180,6 +182,62 @@ pub fn blame(
     }))
 }
 
+/// A run of characters of a text written by one change, with its writer spelled out (see
+/// [`blame_text`]): characters `start..end` (indices in the text, end exclusive) are `text`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TextRun {
+    /// The first character's index.
+    pub start: usize,
+    /// One past the last character's index.
+    pub end: usize,
+    /// The characters.
+    pub text: String,
+    /// The change that inserted them.
+    #[serde(serialize_with = "super::hex")]
+    pub change: ChangeHash,
+    /// The agent that wrote them; `None` while the change is not on the log (a local change
+    /// not yet acknowledged).
+    pub agent: Option<AgentId>,
+    /// The change's log position, if known.
+    pub seq: Option<u64>,
+    /// The change's message, if its writer gave one.
+    pub message: Option<String>,
+}
+
+impl TextRun {
+    fn of(span: &BlameSpan) -> TextRun {
+        let r = span.record.as_ref();
+        TextRun {
+            start: span.start,
+            end: span.start + span.text.chars().count(),
+            text: span.text.clone(),
+            change: span.change,
+            agent: r.map(|r| r.agent.clone()),
+            seq: r.map(|r| r.seq),
+            message: r.and_then(|r| r.message.clone()),
+        }
+    }
+}
+
+/// Who wrote each run of characters of the text at `path`, in order: the runs put the text
+/// back together, and each names its change and (through `record`, as [`blame`] does) the
+/// agent, position and message. `Ok(None)` when nothing is at `path` or the value there is
+/// not a text.
+pub fn blame_text(
+    core: &DocCore,
+    path: &Path,
+    record: impl Fn(&ChangeHash) -> Option<Record>,
+) -> Result<Option<Vec<TextRun>>, DocError> {
+    if path.is_root() {
+        return Ok(None);
+    }
+    match json::resolve(core.automerge(), path)? {
+        Some((Value::Object(ObjType::Text), _)) => {}
+        _ => return Ok(None),
+    }
+    Ok(blame(core, path, record)?.map(|b| b.spans.iter().map(TextRun::of).collect()))
+}
+
 /// Maps operation ids to the changes that contain them.
 struct OpOwners {
     /// Per actor: (first op counter, last op counter, change), sorted.
@@ -212,5 +270,96 @@ impl OpOwners {
         let i = ranges.partition_point(|(start, _, _)| start <= counter);
         let (start, end, hash) = ranges.get(i.checked_sub(1)?)?;
         (start <= counter && counter <= end).then_some(*hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Signature;
+    use automerge::transaction::Transactable as _;
+
+    fn record(seq: u64, hash: ChangeHash, agent: &str, message: &str) -> Record {
+        Record {
+            seq,
+            hash,
+            logged_ms: 1_700_000_000_000,
+            time_ms: 1_700_000_000_000,
+            agent: agent.parse().unwrap(),
+            message: Some(message.to_owned()),
+            signature: Signature::Unsigned,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn blame_text_names_the_agent_position_and_message_of_each_run_of_characters() {
+        // alice writes "hello world"; bob, on a copy, inserts "big " before "world"; alice's
+        // document merges bob's change.
+        let mut alice = DocCore::new();
+        let (_, first) = alice
+            .transact(1, None, |tx| {
+                let text = tx.put_object(automerge::ROOT, "notes", ObjType::Text)?;
+                tx.splice_text(&text, 0, 0, "hello world")
+            })
+            .unwrap();
+        let first = first.unwrap();
+        let mut bob = alice.fork_at(&alice.heads()).unwrap();
+        let (_, second) = bob
+            .transact(2, None, |tx| {
+                let text = tx.get(automerge::ROOT, "notes")?.unwrap().1;
+                tx.splice_text(&text, 6, 0, "big ")
+            })
+            .unwrap();
+        let second = second.unwrap();
+        alice.apply_bytes(&second.bytes).unwrap();
+        let records = [
+            record(1, first.hash, "alice", "a greeting"),
+            record(2, second.hash, "bob", "bigger"),
+        ];
+        let lookup = |h: &ChangeHash| records.iter().find(|r| r.hash == *h).cloned();
+        let runs = blame_text(&alice, &"/notes".parse().unwrap(), lookup)
+            .unwrap()
+            .unwrap();
+        type Seen<'a> = (
+            usize,
+            usize,
+            &'a str,
+            Option<&'a str>,
+            Option<u64>,
+            Option<&'a str>,
+        );
+        let seen: Vec<Seen<'_>> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.start,
+                    r.end,
+                    r.text.as_str(),
+                    r.agent.as_ref().map(|a| a.as_str()),
+                    r.seq,
+                    r.message.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, 6, "hello ", Some("alice"), Some(1), Some("a greeting")),
+                (6, 10, "big ", Some("bob"), Some(2), Some("bigger")),
+                (10, 15, "world", Some("alice"), Some(1), Some("a greeting")),
+            ]
+        );
+        // A change not on the log yet: its run names no agent.
+        let runs = blame_text(&alice, &"/notes".parse().unwrap(), |_| None)
+            .unwrap()
+            .unwrap();
+        assert!(runs.iter().all(|r| r.agent.is_none() && r.seq.is_none()));
+        // Not a text, or nothing there: no runs.
+        assert_eq!(blame_text(&alice, &Path::root(), lookup).unwrap(), None);
+        assert_eq!(
+            blame_text(&alice, &"/nothing".parse().unwrap(), lookup).unwrap(),
+            None
+        );
     }
 }

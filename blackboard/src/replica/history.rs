@@ -8,7 +8,9 @@ use serde_json::Value as Json;
 use super::{Position, Replica};
 use crate::apply::Causal;
 use crate::doc::{DocCore, Patch, Path};
-use crate::history::{self, At, Blame, Filter, HeadTracker, HistoryError, HistoryEvent, Record};
+use crate::history::{
+    self, At, Blame, Filter, HeadTracker, HistoryError, HistoryEvent, Record, TextRun,
+};
 use crate::Error;
 
 /// A read-only view of a document at a past position (see [`Replica::at`]).
@@ -145,6 +147,18 @@ impl Replica {
         let s = self.shared();
         let st = s.lock();
         Ok(history::blame(&st.core, &path, |h| {
+            s.store.record_of(&h.0).ok().flatten()
+        })?)
+    }
+
+    /// Who wrote each run of characters of the text at `path`: the runs in order, each with
+    /// its change, agent, position and message. `None` when nothing is at `path` or the
+    /// value there is not a text.
+    pub fn blame_text(&self, path: &str) -> Result<Option<Vec<TextRun>>, Error> {
+        let path: Path = path.parse()?;
+        let s = self.shared();
+        let st = s.lock();
+        Ok(history::blame_text(&st.core, &path, |h| {
             s.store.record_of(&h.0).ok().flatten()
         })?)
     }

@@ -8,7 +8,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use blackboard_client::{At, Doc, DocumentId, HistoryEvent, HistoryFilter, Patch};
+use blackboard_client::{touched_paths, At, Doc, DocumentId, Patch, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The board failed.
     #[error(transparent)]
     Board(#[from] blackboard_client::Error),
+    /// Reading the document failed.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -41,7 +44,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Board(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Board(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -79,7 +82,7 @@ pub struct Listed {
     /// How many events the log holds for it.
     pub events: u64,
     /// Its last change this server has applied, if any.
-    pub last: Option<HistoryEvent>,
+    pub last: Option<Record>,
 }
 
 /// `GET /api/documents`: the space's documents, with event counts and their last change.
@@ -103,18 +106,42 @@ pub async fn documents(State(site): State<Arc<Site>>) -> Answer<Value> {
     })))
 }
 
-/// The last event `doc`'s replica has applied.
-fn last_event(doc: &Doc) -> Result<Option<HistoryEvent>, ApiError> {
+/// The last event `doc`'s replica has applied: one read of the position index.
+fn last_event(doc: &Doc) -> Result<Option<Record>, ApiError> {
     let seq = doc.position().seq;
-    if seq == 0 {
-        return Ok(None);
-    }
     Ok(doc
-        .history(&HistoryFilter {
-            after: Some(At::Seq(seq - 1)),
-            ..Default::default()
-        })?
+        .replica()
+        .records(seq.saturating_sub(1), seq)
+        .map_err(blackboard_client::Error::from)?
         .pop())
+}
+
+/// One event of the timeline: what the log says about it and the paths it touched.
+#[derive(Debug, Serialize)]
+pub struct TimelineEvent {
+    /// The record.
+    #[serde(flatten)]
+    pub record: Record,
+    /// The paths the change touched.
+    pub paths: Vec<String>,
+}
+
+impl TimelineEvent {
+    fn of(doc: &Doc, record: Record) -> TimelineEvent {
+        let paths = doc.read(|core| touched_paths(core, &record.hash));
+        TimelineEvent {
+            record,
+            paths: paths.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// The events of `doc` at positions in `after..=until` (the position index, no more).
+fn records(doc: &Doc, after: u64, until: u64) -> Result<Vec<Record>, ApiError> {
+    Ok(doc
+        .replica()
+        .records(after, until)
+        .map_err(blackboard_client::Error::from)?)
 }
 
 /// `GET /api/doc/{doc}`: the document now, and every path holding concurrent values with
@@ -151,9 +178,10 @@ pub struct Page {
 /// the changes the space's roster rejected within the page's positions (newest first; those
 /// this site's replica saw, see `Replica::untrusted`).
 ///
-/// A page is read from a window of positions below `before` that grows until it holds
-/// enough events, so a page of a long history reads about a page of records, not all of
-/// them (positions are the space's, shared by its documents, so a window may hold few).
+/// A page is read from the position index alone, in a window of positions below `before`
+/// that grows until it holds enough events (positions are the space's, shared by its
+/// documents, so a window may hold few): a page of a long history costs about a page, not
+/// the history.
 pub async fn timeline(
     State(site): State<Arc<Site>>,
     UrlPath(name): UrlPath<String>,
@@ -167,21 +195,22 @@ pub async fn timeline(
         None => position,
     };
     let mut span = u64::try_from(limit).unwrap_or(u64::MAX).saturating_mul(4);
-    let events = loop {
+    let found = loop {
         let floor = top.saturating_sub(span);
-        let events = doc.history(&HistoryFilter {
-            after: (floor > 0).then_some(At::Seq(floor)),
-            until: Some(At::Seq(top)),
-            ..Default::default()
-        })?;
-        if events.len() > limit || floor == 0 {
-            break events;
+        let found = records(&doc, floor, top)?;
+        if found.len() > limit || floor == 0 {
+            break found;
         }
         span = span.saturating_mul(4);
     };
     // One more than a page was read when there is one: that says whether a next page exists.
-    let more = events.len() > limit;
-    let newest: Vec<HistoryEvent> = events.into_iter().rev().take(limit).collect();
+    let more = found.len() > limit;
+    let newest: Vec<TimelineEvent> = found
+        .into_iter()
+        .rev()
+        .take(limit)
+        .map(|r| TimelineEvent::of(&doc, r))
+        .collect();
     let next = if more {
         newest.last().map(|e| e.record.seq)
     } else {
@@ -222,19 +251,45 @@ pub async fn at(
             "{name} has no event at position {seq}"
         )));
     }
-    let event = doc
-        .history(&HistoryFilter {
-            after: Some(At::Seq(seq - 1)),
-            until: Some(At::Seq(seq)),
-            ..Default::default()
-        })?
-        .pop();
-    let view = doc.at(&At::Seq(seq))?;
-    let diff = doc.diff(&At::Seq(seq - 1), &At::Seq(seq))?;
+    let event = records(&doc, seq - 1, seq)?
+        .pop()
+        .map(|r| TimelineEvent::of(&doc, r));
+    // At most one fork, for the document there; the diff is read in place (see
+    // `super::at`). At the document's own heads (the newest event, the one a live view
+    // clicks most) the document there is the document itself: no fork at all.
+    let (after, before) = (doc.resolve(&At::Seq(seq))?, doc.resolve(&At::Seq(seq - 1))?);
+    let (before, after) = (&before.heads, &after.heads);
+    // Checked under the same lock as the reads, so a change arriving between does not
+    // make the document itself stand for an older position.
+    let newest = doc
+        .read(|core| {
+            (core.heads() == *after).then(|| {
+                super::at::guarded("diffing two positions", || {
+                    let am = core.automerge();
+                    (core.to_json(), super::at::diff(am, before, after, am))
+                })
+            })
+        })
+        .transpose()
+        .map_err(ApiError::Internal)?;
+    let (view, diff) = match newest {
+        Some(both) => both,
+        None => {
+            let view = doc.at(&At::Heads(after.clone()))?;
+            let diff = doc
+                .read(|core| {
+                    super::at::guarded("diffing two positions", || {
+                        super::at::diff(core.automerge(), before, after, view.doc().automerge())
+                    })
+                })
+                .map_err(ApiError::Internal)?;
+            (view.to_json(), diff)
+        }
+    };
     Ok(Json(json!({
         "seq": seq,
         "event": event,
-        "json": view.to_json(),
+        "json": view,
         "diff": diff,
     })))
 }
@@ -273,21 +328,31 @@ pub struct BlamePath {
     pub path: String,
 }
 
-/// `GET /api/doc/{doc}/blame?path=P`: who wrote the value at `path`, when and why (per run
-/// of characters for text).
+/// `GET /api/doc/{doc}/blame?path=P`: who wrote the value at `path`, when and why; for a
+/// text also `runs`, who wrote each run of characters (`{start, end, text, change, agent,
+/// seq, message}`, see `Doc::blame_text`).
 pub async fn blame(
     State(site): State<Arc<Site>>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<BlamePath>,
 ) -> Answer<Value> {
     let doc = site.doc(&name).await?;
-    match doc.blame(&q.path)? {
-        Some(b) => Ok(Json(serde_json::to_value(&b).unwrap_or(Value::Null))),
-        None => Err(ApiError::NotFound(format!(
+    let Some(blame) = doc.blame(&q.path)? else {
+        return Err(ApiError::NotFound(format!(
             "{name} has no value at {}",
             q.path
-        ))),
+        )));
+    };
+    let mut answer = serde_json::to_value(&blame).unwrap_or(Value::Null);
+    if let (Some(runs), Some(fields)) = (doc.blame_text(&q.path)?, answer.as_object_mut()) {
+        // The runs say the same as the spans, with the writer spelled out.
+        fields.remove("spans");
+        fields.insert(
+            "runs".into(),
+            serde_json::to_value(runs).unwrap_or(Value::Null),
+        );
     }
+    Ok(Json(answer))
 }
 
 /// Whose presence to list.

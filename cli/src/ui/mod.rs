@@ -14,10 +14,13 @@
 //!   open page;
 //! - [`api`]: the JSON API the page reads (documents, a document, its timeline, `at`, diff,
 //!   blame, presence);
+//! - [`at`]: the diff between two positions, read in place rather than from a second fork
+//!   of the document;
 //! - [`assets`]: the page, hand-written HTML, CSS and JavaScript embedded in the binary.
 
 pub mod api;
 pub mod assets;
+pub mod at;
 pub mod events;
 pub mod server;
 
@@ -92,7 +95,7 @@ impl Site {
         timeout: Duration,
     ) -> anyhow::Result<Arc<Site>> {
         check_token(&token)?;
-        let hub = events::Hub::start(&board, &space).await?;
+        let hub = events::Hub::start(&board, &space, timeout).await?;
         Ok(Arc::new(Site {
             board,
             space,

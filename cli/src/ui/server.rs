@@ -77,6 +77,7 @@ pub async fn serve_allowing(
         .route("/api/doc/{doc}/at/{seq}", get(api::at))
         .route("/api/doc/{doc}/diff", get(api::diff))
         .route("/api/doc/{doc}/blame", get(api::blame))
+        .route("/api/doc/{doc}/presence", get(events::doc_presence))
         .layer(middleware::from_fn_with_state(
             Arc::new(access),
             access::guard,

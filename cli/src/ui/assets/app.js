@@ -11,6 +11,7 @@ const state = {
   conflicts: new Map(), // path -> [{value, winner, agent, seq}], from the document's answer
   selected: null,     // the timeline event shown
   next: null,         // the timeline's next page
+  presence: null,     // the EventSource of the shown document's presence
 };
 
 function api(path, params) {
@@ -101,7 +102,8 @@ async function openDocument(name) {
     $("blame").replaceChildren();
   }
   $("doc-title").textContent = name;
-  await Promise.all([loadTree(), loadTimeline(), loadDocPresence()]);
+  followDocPresence(name);
+  await Promise.all([loadTree(), loadTimeline()]);
 }
 
 // ---- the tree ---------------------------------------------------------------------------
@@ -303,6 +305,13 @@ async function showRange(a, b) {
 
 // ---- blame ------------------------------------------------------------------------------
 
+// A light colour per agent, the same on every load.
+function colour(agent) {
+  let h = 0;
+  for (const c of agent) h = (h * 31 + c.codePointAt(0)) % 360;
+  return `hsl(${h}, 70%, 85%)`;
+}
+
 async function blame(path) {
   $("blame-path").value = path;
   const out = $("blame");
@@ -315,17 +324,26 @@ async function blame(path) {
       r ? el("b", { class: "agent" }, r.agent) : "an unacknowledged local change",
       r ? ` at ${time(r.logged_ms)} (#${r.seq})` : "",
       r && r.message ? el("span", {}, ": ", el("i", { class: "message" }, r.message)) : ""));
-    if (b.spans && b.spans.length) {
-      const spans = el("div", { class: "spans" });
-      for (const s of b.spans) {
-        spans.append(el("span", { class: "span",
-          title: s.record ? `${who(s.record)} · #${s.record.seq}` : s.change }, s.text));
+    if (b.runs && b.runs.length) {
+      // The text with each run of characters coloured by its writer; hover names the
+      // agent, the message and the position.
+      const runs = el("div", { class: "runs", "data-path": b.path });
+      for (const r of b.runs) {
+        const agent = r.agent || "(not on the log yet)";
+        const span = el("span", { class: "run", "data-agent": agent, "data-start": r.start,
+          title: `${agent}${r.message ? ": " + r.message : ""}${r.seq ? " · #" + r.seq : ""}` }, r.text);
+        span.style.backgroundColor = colour(agent);
+        runs.append(span);
       }
-      out.append(spans);
-      const rows = el("ul");
-      for (const s of b.spans) {
-        rows.append(el("li", {}, JSON.stringify(s.text), " — ",
-          s.record ? `${who(s.record)} (#${s.record.seq})` : "local"));
+      out.append(runs);
+      const rows = el("ul", { class: "run-list" });
+      for (const r of b.runs) {
+        rows.append(el("li", { "data-agent": r.agent || "" },
+          el("span", { class: "swatch" }, "\u00a0\u00a0"), " ",
+          `${r.start}–${r.end} `, el("b", {}, r.agent || "(not on the log yet)"),
+          r.seq ? ` #${r.seq}` : "", r.message ? el("i", {}, " " + r.message) : "", " ",
+          el("span", { class: "muted" }, JSON.stringify(r.text))));
+        rows.lastChild.querySelector(".swatch").style.backgroundColor = colour(r.agent || "");
       }
       out.append(rows);
     }
@@ -352,10 +370,23 @@ function showPresence(members, list) {
   }
 }
 
-async function loadDocPresence() {
-  if (!state.doc) return;
-  const answer = await get("/api/presence", { doc: state.doc });
-  showPresence(answer.members, $("doc-presence"));
+// The shown document's presence has its own event stream, from a watch of that document:
+// who opens or leaves it shows at once, whatever happens elsewhere in the space.
+function followDocPresence(name) {
+  if (state.presence && state.presence.doc === name) return;
+  if (state.presence) state.presence.close();
+  const list = $("doc-presence");
+  list.replaceChildren();
+  delete list.dataset.doc;
+  const source = new EventSource(api(`/api/doc/${encodeURIComponent(name)}/presence`));
+  source.doc = name;
+  source.addEventListener("presence", (ev) => {
+    if (state.doc !== name) return;
+    showPresence(JSON.parse(ev.data), list);
+    // Says whose presence is shown, so a reader (or a test) knows it is this document's.
+    list.dataset.doc = name;
+  });
+  state.presence = source;
 }
 
 function showClaims(claims) {
@@ -381,21 +412,49 @@ function showRejections(rejections) {
       el("b", {}, r.document), " ", el("span", { class: "seq" }, "#" + r.seq), " by ",
       el("span", { class: "agent" }, r.agent),
       el("div", { class: "reason" }, r.reason),
-      el("div", { class: "muted" }, r.time)));
+      r.time ? el("div", { class: "muted" }, r.time) : null));
   }
 }
 
 // ---- live -------------------------------------------------------------------------------
 
+// Reloads asked for while one is running are merged into the next, so a burst of changes
+// costs a few reads, not a few per change.
+const reload = { docs: false, tree: false, timeline: false, running: false };
+
+function refresh(what) {
+  Object.assign(reload, what);
+  if (reload.running) return;
+  reload.running = true;
+  (async () => {
+    while (reload.docs || reload.tree || reload.timeline) {
+      const now = { docs: reload.docs, tree: reload.tree, timeline: reload.timeline };
+      Object.assign(reload, { docs: false, tree: false, timeline: false });
+      await Promise.all([
+        now.docs ? loadDocuments() : null,
+        now.tree ? loadTree() : null,
+        now.timeline ? loadTimeline() : null,
+      ]).catch(showError);
+    }
+    reload.running = false;
+  })();
+}
+
 function onChange(change) {
-  loadDocuments().catch(showError);
-  if (change.document !== state.doc) return;
+  if (change.document !== state.doc) { refresh({ docs: true }); return; }
   for (const p of change.patches) {
     state.marks.set(p.path, { agent: change.agent, message: change.message, seq: change.seq });
   }
-  loadTree().catch(showError);
   // Only the first page follows live; an older page the reader opened stays put.
-  if (state.next === null || $("timeline").children.length <= 50) loadTimeline().catch(showError);
+  const follow = state.next === null || $("timeline").children.length <= 50;
+  refresh({ docs: true, tree: true, timeline: follow });
+}
+
+// Reads everything again: the documents, and the open document (loadDocuments opens the
+// first one itself when none is open yet, so it is not loaded twice).
+function reloadAll() {
+  const open = state.doc;
+  loadDocuments().then(() => open && openDocument(open)).catch(showError);
 }
 
 function connect() {
@@ -403,7 +462,7 @@ function connect() {
   source.addEventListener("ready", () => {
     $("status").textContent = "live";
     $("status").classList.add("live");
-    loadDocuments().then(() => state.doc && openDocument(state.doc)).catch(showError);
+    reloadAll();
   });
   source.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
   source.addEventListener("claims", (ev) => showClaims(JSON.parse(ev.data)));
@@ -414,15 +473,12 @@ function connect() {
     // Only the first page follows live, as for changes.
     if (last && last.document === state.doc &&
         (state.next === null || $("timeline").children.length <= 50)) {
-      loadTimeline().catch(showError);
+      refresh({ timeline: true });
     }
   });
-  source.addEventListener("presence", (ev) => {
-    showPresence(JSON.parse(ev.data), $("presence"));
-    loadDocPresence().catch(showError);
-  });
+  source.addEventListener("presence", (ev) => showPresence(JSON.parse(ev.data), $("presence")));
   source.addEventListener("resync", () => {
-    loadDocuments().then(() => state.doc && openDocument(state.doc)).catch(showError);
+    reloadAll();
   });
   source.addEventListener("error", () => {
     $("status").textContent = "reconnecting";
