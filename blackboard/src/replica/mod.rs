@@ -363,6 +363,19 @@ impl Replica {
         self.shared().lock().untrusted.iter().cloned().collect()
     }
 
+    /// Every change the space's roster rejected on this replica and that the document does
+    /// not hold (remembered across restarts, unlike [`untrusted`](Self::untrusted)): the set
+    /// every replica that read the same log agrees on.
+    pub fn rejected_changes(&self) -> std::collections::BTreeSet<ChangeHash> {
+        self.shared()
+            .lock()
+            .gate
+            .rejected()
+            .iter()
+            .copied()
+            .collect()
+    }
+
     /// The roster in force as of the position this replica has read (`None`: an open space).
     pub fn roster(&self) -> Option<crate::trust::Roster> {
         self.shared().lock().gate.roster().cloned()
