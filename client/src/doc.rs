@@ -483,6 +483,16 @@ impl Doc {
         Ok(self.replica.history(filter)?)
     }
 
+    /// Like [`history`](Self::history), also listing the change events the space's roster
+    /// rejected, each at its position with `rejected` saying why; their changes are in no
+    /// view of the history.
+    pub fn history_with_rejections(
+        &self,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<HistoryEvent>, Error> {
+        Ok(self.replica.history_with_rejections(filter)?)
+    }
+
     /// A read-only view of the document at `at`.
     pub fn at(&self, at: &At) -> Result<View, Error> {
         Ok(self.replica.at(at)?)

@@ -21,6 +21,7 @@ mod signing;
 mod stream_config;
 mod task_board;
 mod trust;
+mod trust_history;
 mod trust_property;
 mod truthful;
 mod watch;

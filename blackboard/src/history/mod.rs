@@ -136,9 +136,14 @@ pub struct HistoryEvent {
     #[serde(serialize_with = "hexes")]
     pub heads: Vec<ChangeHash>,
     /// The paths the change touched, as they were when it was made (for list and text
-    /// edits, the list or text).
+    /// edits, the list or text); empty for a rejected change.
     #[serde(serialize_with = "paths")]
     pub paths: Vec<Path>,
+    /// Why the space's roster rejected the change this event carried (such events are
+    /// listed only by `Replica::history_with_rejections`): its change is in no document and
+    /// no position of the history, and `heads` do not move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// Which events a history query returns.
