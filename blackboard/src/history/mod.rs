@@ -27,7 +27,7 @@ use automerge::ChangeHash;
 pub use crate::apply::HeadTracker;
 pub use query::{blame, heads_after, touched_paths, Blame, BlameSpan};
 pub use record::Record;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotSignature, SNAPSHOT_TAG};
 
 use crate::doc::Path;
 
@@ -52,6 +52,10 @@ pub enum HistoryError {
     /// The log holds no snapshot for this document.
     #[error("no snapshot is stored for this document")]
     NoSnapshot,
+    /// The space's roster does not let this replica's key write snapshots: no replica would
+    /// load one.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 /// A moment in a document's history.

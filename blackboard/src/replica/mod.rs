@@ -129,6 +129,9 @@ pub struct Stats {
     pub refused: u64,
     /// The position of the snapshot this replica started (or recovered) from, if it did.
     pub snapshot_loaded: Option<u64>,
+    /// Stored snapshots this replica would not load because the space's roster does not
+    /// trust their signer (or they are unsigned); it followed the log instead.
+    pub snapshots_refused: u64,
     /// What the local store lacked when this replica was opened, against what its seal
     /// remembered (damaged or truncated files): lost unpublished writes, positions read from
     /// the log again. `None` when nothing was missing (or the store has no seal).
