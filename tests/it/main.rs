@@ -23,6 +23,7 @@ mod task_board;
 mod trust;
 mod trust_history;
 mod trust_property;
+mod trust_provenance;
 mod trust_snapshot;
 mod truthful;
 mod watch;

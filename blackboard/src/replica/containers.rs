@@ -36,6 +36,7 @@ impl Replica {
     /// fails, nothing is changed.
     pub async fn edit(&self, message: Option<&str>, edits: &[Edit]) -> Result<Written, Error> {
         let s = self.shared();
+        let provenance = self.provenance();
         let written = {
             let mut st = s.lock();
             let time = now_ms();
@@ -70,6 +71,7 @@ impl Replica {
                     time,
                     message,
                 );
+                env.provenance = provenance.clone();
                 s.config.stamp.apply(&mut env).map(|()| env.encode())
             };
             // Creations first, under `<hash>:<document>`: the same creation may be made in
@@ -119,7 +121,7 @@ impl Replica {
                 time_ms: time,
                 message,
                 signature: s.config.stamp.local_signature(),
-                provenance: s.config.stamp.provenance.clone(),
+                provenance: provenance.clone(),
             };
             let mut created = Vec::with_capacity(edited.created.len());
             for (local, patches) in edited.created {

@@ -160,6 +160,9 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 pub struct Replica {
     handle: Arc<Handle>,
+    /// The provenance this handle's writes declare over the configured default (see
+    /// [`Replica::with_provenance`]).
+    provenance: Option<Arc<blackboard_schemas::Provenance>>,
 }
 
 #[derive(Debug)]
@@ -318,7 +321,41 @@ impl Replica {
                 shared,
                 tasks: Mutex::new(tasks),
             }),
+            provenance: None,
         })
+    }
+
+    /// A handle on the same replica whose writes declare `provenance` (who acted for whom:
+    /// the model, the tool call) in their envelopes, signed with each change; a field it
+    /// leaves out keeps the configured default ([`Config::stamp`]). For one write or a few:
+    /// `replica.with_provenance(p).put(path, value)`. Everything else (reads, watches,
+    /// [`close`](Self::close)) is the same replica's.
+    pub fn with_provenance(&self, provenance: blackboard_schemas::Provenance) -> Replica {
+        Replica {
+            handle: self.handle.clone(),
+            provenance: Some(Arc::new(provenance)),
+        }
+    }
+
+    /// The provenance this handle's writes declare: [`with_provenance`](Self::with_provenance)'s
+    /// fields over the configured default's.
+    pub fn provenance(&self) -> Option<blackboard_schemas::Provenance> {
+        let default = self.shared().config.stamp.provenance.as_ref();
+        let Some(over) = self.provenance.as_deref() else {
+            return default.cloned();
+        };
+        let field = |f: fn(&blackboard_schemas::Provenance) -> &Option<String>| {
+            f(over)
+                .clone()
+                .or_else(|| default.and_then(|d| f(d).clone()))
+        };
+        let merged = blackboard_schemas::Provenance {
+            on_behalf_of: field(|p| &p.on_behalf_of),
+            model: field(|p| &p.model),
+            tool_call: field(|p| &p.tool_call),
+        };
+        // Nothing declared is no provenance, not an empty one.
+        (merged != blackboard_schemas::Provenance::default()).then_some(merged)
     }
 
     fn shared(&self) -> &Shared {
