@@ -19,6 +19,9 @@
 //!            "auditor":{"keys":["U..."],"write":[]}}}
 //! ```
 //!
+//! An agent may also have `"snapshots": true`: snapshots signed by its keys are loaded like
+//! an admin's (see `history::Snapshot` and ARCHITECTURE.md, "Trust").
+//!
 //! [`RosterFold`] folds a space's roster events in stream order: the first valid one (the
 //! genesis) must be signed by one of its own admins (and by a pinned key, when the replica
 //! pins admin keys); each later one must be signed by an admin of the roster in force, and
