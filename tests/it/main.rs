@@ -22,6 +22,7 @@ mod stream_config;
 mod task_board;
 mod trust;
 mod trust_history;
+mod trust_limits;
 mod trust_property;
 mod trust_provenance;
 mod trust_snapshot;

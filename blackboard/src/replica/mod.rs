@@ -526,7 +526,12 @@ impl Shared {
             return Ok(());
         };
         let mut refusal = None;
+        // A write accepted here that the gate had rejected (a container creation a forger
+        // published first: its bytes depend only on the place) is accepted from the log as
+        // well, and leaves the rejected set there: so too for the writes after it here.
+        let mut cleared: Option<std::collections::HashSet<ChangeHash>> = None;
         for w in writes {
+            let rejected = cleared.as_ref().unwrap_or(st.gate.rejected());
             let verdict = match blackboard_schemas::Envelope::decode(&w.payload) {
                 Ok(envelope) => {
                     let change = DocCore::decode_change(&w.change)?;
@@ -536,7 +541,7 @@ impl Shared {
                         &envelope,
                         &crate::codec::Signature::of(&envelope),
                         change.deps(),
-                        st.gate.rejected(),
+                        rejected,
                         || crate::doc::touched::touched(core.automerge(), &change),
                     )
                 }
@@ -548,6 +553,11 @@ impl Shared {
             if let crate::trust::Verdict::Rejected(reason) = verdict {
                 refusal = Some(reason);
                 break;
+            }
+            if rejected.contains(&w.hash) {
+                let mut set = cleared.take().unwrap_or_else(|| st.gate.rejected().clone());
+                set.remove(&w.hash);
+                cleared = Some(set);
             }
         }
         let Some(reason) = refusal else {
