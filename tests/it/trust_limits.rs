@@ -1,6 +1,6 @@
 //! Known limits of issue 15 that are closed: a forger can no longer occupy the message id of
 //! an honest container creation (its bytes depend only on the place, so anyone can publish
-//! them first), on both logs.
+//! them first); a fresh replica that syncs knows the roster before it writes. On both logs.
 
 use std::sync::Arc;
 
@@ -116,4 +116,51 @@ async fn jetstream_log_a_forger_publishing_a_container_creation_first_does_not_d
     let client = server.connect().await.unwrap();
     let log = Arc::new(JetStreamLog::new(client, Default::default()));
     a_forger_cannot_occupy_an_honest_container_creation(log).await;
+}
+
+/// A fresh replica that syncs before writing judges its write against the roster in force:
+/// `sync` waits for the space's roster events too, not only the document's, so a write every
+/// replica would reject is refused before it is published.
+async fn a_synced_fresh_replica_knows_the_roster_before_it_writes(log: Arc<dyn EventLog>) {
+    let dir = temp_dir();
+    let db = sled::open(dir.path()).unwrap();
+    let admin = KeyPair::new_user();
+    let roster = json!({
+        "admins": [admin.public_key()],
+        "agents": {"alice": {"keys": [KeyPair::new_user().public_key()], "write": ["/**"]}}
+    });
+    let ev = RosterEvent::sign(&space(), 1, roster.to_string(), &admin).unwrap();
+    let (s, d) = (space(), doc());
+    let genesis = log.publish_roster(&s, "genesis", ev.encode().into());
+    let genesis = genesis.await.unwrap().seq;
+    // The document has no event: its own last position is 0, below the roster's.
+    assert_eq!(log.last_seq(&s, &d).await.unwrap(), 0);
+
+    let config = Config::new(space(), doc(), "cli".parse().unwrap());
+    let fresh = Replica::open(log.clone(), &db, config).unwrap();
+    let synced = within("sync", fresh.sync()).await.unwrap();
+    assert_eq!(synced, genesis, "sync reaches the roster");
+    assert!(fresh.roster().is_some());
+    let err = fresh.put("/x", json!(1)).await.unwrap_err();
+    assert!(
+        matches!(&err, blackboard::Error::Untrusted(_)),
+        "refused before it is published: {err}"
+    );
+    fresh.flush().await.unwrap();
+    assert_eq!(log.last_seq(&s, &d).await.unwrap(), 0, "nothing published");
+}
+
+#[tokio::test]
+async fn embedded_log_a_synced_fresh_replica_refuses_a_write_the_roster_on_the_log_forbids() {
+    let dir = temp_dir();
+    let log = Arc::new(EmbeddedLog::open(sled::open(dir.path()).unwrap()).unwrap());
+    a_synced_fresh_replica_knows_the_roster_before_it_writes(log).await;
+}
+
+#[tokio::test]
+async fn jetstream_log_a_synced_fresh_replica_refuses_a_write_the_roster_on_the_log_forbids() {
+    let server = NatsServer::start().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let log = Arc::new(JetStreamLog::new(client, Default::default()));
+    a_synced_fresh_replica_knows_the_roster_before_it_writes(log).await;
 }

@@ -107,12 +107,21 @@ impl Replica {
 }
 
 /// The position of the document's newest event: on the stream, or in the snapshot (after
-/// trimming, the newest events may be in the snapshot rather than the stream).
+/// trimming, the newest events may be in the snapshot rather than the stream); or of the
+/// space's newest roster event, if later: a replica that has synced judges its own writes
+/// against the roster in force now, not an older one (a fresh replica that had read no
+/// roster would publish writes every replica rejects).
 async fn last_position(s: &Shared) -> Result<u64, Error> {
     let (space, document) = (&s.config.space, &s.config.document);
     let stream = s.log.last_seq(space, document).await?;
     let snapshot = s.log.snapshot_info(space, document).await?;
-    Ok(stream.max(snapshot.map_or(0, |i| i.seq)))
+    let roster = s
+        .log
+        .roster_events(space, u64::MAX)
+        .await?
+        .last()
+        .map_or(0, |e| e.seq);
+    Ok(stream.max(snapshot.map_or(0, |i| i.seq)).max(roster))
 }
 
 async fn trim(s: &Shared) -> Result<Trimmed, Error> {
