@@ -90,6 +90,11 @@ enum Command {
     /// it does not allow, and writes it would reject are refused at once. --admin-key U…
     /// pins the keys a space's first roster must be signed by.
     Roster(verbs::roster::Args),
+    /// Print a nats-server authorization block for --space from its roster (FILE, or the
+    /// roster in force on the log): one nkey user per listed key, writers publishing only
+    /// the space's change subjects and the JetStream API the engine needs, read-only agents
+    /// publishing no change at all (docs/nats-permissions.md).
+    Auth(verbs::auth::Args),
     /// Serve the board to AI agents over the Model Context Protocol (stdio, or --http),
     /// acting as one agent.
     Mcp(mcp::Args),
@@ -137,6 +142,7 @@ async fn main() -> std::process::ExitCode {
         Command::Replay(args) => verbs::replay::run(args).await,
         Command::Keys(args) => verbs::keys::run(args).await,
         Command::Roster(args) => verbs::roster::run(args).await,
+        Command::Auth(args) => verbs::auth::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
         #[cfg(feature = "http")]
         Command::Ui(args) => ui::run(args).await,

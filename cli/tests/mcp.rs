@@ -786,6 +786,7 @@ async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolve
         token_file: None,
         allow_hosts: Vec::new(),
         allow_origins: Vec::new(),
+        model: None,
         timeout: 30,
     };
     let board = Board::open(&args).await.unwrap();

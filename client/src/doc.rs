@@ -28,6 +28,32 @@ impl Doc {
         Self { replica }
     }
 
+    /// A handle on the same document whose writes declare `provenance` (who acted for
+    /// whom: the model, the tool call), signed with each change; a field it leaves out keeps
+    /// the board's default ([`Options::provenance`](crate::Options::provenance)). History,
+    /// blame and watch events show it with the change.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::{Options, Provenance};
+    /// use serde_json::json;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let board = Options::new("a")?.store(dir.path()).embedded().await?;
+    /// let doc = board.doc("team", "plan")?;
+    /// let call = Provenance { tool_call: Some("put#7".into()), ..Default::default() };
+    /// doc.with_provenance(call).put("/goal", json!("ship")).await?;
+    /// doc.flush().await?;
+    /// doc.sync().await?;
+    /// let blame = doc.blame("/goal")?.unwrap();
+    /// let provenance = blame.record.unwrap().provenance.unwrap();
+    /// assert_eq!(provenance.tool_call.as_deref(), Some("put#7"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_provenance(&self, provenance: blackboard::schemas::Provenance) -> Doc {
+        Doc::new(self.replica.with_provenance(provenance))
+    }
+
     /// The engine's replica behind this handle.
     pub fn replica(&self) -> &Replica {
         &self.replica
@@ -481,6 +507,16 @@ impl Doc {
     /// message, change hash, and the paths each touched.
     pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEvent>, Error> {
         Ok(self.replica.history(filter)?)
+    }
+
+    /// Like [`history`](Self::history), also listing the change events the space's roster
+    /// rejected, each at its position with `rejected` saying why; their changes are in no
+    /// view of the history.
+    pub fn history_with_rejections(
+        &self,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<HistoryEvent>, Error> {
+        Ok(self.replica.history_with_rejections(filter)?)
     }
 
     /// A read-only view of the document at `at`.

@@ -21,6 +21,11 @@ mod signing;
 mod stream_config;
 mod task_board;
 mod trust;
+mod trust_history;
+mod trust_limits;
+mod trust_property;
+mod trust_provenance;
+mod trust_snapshot;
 mod truthful;
 mod watch;
 

@@ -27,7 +27,7 @@ use automerge::ChangeHash;
 pub use crate::apply::HeadTracker;
 pub use query::{blame, blame_text, heads_after, touched_paths, Blame, BlameSpan, TextRun};
 pub use record::Record;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotSignature, SNAPSHOT_TAG};
 
 use crate::doc::Path;
 
@@ -52,6 +52,10 @@ pub enum HistoryError {
     /// The log holds no snapshot for this document.
     #[error("no snapshot is stored for this document")]
     NoSnapshot,
+    /// The space's roster does not let this replica's key write snapshots: no replica would
+    /// load one.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 /// A moment in a document's history.
@@ -136,9 +140,14 @@ pub struct HistoryEvent {
     #[serde(serialize_with = "hexes")]
     pub heads: Vec<ChangeHash>,
     /// The paths the change touched, as they were when it was made (for list and text
-    /// edits, the list or text).
+    /// edits, the list or text); empty for a rejected change.
     #[serde(serialize_with = "paths")]
     pub paths: Vec<Path>,
+    /// Why the space's roster rejected the change this event carried (such events are
+    /// listed only by `Replica::history_with_rejections`): its change is in no document and
+    /// no position of the history, and `heads` do not move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// Which events a history query returns.

@@ -36,6 +36,7 @@ impl Replica {
     /// fails, nothing is changed.
     pub async fn edit(&self, message: Option<&str>, edits: &[Edit]) -> Result<Written, Error> {
         let s = self.shared();
+        let provenance = self.provenance();
         let written = {
             let mut st = s.lock();
             let time = now_ms();
@@ -70,28 +71,46 @@ impl Replica {
                     time,
                     message,
                 );
-                s.config.stamp.apply(&mut env).map(|()| env.encode())
+                env.provenance = provenance.clone();
+                s.config
+                    .stamp
+                    .apply(&mut env)
+                    .map(|()| (env.encode(), env.signature))
             };
             // Creations first, under `<hash>:<document>`: the same creation may be made in
             // another document of the space, and the log's duplicate window spans the space.
+            // A creation's bytes depend only on its place, so anyone can publish them first
+            // under that id and make the honest one a dropped duplicate: a signed creation's
+            // id also carries the start of its signature, which nobody else can make (a
+            // retry publishes the same signed bytes, so it is still deduplicated).
             let mut writes: Vec<LocalWrite> = Vec::new();
             for (local, _) in &edited.created {
+                let (payload, signature) = match envelope(local, None) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        st.core = load_core(&s.store)?;
+                        return Err(Error::Sign(e));
+                    }
+                };
+                let msg_id = match signature {
+                    Some(sig) => format!(
+                        "{}:{}:{}",
+                        local.hash,
+                        s.config.document,
+                        sig.get(..22).unwrap_or(&sig)
+                    ),
+                    None => format!("{}:{}", local.hash, s.config.document),
+                };
                 writes.push(LocalWrite {
                     hash: local.hash,
                     change: local.bytes.clone(),
-                    msg_id: format!("{}:{}", local.hash, s.config.document),
-                    payload: match envelope(local, None) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            st.core = load_core(&s.store)?;
-                            return Err(Error::Sign(e));
-                        }
-                    },
+                    msg_id,
+                    payload,
                 });
             }
             if let Some(local) = &edited.change {
                 let payload = match envelope(local, message.map(str::to_owned)) {
-                    Ok(p) => p,
+                    Ok((p, _)) => p,
                     Err(e) => {
                         st.core = load_core(&s.store)?;
                         return Err(Error::Sign(e));
@@ -119,7 +138,7 @@ impl Replica {
                 time_ms: time,
                 message,
                 signature: s.config.stamp.local_signature(),
-                provenance: s.config.stamp.provenance.clone(),
+                provenance: provenance.clone(),
             };
             let mut created = Vec::with_capacity(edited.created.len());
             for (local, patches) in edited.created {

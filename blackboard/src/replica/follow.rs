@@ -251,6 +251,18 @@ impl Shared {
                 change_hash: *change_hash,
                 reason: (**reason).clone(),
             });
+            // Kept for history, which lists the rejection at its position.
+            let rejection = Record {
+                seq: entry.seq,
+                hash: *change_hash,
+                logged_ms: entry.time_ms,
+                time_ms: *time_ms,
+                agent: agent.clone(),
+                message: None,
+                signature: signature.clone(),
+                provenance: None,
+            };
+            batch.rejection(&rejection, &reason.to_string());
             let meta = Origin {
                 seq: Some(entry.seq),
                 agent: agent.clone(),

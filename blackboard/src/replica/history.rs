@@ -52,6 +52,9 @@ pub struct ReplayStep<'a> {
     pub patches: &'a [Patch],
     /// The document after this event.
     pub doc: &'a DocCore,
+    /// Why the space's roster rejected this event's change: it changed nothing (no
+    /// patches, the document as before), and is listed so a replay shows what the log held.
+    pub rejected: Option<&'a str>,
 }
 
 impl Replica {
@@ -166,6 +169,23 @@ impl Replica {
     /// The document's events matching `filter`, in order, each with the heads after it and
     /// the paths it touched.
     pub fn history(&self, filter: &Filter) -> Result<Vec<HistoryEvent>, Error> {
+        self.history_listing(filter, false)
+    }
+
+    /// Like [`history`](Self::history), also listing the change events the space's roster
+    /// rejected, each at its position with [`HistoryEvent::rejected`] saying why (they touched
+    /// no path of the document, so a `path` filter leaves them out). Their changes are in no
+    /// view of the history either way: not in [`at`](Self::at), [`diff`](Self::diff),
+    /// [`blame`](Self::blame) or any event's heads.
+    pub fn history_with_rejections(&self, filter: &Filter) -> Result<Vec<HistoryEvent>, Error> {
+        self.history_listing(filter, true)
+    }
+
+    fn history_listing(
+        &self,
+        filter: &Filter,
+        with_rejections: bool,
+    ) -> Result<Vec<HistoryEvent>, Error> {
         let s = self.shared();
         let after = match &filter.after {
             Some(at) => self.resolve(at)?.seq,
@@ -176,15 +196,41 @@ impl Replica {
             None => s.lock().position,
         };
         let records = self.records(0, until)?;
+        let rejections = match with_rejections && after < until {
+            true => s.store.rejections(after.saturating_add(1)..=until)?,
+            false => Vec::new(),
+        };
+        let mut rejections = rejections.into_iter().peekable();
         let st = s.lock();
         let mut tracker = HeadTracker::default();
         let mut out = Vec::new();
+        let full = |out: &Vec<HistoryEvent>| filter.limit.is_some_and(|n| out.len() >= n);
+        // A rejection is listed where it sits among the accepted events, with the heads
+        // of the document as they were (it moved nothing).
+        let listed = |r: &Record| {
+            filter.path.is_none() && filter.agent.as_ref().is_none_or(|a| *a == r.agent)
+        };
         for r in records {
+            while let Some((rejected, _)) = rejections.peek() {
+                if rejected.seq > r.seq || full(&out) {
+                    break;
+                }
+                if let Some((record, reason)) = rejections.next() {
+                    if listed(&record) {
+                        out.push(HistoryEvent {
+                            heads: tracker.heads(),
+                            paths: Vec::new(),
+                            record,
+                            rejected: Some(reason),
+                        });
+                    }
+                }
+            }
             tracker.add(&st.core, &r.hash);
             if r.seq <= after || filter.agent.as_ref().is_some_and(|a| *a != r.agent) {
                 continue;
             }
-            if filter.limit.is_some_and(|n| out.len() >= n) {
+            if full(&out) {
                 break;
             }
             let paths = history::touched_paths(&st.core, &r.hash);
@@ -197,7 +243,21 @@ impl Replica {
                 heads: tracker.heads(),
                 paths,
                 record: r,
+                rejected: None,
             });
+        }
+        for (record, reason) in rejections {
+            if full(&out) {
+                break;
+            }
+            if listed(&record) {
+                out.push(HistoryEvent {
+                    heads: tracker.heads(),
+                    paths: Vec::new(),
+                    record,
+                    rejected: Some(reason),
+                });
+            }
         }
         Ok(out)
     }
@@ -216,6 +276,14 @@ impl Replica {
         let records = self
             .records(start.seq, until)
             .map_err(ReplayError::Replica)?;
+        let rejections = match start.seq < until {
+            true => self
+                .shared()
+                .store
+                .rejections(start.seq + 1..=until)
+                .map_err(|e| ReplayError::Replica(e.into()))?,
+            false => Vec::new(),
+        };
         let (mut doc, changes) = {
             let st = self.shared().lock();
             let doc = st
@@ -231,7 +299,23 @@ impl Replica {
         // The causal step attributes a held-back change to its own record when it takes
         // effect.
         let mut causal = Causal::new();
+        let mut rejections = rejections.iter().peekable();
+        // A rejected change is never applied: its step only says so, at its position.
+        let mut rejected_until =
+            |seq: u64, doc: &DocCore, step: &mut dyn FnMut(ReplayStep<'_>) -> Result<(), E>| {
+                while let Some((record, reason)) = rejections.next_if(|(r, _)| r.seq < seq) {
+                    step(ReplayStep {
+                        record,
+                        patches: &[],
+                        doc,
+                        rejected: Some(reason),
+                    })
+                    .map_err(ReplayError::Step)?;
+                }
+                Ok(())
+            };
         for (record, change) in records.iter().zip(changes) {
+            rejected_until(record.seq, &doc, &mut step)?;
             let Some(change) = change else { continue };
             let accepted = causal
                 .change(&mut doc, change, record, true)
@@ -241,6 +325,7 @@ impl Replica {
                     record,
                     patches: &[],
                     doc: &doc,
+                    rejected: None,
                 })
                 .map_err(ReplayError::Step)?;
             }
@@ -249,10 +334,12 @@ impl Replica {
                     record: effect.origin.unwrap_or(record),
                     patches: &effect.patches,
                     doc: &doc,
+                    rejected: None,
                 })
                 .map_err(ReplayError::Step)?;
             }
         }
+        rejected_until(u64::MAX, &doc, &mut step)?;
         Ok(())
     }
 }

@@ -129,6 +129,9 @@ pub struct Stats {
     pub refused: u64,
     /// The position of the snapshot this replica started (or recovered) from, if it did.
     pub snapshot_loaded: Option<u64>,
+    /// Stored snapshots this replica would not load because the space's roster does not
+    /// trust their signer (or they are unsigned); it followed the log instead.
+    pub snapshots_refused: u64,
     /// What the local store lacked when this replica was opened, against what its seal
     /// remembered (damaged or truncated files): lost unpublished writes, positions read from
     /// the log again. `None` when nothing was missing (or the store has no seal).
@@ -157,6 +160,9 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 pub struct Replica {
     handle: Arc<Handle>,
+    /// The provenance this handle's writes declare over the configured default (see
+    /// [`Replica::with_provenance`]).
+    provenance: Option<Arc<blackboard_schemas::Provenance>>,
 }
 
 #[derive(Debug)]
@@ -315,7 +321,41 @@ impl Replica {
                 shared,
                 tasks: Mutex::new(tasks),
             }),
+            provenance: None,
         })
+    }
+
+    /// A handle on the same replica whose writes declare `provenance` (who acted for whom:
+    /// the model, the tool call) in their envelopes, signed with each change; a field it
+    /// leaves out keeps the configured default ([`Config::stamp`]). For one write or a few:
+    /// `replica.with_provenance(p).put(path, value)`. Everything else (reads, watches,
+    /// [`close`](Self::close)) is the same replica's.
+    pub fn with_provenance(&self, provenance: blackboard_schemas::Provenance) -> Replica {
+        Replica {
+            handle: self.handle.clone(),
+            provenance: Some(Arc::new(provenance)),
+        }
+    }
+
+    /// The provenance this handle's writes declare: [`with_provenance`](Self::with_provenance)'s
+    /// fields over the configured default's.
+    pub fn provenance(&self) -> Option<blackboard_schemas::Provenance> {
+        let default = self.shared().config.stamp.provenance.as_ref();
+        let Some(over) = self.provenance.as_deref() else {
+            return default.cloned();
+        };
+        let field = |f: fn(&blackboard_schemas::Provenance) -> &Option<String>| {
+            f(over)
+                .clone()
+                .or_else(|| default.and_then(|d| f(d).clone()))
+        };
+        let merged = blackboard_schemas::Provenance {
+            on_behalf_of: field(|p| &p.on_behalf_of),
+            model: field(|p| &p.model),
+            tool_call: field(|p| &p.tool_call),
+        };
+        // Nothing declared is no provenance, not an empty one.
+        (merged != blackboard_schemas::Provenance::default()).then_some(merged)
     }
 
     fn shared(&self) -> &Shared {
@@ -361,6 +401,19 @@ impl Replica {
     /// [`UNTRUSTED_KEPT`]), oldest first.
     pub fn untrusted(&self) -> Vec<RejectedChange> {
         self.shared().lock().untrusted.iter().cloned().collect()
+    }
+
+    /// Every change the space's roster rejected on this replica and that the document does
+    /// not hold (remembered across restarts, unlike [`untrusted`](Self::untrusted)): the set
+    /// every replica that read the same log agrees on.
+    pub fn rejected_changes(&self) -> std::collections::BTreeSet<ChangeHash> {
+        self.shared()
+            .lock()
+            .gate
+            .rejected()
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// The roster in force as of the position this replica has read (`None`: an open space).
@@ -473,7 +526,12 @@ impl Shared {
             return Ok(());
         };
         let mut refusal = None;
+        // A write accepted here that the gate had rejected (a container creation a forger
+        // published first: its bytes depend only on the place) is accepted from the log as
+        // well, and leaves the rejected set there: so too for the writes after it here.
+        let mut cleared: Option<std::collections::HashSet<ChangeHash>> = None;
         for w in writes {
+            let rejected = cleared.as_ref().unwrap_or(st.gate.rejected());
             let verdict = match blackboard_schemas::Envelope::decode(&w.payload) {
                 Ok(envelope) => {
                     let change = DocCore::decode_change(&w.change)?;
@@ -483,7 +541,7 @@ impl Shared {
                         &envelope,
                         &crate::codec::Signature::of(&envelope),
                         change.deps(),
-                        st.gate.rejected(),
+                        rejected,
                         || crate::doc::touched::touched(core.automerge(), &change),
                     )
                 }
@@ -495,6 +553,11 @@ impl Shared {
             if let crate::trust::Verdict::Rejected(reason) = verdict {
                 refusal = Some(reason);
                 break;
+            }
+            if rejected.contains(&w.hash) {
+                let mut set = cleared.take().unwrap_or_else(|| st.gate.rejected().clone());
+                set.remove(&w.hash);
+                cleared = Some(set);
             }
         }
         let Some(reason) = refusal else {

@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::doc::DocCore;
 use crate::history::{HistoryError, Snapshot};
 use crate::log::SnapshotInfo;
+use crate::trust::RosterFold;
 use crate::Error;
 
 /// When a replica writes snapshots of its document to the log by itself.
@@ -106,12 +107,21 @@ impl Replica {
 }
 
 /// The position of the document's newest event: on the stream, or in the snapshot (after
-/// trimming, the newest events may be in the snapshot rather than the stream).
+/// trimming, the newest events may be in the snapshot rather than the stream); or of the
+/// space's newest roster event, if later: a replica that has synced judges its own writes
+/// against the roster in force now, not an older one (a fresh replica that had read no
+/// roster would publish writes every replica rejects).
 async fn last_position(s: &Shared) -> Result<u64, Error> {
     let (space, document) = (&s.config.space, &s.config.document);
     let stream = s.log.last_seq(space, document).await?;
     let snapshot = s.log.snapshot_info(space, document).await?;
-    Ok(stream.max(snapshot.map_or(0, |i| i.seq)))
+    let roster = s
+        .log
+        .roster_events(space, u64::MAX)
+        .await?
+        .last()
+        .map_or(0, |e| e.seq);
+    Ok(stream.max(snapshot.map_or(0, |i| i.seq)).max(roster))
 }
 
 async fn trim(s: &Shared) -> Result<Trimmed, Error> {
@@ -165,23 +175,34 @@ async fn write_checked(
 ) -> Result<(SnapshotInfo, Option<Vec<ChangeHash>>), Error> {
     let (space, document) = (&s.config.space, &s.config.document);
     let seq = s.store.position()?;
+    let guarded = may_write(s)?;
     let existing = s.log.snapshot_info(space, document).await?;
     if let Some(e) = existing {
-        if !trim && e.seq.saturating_add(fresh_enough) >= seq {
+        // In a space with a roster, the stored one may be a snapshot no replica loads (its
+        // signer is not trusted with snapshots), which its info cannot tell: write anyway.
+        if !trim && !guarded && e.seq.saturating_add(fresh_enough) >= seq {
             return Ok((e, None));
         }
     }
     let store = s.store.clone();
+    let key = s.config.stamp.key.clone();
+    let (space_id, document_id) = (space.clone(), document.clone());
     let (bytes, heads) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let (saved, changes) = store.document_parts()?;
         let (doc, _) = DocCore::load(saved.as_deref(), changes.iter().map(Vec::as_slice))?;
         let records = store.records(..=seq).collect::<Result<Vec<_>, _>>()?;
-        let bytes = Snapshot {
+        let mut snapshot = Snapshot {
             seq,
             records,
             document: doc.save(),
+            signature: None,
+        };
+        if let Some(key) = key {
+            snapshot
+                .sign(&space_id, &document_id, &key)
+                .map_err(|e| HistoryError::Corrupt(format!("signing the snapshot failed: {e}")))?;
         }
-        .encode();
+        let bytes = snapshot.encode();
         // A snapshot that does not load back with the same heads must never be uploaded:
         // a reader would start from it, and a trim would make it the only copy.
         let heads = doc.heads();
@@ -201,6 +222,56 @@ async fn write_checked(
         .await?;
     debug!(%space, %document, seq, size = info.size, "wrote a snapshot");
     Ok((info, Some(heads)))
+}
+
+/// Whether the space has a roster in force (as far as this replica has read), after
+/// checking that it lets this replica's key write snapshots; refused (no replica would load
+/// the snapshot) when it does not.
+fn may_write(s: &Shared) -> Result<bool, Error> {
+    let st = s.lock();
+    let Some(roster) = st.gate.roster() else {
+        return Ok(false);
+    };
+    let key = s.config.stamp.key.as_ref().map(|k| k.public_key());
+    match key {
+        Some(key) if roster.may_snapshot(&key) => Ok(true),
+        key => Err(HistoryError::NotAllowed(format!(
+            "space {}'s roster lets only its admins and agents listed with \"snapshots\": true \
+             sign snapshots, and this replica's key ({}) is neither: no replica would load a \
+             snapshot it wrote",
+            s.config.space,
+            key.as_deref().unwrap_or("none: it signs nothing"),
+        ))
+        .into()),
+    }
+}
+
+/// Whether a replica may load `snapshot` of its document: always in an open space; in a
+/// space with a roster (the one in force at the snapshot's position, folded from the log
+/// as every replica folds it), only when a key that roster trusts with snapshots signed
+/// it. `Err` says why not.
+async fn trusted(s: &Shared, snapshot: &Snapshot) -> Result<Result<(), String>, Error> {
+    let (space, document) = (&s.config.space, &s.config.document);
+    let rosters = s
+        .log
+        .roster_events(space, snapshot.seq.saturating_add(1))
+        .await?;
+    let mut fold = RosterFold::new(space.clone(), s.config.pinned_admins.clone());
+    for entry in rosters {
+        // An ignored roster event is reported by the follow loop, which folds them too.
+        let _ = fold.apply(entry.seq, &entry.payload);
+    }
+    let Some(roster) = fold.current() else {
+        return Ok(Ok(()));
+    };
+    Ok(match snapshot.verify(space, document) {
+        Ok(signer) if roster.may_snapshot(signer) => Ok(()),
+        Ok(signer) => Err(format!(
+            "it is signed by {signer}, which the roster in force at its position neither lists \
+             as an admin nor lets write snapshots"
+        )),
+        Err(e) => Err(format!("its signature: {e}")),
+    })
 }
 
 /// A snapshot that failed its check, at position `seq`.
@@ -260,6 +331,16 @@ pub(super) async fn recover(s: &Shared) -> Result<(), Error> {
         return Ok(());
     };
     let snapshot = Snapshot::decode(&bytes)?;
+    if let Err(why) = trusted(s, &snapshot).await? {
+        // Its changes were judged by nobody: following the log judges each of them.
+        warn!(
+            %space, %document, snapshot = snapshot.seq, %why,
+            "ignoring the stored snapshot: the space's roster does not trust it; following \
+             the log instead"
+        );
+        s.lock().stats.snapshots_refused += 1;
+        return Ok(());
+    }
     if position > 0 {
         warn!(
             %space, %document, position,
@@ -377,6 +458,11 @@ pub(super) async fn run_policy(s: Arc<Shared>) {
             // A snapshot half a period old, written by another replica, is recent enough.
             write(&s, false, policy.every_events / 2).await.map(|_| ())
         };
+        if let Err(Error::History(HistoryError::NotAllowed(why))) = &result {
+            // Not this replica's job in this space (until a roster lets its key): quietly.
+            debug!(space = %s.config.space, document = %s.config.document, %why, "not writing snapshots");
+            continue;
+        }
         if let Err(e) = result {
             warn!(
                 space = %s.config.space,

@@ -41,6 +41,7 @@ impl Replica {
         E: Into<Error>,
     {
         let s = self.shared();
+        let provenance = self.provenance();
         let (out, hash) = {
             let mut st = s.lock();
             let time = now_ms();
@@ -67,6 +68,7 @@ impl Replica {
                 time,
                 message.map(str::to_owned),
             );
+            envelope.provenance = provenance.clone();
             if let Err(e) = s.config.stamp.apply(&mut envelope) {
                 st.core = load_core(&s.store)?;
                 return Err(Error::Sign(e));
@@ -95,7 +97,7 @@ impl Replica {
                 time_ms: time,
                 message: message.map(str::to_owned),
                 signature: s.config.stamp.local_signature(),
-                provenance: s.config.stamp.provenance.clone(),
+                provenance,
             };
             s.announce(&mut st, &local.hash, &meta, patches);
             (out, local.hash)

@@ -17,6 +17,8 @@
 //! - `x` + change hash: the position the change is indexed at;
 //! - `r` + change hash: a change the space's roster rejected (see [`crate::trust`]), so a
 //!   restarted replica rejects its dependents with the same reason;
+//! - `j` + position (u64, big-endian): a change event the space's roster rejected there, for
+//!   history to list: its [`Record`] (as the index encodes one), then the reason (UTF-8);
 //! - `n`: the highest outbox id ever written (u64, big-endian), which the outbox itself
 //!   forgets once it is drained; the [seal](crate::seal) compares it with what it remembers.
 //!
@@ -190,6 +192,14 @@ impl RemoteBatch {
         }
     }
 
+    /// Records the rejection of the change event at `record.seq`, with `reason`, for
+    /// history ([`ReplicaStore::rejections`]).
+    pub fn rejection(&mut self, record: &Record, reason: &str) {
+        let mut v = record.encode();
+        v.extend_from_slice(reason.as_bytes());
+        self.batch.insert(&rejection_key(record.seq)[..], v);
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.events == 0
@@ -238,6 +248,12 @@ fn cursor_key(name: &str) -> Vec<u8> {
 
 fn index_key(seq: u64) -> [u8; 9] {
     let mut k = [b'i'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn rejection_key(seq: u64) -> [u8; 9] {
+    let mut k = [b'j'; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
@@ -497,6 +513,25 @@ impl ReplicaStore {
         Record::decode(v)
             .map(|(r, _)| r)
             .map_err(|e| self.corrupt(e.to_string()))
+    }
+
+    /// The change events the space's roster rejected at positions in `range` (the `j`
+    /// keys), in position order: what the log said about each, and why.
+    pub fn rejections(
+        &self,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<(Record, String)>, StoreError> {
+        let (start, end) = (rejection_key(*range.start()), rejection_key(*range.end()));
+        self.tree
+            .range(&start[..]..=&end[..])
+            .map(|kv| {
+                let (_, v) = kv?;
+                let (record, rest) = Record::decode(&v).map_err(|e| self.corrupt(e.to_string()))?;
+                let reason = std::str::from_utf8(rest)
+                    .map_err(|_| self.corrupt("a rejection's reason is not UTF-8"))?;
+                Ok((record, reason.to_owned()))
+            })
+            .collect()
     }
 
     /// The changes the space's roster rejected (the `r` keys).

@@ -19,6 +19,9 @@
 //!            "auditor":{"keys":["U..."],"write":[]}}}
 //! ```
 //!
+//! An agent may also have `"snapshots": true`: snapshots signed by its keys are loaded like
+//! an admin's (see `history::Snapshot` and ARCHITECTURE.md, "Trust").
+//!
 //! [`RosterFold`] folds a space's roster events in stream order: the first valid one (the
 //! genesis) must be signed by one of its own admins (and by a pinned key, when the replica
 //! pins admin keys); each later one must be signed by an admin of the roster in force, and
@@ -200,6 +203,8 @@ struct RawAgent {
     keys: Vec<String>,
     #[serde(default)]
     write: Vec<String>,
+    #[serde(default)]
+    snapshots: bool,
 }
 
 /// What the roster says about one agent.
@@ -209,6 +214,10 @@ pub struct AgentEntry {
     pub keys: BTreeSet<String>,
     /// Where it may write; empty for a read-only agent.
     pub write: Vec<Grant>,
+    /// Whether its keys may sign snapshots other replicas load (`"snapshots": true`; admins
+    /// always may). A snapshot holds changes no replica judged one by one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub snapshots: bool,
 }
 
 /// A validated roster body.
@@ -273,6 +282,7 @@ impl Roster {
                 AgentEntry {
                     keys: entry.keys.into_iter().collect(),
                     write,
+                    snapshots: entry.snapshots,
                 },
             );
         }
@@ -285,6 +295,16 @@ impl Roster {
     /// Whether `agent` is listed with at least one write grant.
     pub fn may_write(&self, agent: &AgentId) -> bool {
         self.agents.get(agent).is_some_and(|e| !e.write.is_empty())
+    }
+
+    /// Whether a snapshot signed by `key` may be loaded: an admin's, or a key of an agent
+    /// listed with `"snapshots": true`.
+    pub fn may_snapshot(&self, key: &str) -> bool {
+        self.admins.contains(key)
+            || self
+                .agents
+                .values()
+                .any(|e| e.snapshots && e.keys.contains(key))
     }
 
     /// Whether `key` is one of the keys listed for `agent`.

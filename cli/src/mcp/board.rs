@@ -66,8 +66,23 @@ impl Board {
     /// agent.
     pub async fn open(args: &Args) -> anyhow::Result<Arc<Board>> {
         let log = args.board.required_log()?;
-        let connected =
-            connect::open(&args.board, log, &args.agent, Missing::Create, "mcp", |o| o).await?;
+        // The model is declared in every change's provenance (a call's `_meta` may override it).
+        let declare = |o: blackboard_client::Options| match &args.model {
+            Some(model) => o.provenance(blackboard_client::Provenance {
+                model: Some(model.clone()),
+                ..Default::default()
+            }),
+            None => o,
+        };
+        let connected = connect::open(
+            &args.board,
+            log,
+            &args.agent,
+            Missing::Create,
+            "mcp",
+            declare,
+        )
+        .await?;
         // The SDK connects in the background; joining presence below needs the server.
         connected
             .reachable(Duration::from_secs(args.timeout).min(Duration::from_secs(10)))

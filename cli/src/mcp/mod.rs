@@ -57,6 +57,9 @@ use crate::connect::BoardArgs;
 /// given.
 pub const TOKEN_ENV: &str = "BLACKBOARD_MCP_TOKEN";
 
+/// The environment variable naming the model behind the agent, when `--model` is not given.
+pub const MODEL_ENV: &str = "BLACKBOARD_MODEL";
+
 /// `blackboard mcp`: serve the board to an MCP client as one agent.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -92,6 +95,11 @@ pub struct Args {
     /// browser sends it; other origins are refused with 403.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// The model behind this agent, declared (and signed) with every change it writes and
+    /// shown by history and blame. A client may name it per call instead, in the tool
+    /// call's `_meta` as `blackboard/model`.
+    #[arg(long, value_name = "NAME", env = MODEL_ENV)]
+    pub model: Option<String>,
     /// How long a read waits for the log to deliver a document's events, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use blackboard_client::Provenance;
 use blackboard_client::{
     At, ClaimError, Edit, HistoryEvent, HistoryFilter as Filter, Path, Pattern, Position, PutMode,
     Start, WatchOptions as Options,
@@ -331,6 +332,23 @@ pub struct ReleaseArgs {
     pub note: Option<String>,
 }
 
+/// The `_meta` key of a tool call in which a client may name the model behind it. The MCP
+/// specification has no convention for this; the prefix is Blackboard's own (not one the
+/// specification reserves).
+pub const MODEL_META: &str = "blackboard/model";
+
+/// The provenance of a write made by tool call `context`: the tool and the JSON-RPC request
+/// id, and the model if the call's `_meta` names one (otherwise `--model`'s, declared
+/// board-wide).
+fn call_provenance(tool: &str, context: &RequestContext<RoleServer>) -> Provenance {
+    let model = context.meta.get(MODEL_META).and_then(Json::as_str);
+    Provenance {
+        on_behalf_of: None,
+        model: model.map(str::to_owned),
+        tool_call: Some(format!("{tool}#{}", context.id)),
+    }
+}
+
 // ---- the tools -------------------------------------------------------------------------
 
 /// The refusal of a key already used for another write.
@@ -356,10 +374,11 @@ impl Server {
         key: Option<&str>,
         written: Path,
         edit: Edit,
+        call: Provenance,
     ) -> Result<Json, ToolError> {
         let Some(key) = key else {
             return self
-                .write_once(document, reason, read_at, written, edit)
+                .write_once(document, reason, read_at, written, edit, call)
                 .await;
         };
         if key.is_empty() || key.len() > 200 {
@@ -408,7 +427,7 @@ impl Server {
         // again (see `keys`).
         keys.begin(document, key, &fingerprint).await?;
         match self
-            .write_once(document, reason, read_at, written, edit)
+            .write_once(document, reason, read_at, written, edit, call)
             .await
         {
             Ok(mut answer) => {
@@ -450,6 +469,7 @@ impl Server {
         read_at: Option<u64>,
         written: Path,
         edit: Edit,
+        call: Provenance,
     ) -> Result<Json, ToolError> {
         let reason = reason.trim();
         if reason.is_empty() {
@@ -474,7 +494,10 @@ impl Server {
             }
         }
         let is_put = matches!(edit, Edit::Put { .. });
-        let done = replica.edit(Some(reason), &[edit]).await?;
+        let done = replica
+            .with_provenance(call)
+            .edit(Some(reason), &[edit])
+            .await?;
         let hash = done.hash;
         // From here on the change is made: the answer is never an error, and says
         // separately whether the log has acknowledged it.
@@ -713,7 +736,11 @@ impl Server {
             open_world_hint = false
         )
     )]
-    async fn put(&self, Parameters(a): Parameters<PutArgs>) -> ToolResult {
+    async fn put(
+        &self,
+        Parameters(a): Parameters<PutArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
         answer(
             async {
                 let path = parse_path(&a.path)?;
@@ -740,6 +767,7 @@ impl Server {
                     a.idempotency_key.as_deref(),
                     path,
                     edit,
+                    call_provenance("put", &context),
                 )
                 .await
             }
@@ -760,7 +788,11 @@ impl Server {
             open_world_hint = false
         )
     )]
-    async fn delete(&self, Parameters(a): Parameters<DeleteArgs>) -> ToolResult {
+    async fn delete(
+        &self,
+        Parameters(a): Parameters<DeleteArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
         answer(
             async {
                 let path = parse_path(&a.path)?;
@@ -774,6 +806,7 @@ impl Server {
                     a.idempotency_key.as_deref(),
                     path,
                     edit,
+                    call_provenance("delete", &context),
                 )
                 .await
             }
@@ -793,7 +826,11 @@ impl Server {
             open_world_hint = false
         )
     )]
-    async fn append(&self, Parameters(a): Parameters<AppendArgs>) -> ToolResult {
+    async fn append(
+        &self,
+        Parameters(a): Parameters<AppendArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
         answer(
             async {
                 let path = parse_path(&a.path)?;
@@ -809,6 +846,7 @@ impl Server {
                     a.idempotency_key.as_deref(),
                     path,
                     edit,
+                    call_provenance("append", &context),
                 )
                 .await
             }
@@ -829,7 +867,11 @@ impl Server {
             open_world_hint = false
         )
     )]
-    async fn splice_text(&self, Parameters(a): Parameters<SpliceArgs>) -> ToolResult {
+    async fn splice_text(
+        &self,
+        Parameters(a): Parameters<SpliceArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
         answer(
             async {
                 let path = parse_path(&a.path)?;
@@ -849,6 +891,7 @@ impl Server {
                     a.idempotency_key.as_deref(),
                     path,
                     edit,
+                    call_provenance("splice_text", &context),
                 )
                 .await
             }
@@ -868,7 +911,11 @@ impl Server {
             open_world_hint = false
         )
     )]
-    async fn increment(&self, Parameters(a): Parameters<IncrementArgs>) -> ToolResult {
+    async fn increment(
+        &self,
+        Parameters(a): Parameters<IncrementArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
         answer(
             async {
                 let path = parse_path(&a.path)?;
@@ -884,6 +931,7 @@ impl Server {
                     a.idempotency_key.as_deref(),
                     path,
                     edit,
+                    call_provenance("increment", &context),
                 )
                 .await
             }

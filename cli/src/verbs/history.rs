@@ -63,7 +63,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         path: args.path,
         limit: args.limit,
     };
-    let events = opened.replica.history(&filter)?;
+    // Rejected changes are listed where they sit, with why (they changed nothing).
+    let events = opened.replica.history_with_rejections(&filter)?;
     let mut out = super::stdout();
     if args.json {
         for e in &events {
@@ -83,7 +84,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 r.agent.to_string(),
                 super::signed(&r.signature),
                 super::short(&r.hash),
-                r.message.clone().unwrap_or_else(|| "-".to_owned()),
+                match &e.rejected {
+                    Some(reason) => format!("REJECTED: {reason}"),
+                    None => r.message.clone().unwrap_or_else(|| "-".to_owned()),
+                },
                 paths.join(" "),
             ]);
         }

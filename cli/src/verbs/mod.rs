@@ -3,7 +3,8 @@
 //!   document or one value, write a value, follow changes as they happen;
 //! - the history verbs `history`, `show`, `diff`, `blame`, `snapshot` and `replay`;
 //! - `keys`: make an agent's key pair, show a seed file's public key;
-//! - `roster`: show a space's roster in force, publish a new one signed by an admin.
+//! - `roster`: show a space's roster in force, publish a new one signed by an admin;
+//! - `auth`: print a nats-server authorization block for a space from its roster.
 //!
 //! Each opens the board through the SDK ([`crate::connect`]) and one document on it
 //! ([`open`]), brings the document up to date with the log, and answers. Over NATS the
@@ -18,6 +19,7 @@
 //! local store, the log has not confirmed it), 4 answered from a damaged store that lost
 //! data for good ([`StoreLost`]: the answer lacks it; stderr says what).
 
+pub mod auth;
 pub mod blame;
 pub mod diff;
 pub mod get;

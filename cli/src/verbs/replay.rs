@@ -37,6 +37,8 @@ struct Line<'a> {
     record: &'a Record,
     logged: String,
     patches: &'a [Patch],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a str>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -91,6 +93,7 @@ fn render(step: &ReplayStep<'_>, json: bool) -> anyhow::Result<String> {
             record: r,
             logged: format_time(r.logged_ms),
             patches: step.patches,
+            rejected: step.rejected,
         })?);
     }
     let effects: Vec<String> = step
@@ -98,9 +101,10 @@ fn render(step: &ReplayStep<'_>, json: bool) -> anyhow::Result<String> {
         .iter()
         .map(|p| format!("{} {}", p.path, patches::kind(&p.op)))
         .collect();
-    let effects = match effects.is_empty() {
-        true => "(held back: waits for an earlier change)".to_owned(),
-        false => effects.join(", "),
+    let effects = match (step.rejected, effects.is_empty()) {
+        (Some(reason), _) => format!("(rejected: {reason})"),
+        (None, true) => "(held back: waits for an earlier change)".to_owned(),
+        (None, false) => effects.join(", "),
     };
     Ok(format!("{:>6}  {:<16}  {effects}", r.seq, r.agent))
 }
