@@ -106,6 +106,26 @@ async fn every_mcp_write_records_its_tool_call_and_model_signed_and_history_and_
     )
     .await;
     call(&client, "delete", base("/runs"), None).await;
+
+    // The MCP `history` tool says the same as the CLI below: signer, verified, provenance.
+    let Json::Object(args) = json!({"document": "plan"}) else {
+        unreachable!()
+    };
+    let answer = tokio::time::timeout(
+        GUARD,
+        client.call_tool(CallToolRequestParams::new("history").with_arguments(args)),
+    )
+    .await
+    .expect("history answers in time")
+    .expect("history is a well-formed call");
+    let events = answer.structured_content.expect("a structured answer")["events"].clone();
+    let events = events.as_array().expect("events");
+    assert!(!events.is_empty());
+    for e in events {
+        assert_eq!(e["signer"], json!(public), "{e}");
+        assert_eq!(e["verified"], json!(true), "{e}");
+        assert!(e["provenance"]["tool_call"].as_str().is_some(), "{e}");
+    }
     client.cancel().await.unwrap();
 
     let lines: Vec<Json> = cli(&url, &["history", "plan", "--json"])

@@ -85,14 +85,26 @@ fn history_json(events: &[HistoryEvent]) -> Json {
         events
             .iter()
             .map(|e| {
-                json!({
+                let mut event = json!({
                     "seq": e.record.seq,
                     "agent": e.record.agent.to_string(),
                     "reason": e.record.message,
                     "time": blackboard_client::format_time(e.record.time_ms),
                     "paths": e.paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "change": e.record.hash.to_string(),
-                })
+                });
+                // Who signed it (`signer`, `verified`, `signature_error`), as the CLI's
+                // `history --json` says it.
+                if let Ok(Json::Object(signature)) = serde_json::to_value(&e.record.signature) {
+                    event.as_object_mut().expect("an object").extend(signature);
+                }
+                if let Some(provenance) = &e.record.provenance {
+                    event["provenance"] = json!(provenance);
+                }
+                if let Some(reason) = &e.rejected {
+                    event["rejected"] = json!(reason);
+                }
+                event
             })
             .collect(),
     )
@@ -960,8 +972,10 @@ impl Server {
     #[tool(
         title = "Change history",
         description = "List a document's change events, oldest first: position, agent, reason, \
-                       time and the paths each touched. Filter by positions, agent and path \
-                       pattern; returns the latest `limit` (default 50).",
+                       time, the paths each touched, who signed it and who acted through the \
+                       agent (provenance). Changes the space's roster rejected are listed too, \
+                       with `rejected` saying why (they changed nothing). Filter by positions, \
+                       agent and path pattern; returns the latest `limit` (default 50).",
         output_schema = output::history(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -982,7 +996,7 @@ impl Server {
                         path: a.pattern.as_deref().map(parse_pattern).transpose()?,
                         limit: None,
                     };
-                let events = replica.history(&filter)?;
+                let events = replica.history_with_rejections(&filter)?;
                 let limit = a.limit.unwrap_or(50).max(1);
                 let skip = events.len().saturating_sub(limit);
                 Ok(json!({
