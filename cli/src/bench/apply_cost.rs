@@ -14,7 +14,7 @@ pub(super) async fn s10_apply_cost(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let m = ctx.sizes.apply_samples;
     let max = *sizes.iter().max().expect("sizes");
     let doc_id = ctx.doc_id("apply");
-    let h = build_history(&ctx.space, &doc_id, max)?;
+    let h = build_history(&ctx.space, &doc_id, max, 100)?;
     let mut rows = Vec::new();
     let mut first: Option<Lat> = None;
     for size in sizes {

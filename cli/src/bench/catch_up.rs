@@ -16,7 +16,7 @@ pub(super) async fn s4_5_8_catch_up(ctx: &mut Ctx, which: &[u8]) -> anyhow::Resu
     let (n, tail) = (ctx.sizes.catch_up, ctx.sizes.tail);
     let document = "catchup";
     let doc_id = ctx.doc_id(document);
-    let h = build_history(&ctx.space, &doc_id, n + tail)?;
+    let h = build_history(&ctx.space, &doc_id, n + tail, ctx.sizes.keys)?;
     let last = publish_events(ctx.log.as_ref(), &ctx.space, &doc_id, &h.events[..n]).await?;
     let mut rows = Vec::new();
 

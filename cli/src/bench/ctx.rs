@@ -196,7 +196,7 @@ impl Ctx {
 }
 
 /// A document's history built in-process: `n` changes of the shape `Replica::put` makes
-/// (`/k<i % 100>` = a 100-character string), by one agent, as events.
+/// (`/k<i % keys>` = a 100-character string), by one agent, as events.
 pub(super) struct History {
     pub changes: Vec<Vec<u8>>,
     pub events: Vec<(String, Bytes)>,
@@ -206,10 +206,12 @@ pub(super) fn build_history(
     space: &SpaceId,
     document: &DocumentId,
     n: usize,
+    keys: usize,
 ) -> anyhow::Result<History> {
     let agent: AgentId = "seed".parse().expect("a valid agent id");
     let mut core = DocCore::new();
-    let paths: Vec<Path> = (0..100)
+    let keys = keys.max(1);
+    let paths: Vec<Path> = (0..keys)
         .map(|k| format!("/k{k}").parse().expect("a valid path"))
         .collect();
     let mut changes = Vec::with_capacity(n);
@@ -217,7 +219,7 @@ pub(super) fn build_history(
     let time = 1_700_000_000_000;
     for i in 0..n {
         let ((), local) =
-            core.transact(time, None, |tx| json::put(tx, &paths[i % 100], &value(i)))?;
+            core.transact(time, None, |tx| json::put(tx, &paths[i % keys], &value(i)))?;
         let local = local.ok_or_else(|| anyhow!("a put changed nothing"))?;
         let envelope = codec::encode_event(space, document, &agent, &local, time, None).encode();
         events.push((local.hash.to_string(), Bytes::from(envelope)));

@@ -87,6 +87,12 @@ pub struct Args {
     /// for the others): run at 10k, 100k and 1M to see how each cost grows.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(100..))]
     pub history: Option<u64>,
+    /// Keys the histories of scenarios 1, 4, 5 and 8 write, in turn (default 100): with
+    /// --history N, each key is overwritten N/keys times. Few keys keep the document small
+    /// while its history grows; keys = N/100 grow both together.
+    #[arg(long, value_name = "K", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub keys: u64,
     /// Leave the space the scenarios wrote on the server (its name is printed), for
     /// measuring the CLI against it afterwards.
     #[arg(long)]
@@ -178,6 +184,8 @@ pub(super) struct Sizes {
     pub writers: usize,
     /// Writes of the awaited-ack scenario (3).
     pub awaited: usize,
+    /// Keys the histories of 1, 4, 5 and 8 overwrite in turn.
+    pub keys: usize,
     /// Events of the catch-up document (4, 5, 8).
     pub catch_up: usize,
     /// Events published after the snapshot (5).
@@ -195,6 +203,7 @@ pub(super) const FULL: Sizes = Sizes {
     pipelined: 10_000,
     writers: 64,
     awaited: 500,
+    keys: 100,
     catch_up: 100_000,
     tail: 1_000,
     apply_histories: [1_000, 10_000, 100_000],
@@ -208,6 +217,7 @@ pub(super) const QUICK: Sizes = Sizes {
     pipelined: 300,
     writers: 16,
     awaited: 20,
+    keys: 100,
     catch_up: 2_000,
     tail: 100,
     apply_histories: [100, 1_000, 2_000],
@@ -247,12 +257,13 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
     let log = Arc::new(JetStreamLog::new(main.clone(), jetstream.clone()));
     log.ensure_stream(&space).await?;
     let mut sizes = if args.quick { QUICK } else { FULL };
+    sizes.keys = args.keys as usize;
     if let Some(n) = args.history {
         sizes.history = n as usize;
         sizes.catch_up = n as usize;
     }
     // The size of one live event, for the raw baselines.
-    let sample = build_history(&space, &"propagation".parse()?, 1)?;
+    let sample = build_history(&space, &"propagation".parse()?, 1, 1)?;
     let mut ctx = Ctx {
         url: url.clone(),
         nats,

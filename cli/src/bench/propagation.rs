@@ -29,7 +29,7 @@ pub(super) async fn propagation(
     let doc_id = ctx.doc_id(document);
     let mut last = 0;
     if history > 0 {
-        let h = build_history(&ctx.space, &doc_id, history)?;
+        let h = build_history(&ctx.space, &doc_id, history, ctx.sizes.keys)?;
         last = publish_events(logs.0.as_ref(), &ctx.space, &doc_id, &h.events).await?;
     }
     let (a, _db_a) = ctx.replica_in(logs.0, &dirs.0, document, "a").await?;
