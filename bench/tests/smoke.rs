@@ -68,3 +68,19 @@ fn on_a_three_server_cluster_scenarios_1_to_3_print_figures_beside_raw_r3_baseli
     // The streams were made with three replicas.
     assert!(stderr.contains("stream has 3 replicas"), "{stderr}");
 }
+
+#[test]
+fn histories_over_other_key_counts_catch_up_to_the_same_document_as_automerge() {
+    // Scenario 4 fails unless the caught-up replica's document equals automerge's.
+    for keys in ["1", "1000"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+            .args(["--quick", "--only", "4", "--keys", keys])
+            .output()
+            .expect("run the scenarios binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "--keys {keys}: {stdout}\n{stderr}");
+        assert!(stdout.contains("| 4 | catch-up"), "{stdout}");
+        assert!(!stdout.contains("error"), "{stdout}\n{stderr}");
+    }
+}
