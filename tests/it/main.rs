@@ -28,6 +28,7 @@ mod trust_provenance;
 mod trust_snapshot;
 mod truthful;
 mod watch;
+mod whole_writes;
 
 use std::future::Future;
 use std::path::Path;

@@ -5,8 +5,10 @@
 //! snapshot policy's counter, and telling watchers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use automerge::ChangeHash;
+use blackboard_schemas::Envelope;
 use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
@@ -14,7 +16,7 @@ use super::{load_core, snapshots, Shared, State};
 use crate::apply::Origin;
 use crate::apply::Rejected;
 use crate::backoff::Backoff;
-use crate::doc::Applied;
+use crate::doc::{containers, Applied, DocCore};
 use crate::history::Record;
 use crate::log::{Entry, Topic};
 use crate::store::RemoteBatch;
@@ -25,6 +27,26 @@ const TOLD_EXAMPLES: usize = 8;
 
 /// The most log entries applied under one lock (a local write waits for at most one batch).
 const APPLY_BATCH: usize = 256;
+
+/// How long the follow loop waits for the rest of a write when what has arrived ends with one
+/// of its container creations (see [`ends_in_creation`]).
+const REST_OF_WRITE: Duration = Duration::from_millis(200);
+
+/// Whether the last of `batch` is a container creation (the container recipe's change, see
+/// [`crate::doc::containers`]). A write's creations are published just before its change, so
+/// a batch ending with one nearly always has the rest of the write in flight; applied alone,
+/// other agents would read the write half made (`/tasks/7` an empty map, its fields not yet
+/// there). Only the last entry is decoded, once per batch.
+fn ends_in_creation(batch: &[Entry]) -> bool {
+    let Some(last) = batch.last() else {
+        return false;
+    };
+    last.topic == Topic::Change
+        && Envelope::decode(&last.payload)
+            .ok()
+            .and_then(|e| DocCore::decode_change(&e.change).ok())
+            .is_some_and(|c| containers::generation_of(c.actor_id()).is_some())
+}
 
 /// Follows the log from the last applied position, forever; resubscribes after errors.
 pub(super) async fn run(shared: Arc<Shared>) {
@@ -64,22 +86,33 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 debug!(%space, %document, from, "following the log");
                 // Whatever has arrived is applied as one batch (one lock, one sled batch).
                 let mut arrived = entries.ready_chunks(APPLY_BATCH);
+                let mut ended = false;
                 while let Some(items) = arrived.next().await {
                     let mut batch = Vec::with_capacity(items.len());
                     let mut failed = None;
-                    for item in items {
-                        match item {
-                            Ok(entry) => batch.push(entry),
-                            // What follows an error is read again after resubscribing.
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
-                    }
                     // A chunk that is not full: the stream had nothing more ready, so the
                     // replica has caught up for now: the moment to sum up what it skipped.
-                    let caught_up = batch.len() < APPLY_BATCH;
+                    let mut caught_up = items.len() < APPLY_BATCH;
+                    take(items, &mut batch, &mut failed);
+                    // The rest of a write whose creations end what arrived is applied with
+                    // them, under the same lock, so no reader sees the write half made. A
+                    // write of creations alone waits `REST_OF_WRITE` for nothing.
+                    while failed.is_none()
+                        && batch.len() < 4 * APPLY_BATCH
+                        && ends_in_creation(&batch)
+                    {
+                        match tokio::time::timeout(REST_OF_WRITE, arrived.next()).await {
+                            Ok(Some(more)) => {
+                                caught_up = more.len() < APPLY_BATCH;
+                                take(more, &mut batch, &mut failed);
+                            }
+                            Ok(None) => {
+                                ended = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     if !batch.is_empty() {
                         backoff.reset();
                         shared.apply_entries(batch, !caught_up);
@@ -89,6 +122,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     }
                     if let Some(e) = failed {
                         warn!(%space, %document, error = %e, "log subscription failed; resubscribing");
+                        break;
+                    }
+                    if ended {
                         break;
                     }
                 }
@@ -103,6 +139,24 @@ pub(super) async fn run(shared: Arc<Shared>) {
             Err(e) => warn!(%space, %document, error = %e, "cannot subscribe to the log; retrying"),
         }
         backoff.wait().await;
+    }
+}
+
+/// Moves the entries of `items` into `batch`, up to the first error (kept in `failed`: what
+/// follows an error is read again after resubscribing).
+fn take(
+    items: Vec<Result<Entry, crate::log::Error>>,
+    batch: &mut Vec<Entry>,
+    failed: &mut Option<crate::log::Error>,
+) {
+    for item in items {
+        match item {
+            Ok(entry) => batch.push(entry),
+            Err(e) => {
+                *failed = Some(e);
+                return;
+            }
+        }
     }
 }
 
