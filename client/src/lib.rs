@@ -44,8 +44,8 @@ pub use blackboard::codec::Signature;
 /// JSON values in automerge transactions: `json::put(tx, &path, &value)` writes a JSON value
 /// at a path inside a [`Doc::change`] closure, as [`Doc::put`] does.
 pub use blackboard::doc::json;
+pub use blackboard::doc::{diff_reading, Edit, PutMode};
 pub use blackboard::doc::{DocError, Path};
-pub use blackboard::doc::{Edit, PutMode};
 pub use blackboard::history::{
     format_time, touched_paths, At, Blame, BlameSpan, Filter as HistoryFilter, HistoryEvent,
     Record, TextRun,

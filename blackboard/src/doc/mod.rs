@@ -24,7 +24,7 @@ use serde_json::Value as Json;
 
 pub use edit::{Candidate, Edit, Edited};
 pub use json::PutMode;
-pub use patch::{Patch, PatchOp};
+pub use patch::{diff_reading, Patch, PatchOp};
 pub use path::{Path, PathError};
 
 /// What went wrong in the document core.

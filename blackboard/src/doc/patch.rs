@@ -3,7 +3,8 @@
 //! automerge reports a change's effects as patches against object ids; these are the same
 //! effects against [`Path`]s, with new values as JSON, and conflicts spelled out.
 
-use automerge::{Automerge, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value};
+use automerge::patches::TextRepresentation;
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value};
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -90,6 +91,19 @@ fn conflict_at(doc: &Automerge, obj: &ObjId, prop: Prop) -> Option<PatchOp> {
         winner: value_to_json(doc, winner.0, &winner.1),
         values,
     })
+}
+
+/// The patches that take `doc` from heads `before` to heads `after`, with their values and
+/// conflicts read from `now`: a copy of the document at `after` (a fork, or `doc` itself when
+/// `after` are its heads). One automerge diff within `doc`, no fork of its own.
+pub fn diff_reading(
+    doc: &Automerge,
+    before: &[ChangeHash],
+    after: &[ChangeHash],
+    now: &Automerge,
+) -> Vec<Patch> {
+    let text = TextRepresentation::String(doc.text_encoding());
+    convert(now, doc.diff(before, after, text))
 }
 
 /// Converts automerge's patches (taken right after applying a change to `doc`) into ours.

@@ -266,7 +266,10 @@ pub async fn at(
             (core.heads() == *after).then(|| {
                 super::at::guarded("diffing two positions", || {
                     let am = core.automerge();
-                    (core.to_json(), super::at::diff(am, before, after, am))
+                    (
+                        core.to_json(),
+                        blackboard_client::diff_reading(am, before, after, am),
+                    )
                 })
             })
         })
@@ -279,7 +282,12 @@ pub async fn at(
             let diff = doc
                 .read(|core| {
                     super::at::guarded("diffing two positions", || {
-                        super::at::diff(core.automerge(), before, after, view.doc().automerge())
+                        blackboard_client::diff_reading(
+                            core.automerge(),
+                            before,
+                            after,
+                            view.doc().automerge(),
+                        )
                     })
                 })
                 .map_err(ApiError::Internal)?;

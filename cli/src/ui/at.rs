@@ -5,8 +5,11 @@
 //! more for the document there, so each click on the timeline of a 100k-event document cost
 //! two forks of its whole history (BENCHMARKS.md, "Web view on a 100k-event document").
 //! automerge diffs two sets of heads within one document, so the page's "diff to the event
-//! before" is taken here from the replica's document itself, with its values read from the
-//! fork `Doc::at` made for the document there: one fork a click instead of two.
+//! before" is taken from the replica's document itself, with its values read from the fork
+//! `Doc::at` made for the document there: one fork a click instead of two. The conversion is
+//! the engine's own (`blackboard_client::diff_reading`, the one `Doc::diff` and watch events
+//! use), so the page and `Doc::diff` cannot drift apart; this file keeps the panic guard
+//! around it and the test that pins both.
 //!
 //! Why not read the document there in place too (automerge's `*_at` reads): automerge 0.6
 //! leaves out a counter that was incremented when read at past heads (the test below
@@ -14,156 +17,20 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use blackboard_client::automerge::patches::TextRepresentation;
-use blackboard_client::automerge::{
-    Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value,
-};
-use blackboard_client::json::{object_to_json, value_to_json};
-use blackboard_client::{Patch, PatchOp, Path};
-use serde_json::Value as Json;
-
 /// Runs `f` over automerge, turning a panic into an error naming `what`.
 pub fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|_| format!("automerge failed while {what}"))
-}
-
-/// The JSON of `value` (with id `id`) in `now`, the document at the diff's later end.
-fn value_in(now: &Automerge, value: Value<'_>, id: &ObjId) -> Json {
-    match value {
-        Value::Object(_) => object_to_json(now, id),
-        scalar => value_to_json(now, scalar, id),
-    }
-}
-
-fn segment(p: &Prop) -> String {
-    match p {
-        Prop::Map(k) => k.clone(),
-        Prop::Seq(i) => i.to_string(),
-    }
-}
-
-/// Every concurrent value at `prop` of `obj` in `now`, and the one shown.
-fn conflict_in(now: &Automerge, obj: &ObjId, prop: Prop) -> Option<PatchOp> {
-    let (winner, id) = now.get(obj, prop.clone()).ok().flatten()?;
-    let values = now
-        .get_all(obj, prop)
-        .ok()?
-        .into_iter()
-        .map(|(v, id)| value_in(now, v, &id))
-        .collect();
-    Some(PatchOp::Conflict {
-        winner: value_in(now, winner, &id),
-        values,
-    })
-}
-
-/// The patches that take the document from `before` to `after` (both in `doc`), with values
-/// and conflicts read from `now`, a copy of the document at `after` (`View::doc`): what
-/// `Doc::diff` answers, without forking again.
-pub fn diff(
-    doc: &Automerge,
-    before: &[ChangeHash],
-    after: &[ChangeHash],
-    now: &Automerge,
-) -> Vec<Patch> {
-    let text = TextRepresentation::String(doc.text_encoding());
-    let mut out = Vec::new();
-    for p in doc.diff(before, after, text) {
-        let base = p
-            .path
-            .iter()
-            .fold(Path::root(), |acc, (_, prop)| acc.join(segment(prop)));
-        let put = |prop: Prop, value: (Value<'_>, ObjId), conflict: bool| {
-            let op = conflict.then(|| conflict_in(now, &p.obj, prop)).flatten();
-            op.unwrap_or_else(|| PatchOp::Put {
-                value: value_in(now, value.0, &value.1),
-            })
-        };
-        let (path, op) = match p.action {
-            PatchAction::PutMap {
-                key,
-                value,
-                conflict,
-            } => (base.join(key.clone()), put(Prop::Map(key), value, conflict)),
-            PatchAction::PutSeq {
-                index,
-                value,
-                conflict,
-            } => (
-                base.join(index.to_string()),
-                put(Prop::Seq(index), value, conflict),
-            ),
-            PatchAction::Insert { index, values } => (
-                base.join(index.to_string()),
-                PatchOp::Insert {
-                    values: values
-                        .iter()
-                        .map(|(v, id, _)| value_in(now, v.clone(), id))
-                        .collect(),
-                },
-            ),
-            PatchAction::SpliceText { index, value, .. } => (
-                base,
-                PatchOp::SpliceText {
-                    index,
-                    text: value.make_string(),
-                },
-            ),
-            PatchAction::Increment { prop, value } => {
-                let total = now
-                    .get(&p.obj, prop.clone())
-                    .ok()
-                    .flatten()
-                    .map_or(Json::Null, |(v, id)| value_in(now, v, &id));
-                (
-                    base.join(segment(&prop)),
-                    PatchOp::Increment {
-                        by: value,
-                        value: total,
-                    },
-                )
-            }
-            PatchAction::Conflict { prop } => {
-                let Some(op) = conflict_in(now, &p.obj, prop.clone()) else {
-                    continue;
-                };
-                (base.join(segment(&prop)), op)
-            }
-            PatchAction::DeleteMap { key } => (
-                base.join(key),
-                PatchOp::Delete {
-                    index: None,
-                    count: 1,
-                },
-            ),
-            PatchAction::DeleteSeq { index, length } => {
-                let path = match doc.object_type(&p.obj) {
-                    Ok(ObjType::Text) => base,
-                    _ => base.join(index.to_string()),
-                };
-                (
-                    path,
-                    PatchOp::Delete {
-                        index: Some(index),
-                        count: length,
-                    },
-                )
-            }
-            PatchAction::Mark { .. } => continue,
-        };
-        out.push(Patch { path, op });
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use blackboard::doc::DocCore;
     use blackboard_client::automerge::transaction::{Transactable as _, Transaction};
-    use blackboard_client::automerge::{Automerge, ObjType, ScalarValue, ROOT};
+    use blackboard_client::automerge::{
+        Automerge, ChangeHash, ObjType, ReadDoc, ScalarValue, ROOT,
+    };
+    use blackboard_client::{diff_reading as diff, PatchOp};
     use serde_json::json;
-
-    use super::*;
 
     fn step(doc: &mut Automerge, f: impl FnOnce(&mut Transaction<'_>)) -> Vec<ChangeHash> {
         let mut tx = doc.transaction();
