@@ -236,6 +236,19 @@ impl Browser {
     }
 
     /// Waits for the element `css` and returns its text.
+    /// Types `path` into the blame box and asks for its blame.
+    async fn blame(&self, path: &str) -> anyhow::Result<()> {
+        let input = self.client.find(Locator::Css("#blame-path")).await?;
+        input.clear().await?;
+        input.send_keys(path).await?;
+        self.client
+            .find(Locator::Css("#blame-go"))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
     async fn text_of(&self, css: &str, within: Duration) -> anyhow::Result<String> {
         let element = self
             .client
@@ -419,15 +432,7 @@ async fn blame_on_a_path_names_the_agent_and_the_message() -> anyhow::Result<()>
     let setup = Setup::start().await?;
     let browser = Browser::start().await?;
     browser.open(&format!("{}#doc=plan", setup.page())).await?;
-    let input = browser.client.find(Locator::Css("#blame-path")).await?;
-    input.clear().await?;
-    input.send_keys("/goal").await?;
-    browser
-        .client
-        .find(Locator::Css("#blame-go"))
-        .await?
-        .click()
-        .await?;
+    browser.blame("/goal").await?;
     let blamed = browser
         .text_of(r#"#blame .blamed[data-path="/goal"]"#, LOAD)
         .await?;
@@ -745,15 +750,7 @@ async fn two_agents_editing_one_text_are_each_named_on_their_runs_of_characters_
 
     let browser = Browser::start().await?;
     browser.open(&format!("{}#doc=plan", setup.page())).await?;
-    let input = browser.client.find(Locator::Css("#blame-path")).await?;
-    input.clear().await?;
-    input.send_keys("/draft").await?;
-    browser
-        .client
-        .find(Locator::Css("#blame-go"))
-        .await?
-        .click()
-        .await?;
+    browser.blame("/draft").await?;
     let text = browser
         .text_of(r#"#blame .runs[data-path="/draft"]"#, LOAD)
         .await?;
