@@ -5,50 +5,17 @@
 //! the roster does not list cannot connect. Printed from the roster on the log, it is the
 //! same block.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-use blackboard_client::schemas::{subject, SpaceId};
+use std::path::Path;
+
 use blackboard_tests::{NatsServer, Options as ServerOptions};
-
-fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_blackboard"));
-    command
-        .env_remove("NATS_URL")
-        .env_remove("NATS_CREDS")
-        .env_remove("BLACKBOARD_KEY");
-    command
-}
-
-/// Runs `blackboard ARGS` in `dir` off the async runtime: (output, stdout, stderr).
-async fn run(args: &[&str], dir: &Path) -> (Output, String, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let dir: PathBuf = dir.to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        command()
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .expect("the blackboard binary runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stdout, stderr)
-}
+use support::{run, stream_messages};
 
 async fn ok(args: &[&str], dir: &Path) -> String {
     let (out, stdout, stderr) = run(args, dir).await;
     assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
     stdout
-}
-
-async fn stream_messages(server: &NatsServer, space: &str) -> u64 {
-    let js = async_nats::jetstream::new(server.connect().await.unwrap());
-    let space: SpaceId = space.parse().unwrap();
-    let mut stream = js.get_stream(subject::stream_name(&space)).await.unwrap();
-    stream.info().await.unwrap().state.messages
 }
 
 #[tokio::test]

@@ -3,33 +3,22 @@
 //! server; it authenticates every connection (its watcher processes' too) with the key it
 //! is given; and bad invocations fail clearly instead of hanging.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use blackboard_tests::{NatsServer, Options};
 use futures::TryStreamExt as _;
+use support::{new_key, run};
 
-/// `blackboard ARGS` in `dir`, with none of the test's own environment naming a server or a
-/// key, run off the async runtime.
+/// `blackboard bench ARGS` in `dir`, with none of the test's own environment naming a server
+/// or a key, run off the async runtime.
 async fn bench(args: &[&str], dir: &Path) -> (Output, String, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let dir = dir.to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_blackboard"))
-            .env_remove("NATS_URL")
-            .env_remove("NATS_CREDS")
-            .env_remove("BLACKBOARD_KEY")
-            .arg("bench")
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .expect("the blackboard binary runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stdout, stderr)
+    let all: Vec<&str> = std::iter::once("bench")
+        .chain(args.iter().copied())
+        .collect();
+    run(&all, dir).await
 }
 
 /// The table's rows as (scenario id, cells).
@@ -98,13 +87,7 @@ async fn bench_prints_a_figure_beside_a_baseline_for_every_scenario_and_deletes_
 #[tokio::test]
 async fn bench_with_a_key_authenticates_every_connection_its_watcher_processes_included() {
     let dir = tempfile::tempdir().unwrap();
-    let made = Command::new(env!("CARGO_BIN_EXE_blackboard"))
-        .args(["keys", "new", "bencher"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let public = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    let public = new_key("bencher", dir.path()).await;
     // Connections without credentials are the `anon` user, who may not create streams: a
     // bench that connected anything without the key would fail.
     let config = format!(

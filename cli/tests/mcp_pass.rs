@@ -31,13 +31,7 @@ fn mcp_command(url: &str, name: &str, more: &[&str]) -> tokio::process::Command 
 }
 
 async fn agent(url: &str, name: &str, more: &[&str]) -> Agent {
-    let cmd = mcp_command(url, name, more);
-    let transport = TokioChildProcess::new(cmd).expect("the blackboard binary starts");
-    let client = tokio::time::timeout(GUARD, ().serve(transport))
-        .await
-        .expect("the server initializes in time")
-        .expect("the MCP session starts");
-    Agent { client }
+    agent_and_pid(url, name, more).await.0
 }
 
 impl Agent {
@@ -135,6 +129,15 @@ async fn a_write_made_while_the_log_restarts_is_answered_and_a_keyed_retry_is_no
     assert_eq!(read["value"], json!(2), "counted once: {read}");
 }
 
+/// Kills the server with process id `pid` with SIGKILL: no chance to save anything.
+fn kill9(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
 /// Like [`agent`], and the server's process id, to kill it.
 async fn agent_and_pid(url: &str, name: &str, more: &[&str]) -> (Agent, u32) {
     let cmd = mcp_command(url, name, more);
@@ -160,11 +163,7 @@ async fn a_keyed_retry_after_the_server_is_killed_and_restarted_on_its_store_is_
 
     // The server dies without a chance to save anything (SIGKILL), and starts again on the
     // same store.
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill9(pid);
     drop(alice);
     let (alice, _) = agent_and_pid(&nats.url(), "alice", &["--store", store_arg]).await;
 
@@ -196,11 +195,7 @@ async fn a_keyed_write_whose_answer_was_not_recorded_before_a_crash_is_refused_n
     let args = json!({"document": "stats", "path": "/done", "reason": "task 8 done",
                       "idempotency_key": "task-8-done"});
     alice.ok("increment", args.clone()).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill9(pid);
     drop(alice);
     // The crash came between the write and the record of its answer: the journal ends with
     // the key's first line (written before the write), not its answer.
