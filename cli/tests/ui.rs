@@ -7,19 +7,21 @@
 
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use blackboard_cli::ui;
 use blackboard_client::{At, Board, HistoryFilter, Options};
 use blackboard_tests::NatsServer;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::json;
+use support::browser::Browser;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The space the tests show.
@@ -136,87 +138,7 @@ impl Setup {
     }
 }
 
-/// chromedriver on a free port and a headless chromium session through it.
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // chromedriver leads its own process group, which the chromium it started is in: a
-        // test that failed before closing its session leaves no browser behind.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// Starts chromedriver on `port` and waits for it to say it is listening.
-fn start_driver(port: u16) -> anyhow::Result<Child> {
-    let mut driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context(
-            "starting chromedriver: install Debian's chromium and chromium-driver \
-             (scripts/test does when chromedriver is missing)",
-        )?;
-    let stdout = driver.stdout.take().context("chromedriver's stdout")?;
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if line.contains("started successfully") {
-            return Ok(driver);
-        }
-    }
-    let _ = driver.kill();
-    bail!("chromedriver exited without starting")
-}
-
 impl Browser {
-    async fn start() -> anyhow::Result<Browser> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let driver = tokio::task::spawn_blocking(move || start_driver(port)).await??;
-        let profile = tempfile::tempdir()?;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    // Without these chromium keeps calling home, which floods a closed network.
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1400,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .context("opening a chromium session through chromedriver")?;
-        Ok(Browser {
-            client,
-            driver,
-            _profile: profile,
-        })
-    }
-
     /// Opens the page and waits until its event stream is live and a document is shown.
     async fn open(&self, url: &str) -> anyhow::Result<()> {
         self.client.goto(url).await?;

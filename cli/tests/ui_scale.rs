@@ -13,9 +13,8 @@
 
 #![cfg(feature = "http")]
 
-use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -26,8 +25,9 @@ use blackboard::schemas::{AgentId, DocumentId, SpaceId};
 use blackboard_cli::ui;
 use blackboard_client::Options;
 use blackboard_tests::NatsServer;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{json, Value};
+use support::browser::Browser;
 
 /// The space measured.
 const SPACE: &str = "scale";
@@ -87,80 +87,19 @@ async fn publish_history(
     Ok(())
 }
 
-/// chromedriver on a free port and a headless chromium session through it.
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // chromedriver leads its own process group, which the chromium it started is in: a
-        // test that failed before closing its session leaves no browser behind.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-fn start_driver(port: u16) -> anyhow::Result<Child> {
-    let mut driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting chromedriver (Debian's chromium-driver)")?;
-    let stdout = driver.stdout.take().context("chromedriver's stdout")?;
-    for line in BufReader::new(stdout).lines() {
-        if line?.contains("started successfully") {
-            return Ok(driver);
-        }
-    }
-    let _ = driver.kill();
-    bail!("chromedriver exited without starting")
-}
-
 impl Browser {
-    async fn start() -> anyhow::Result<Browser> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let driver = tokio::task::spawn_blocking(move || start_driver(port)).await??;
-        let profile = tempfile::tempdir()?;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1400,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .context("opening a chromium session through chromedriver")?;
-        client
+    /// A browser whose page loads and scripts may take up to `LOAD` (a 100k-event page).
+    async fn start_patient() -> anyhow::Result<Browser> {
+        let browser = Browser::start().await?;
+        browser
+            .client
             .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
                 Some(LOAD),
                 Some(LOAD),
                 None,
             ))
             .await?;
-        Ok(Browser {
-            client,
-            driver,
-            _profile: profile,
-        })
+        Ok(browser)
     }
 
     async fn wait_for(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
@@ -407,7 +346,7 @@ async fn measure(
     );
 
     let url = format!("http://{addr}/?token={}#doc={name}", site.token());
-    let browser = Browser::start().await?;
+    let browser = Browser::start_patient().await?;
     if let Err(e) = page(&browser, &url, n, &name, &mut put).await {
         eprintln!("{n} events: {e:#}");
         put("stopped at", format!("{e}"));
