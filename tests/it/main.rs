@@ -37,6 +37,24 @@ use std::time::Duration;
 use blackboard_client::{Board, Options};
 use blackboard_tests::NatsServer;
 
+/// The changes of a `put` of `value` at `path` on `core`, the recipe's container creations
+/// first, as a writer publishes them.
+pub fn edit(
+    core: &mut blackboard::doc::DocCore,
+    path: &str,
+    value: serde_json::Value,
+) -> Vec<blackboard::doc::LocalChange> {
+    let path: blackboard::doc::Path = path.parse().unwrap();
+    let out = core
+        .edit(1, None, false, &[blackboard::doc::Edit::put(path, value)])
+        .unwrap();
+    out.created
+        .into_iter()
+        .map(|(c, _)| c)
+        .chain(out.change)
+        .collect()
+}
+
 /// Awaits `f`, failing the test with `what` if it takes longer than a generous bound. This
 /// is a guard against hangs, not a stand-in for an event: every `f` awaits a real event.
 pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use blackboard::codec::encode_event;
-use blackboard::doc::{DocCore, Edit, LocalChange, Path};
+use blackboard::doc::{DocCore, LocalChange};
 use blackboard::log::{EmbeddedLog, EventLog, JetStreamLog};
 use blackboard::replica::{Config, Replica};
 use blackboard::schemas::{AgentId, DocumentId, Envelope, SpaceId};
@@ -15,6 +15,7 @@ use blackboard_tests::{temp_dir, NatsServer};
 use nkeys::KeyPair;
 use serde_json::json;
 
+use crate::edit;
 use crate::within;
 
 fn space() -> SpaceId {
@@ -79,19 +80,6 @@ fn envelope(agent: &str, change: &LocalChange, key: Option<&KeyPair>) -> Envelop
         env.sign(key).unwrap();
     }
     env
-}
-
-/// The changes of an edit (the recipe's containers first).
-fn edit(core: &mut DocCore, path: &str, value: serde_json::Value) -> Vec<LocalChange> {
-    let path: Path = path.parse().unwrap();
-    let out = core
-        .edit(1, None, false, &[Edit::put(path, value)])
-        .unwrap();
-    out.created
-        .into_iter()
-        .map(|(c, _)| c)
-        .chain(out.change)
-        .collect()
 }
 
 /// One forged change written on a copy of the honest document: what it writes, so the test

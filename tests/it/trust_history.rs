@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use blackboard::codec::encode_event;
-use blackboard::doc::{DocCore, Edit, LocalChange, Path};
+use blackboard::doc::{DocCore, LocalChange};
 use blackboard::history::{At, Filter};
 use blackboard::log::{EmbeddedLog, EventLog, JetStreamLog};
 use blackboard::replica::{Config, Replica};
@@ -16,6 +16,7 @@ use blackboard_tests::{temp_dir, NatsServer};
 use nkeys::KeyPair;
 use serde_json::json;
 
+use crate::edit;
 use crate::within;
 
 fn space() -> SpaceId {
@@ -24,19 +25,6 @@ fn space() -> SpaceId {
 
 fn doc() -> DocumentId {
     "plan".parse().unwrap()
-}
-
-/// The changes of an edit (the recipe's containers first).
-fn edit(core: &mut DocCore, path: &str, value: serde_json::Value) -> Vec<LocalChange> {
-    let path: Path = path.parse().unwrap();
-    let out = core
-        .edit(1, None, false, &[Edit::put(path, value)])
-        .unwrap();
-    out.created
-        .into_iter()
-        .map(|(c, _)| c)
-        .chain(out.change)
-        .collect()
 }
 
 /// Publishes `change` as `agent`, signed by `key` if any; returns its position.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use blackboard::automerge::ChangeHash;
 use blackboard::codec::encode_event;
-use blackboard::doc::{DocCore, Edit, LocalChange, Path};
+use blackboard::doc::{DocCore, LocalChange};
 use blackboard::log::{EmbeddedLog, EventLog, JetStreamLog};
 use blackboard::replica::{Config, Replica};
 use blackboard::schemas::{AgentId, DocumentId, Envelope, SpaceId};
@@ -34,6 +34,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use serde_json::json;
 
+use crate::edit;
 use crate::within;
 
 /// How many forgery kinds [`Forgery::from`] knows.
@@ -254,19 +255,6 @@ impl Case {
             }
         }
     }
-}
-
-/// The changes of an edit (the recipe's containers first).
-fn edit(core: &mut DocCore, path: &str, value: serde_json::Value) -> Vec<LocalChange> {
-    let path: Path = path.parse().unwrap();
-    let out = core
-        .edit(1, None, false, &[Edit::put(path, value)])
-        .unwrap();
-    out.created
-        .into_iter()
-        .map(|(c, _)| c)
-        .chain(out.change)
-        .collect()
 }
 
 /// Runs one case on `log` in space `space`; panics when the property fails.
