@@ -12,9 +12,12 @@
 //!   the log, stored as the message id (one length byte, then the id) followed by the
 //!   encoded envelope;
 //! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads);
-//! - `i` + position (u64, big-endian): the position index, one [`Record`] per change seen on
-//!   the log, at the position of its first event;
-//! - `x` + change hash: the position the change is indexed at;
+//! - `I` + position (u64, big-endian): the position index, one [`Record`] per change seen on
+//!   the log, at the position of its first event, stored in runs of consecutive records keyed
+//!   by the first one's position (see [`index`]); change hash → position is a map in memory,
+//!   built from the runs when first needed. Stores written before runs had one `i` +
+//!   position key per record and one `x` + change hash key per change; opening one moves
+//!   them into runs, once, in one batch;
 //! - `r` + change hash: a change the space's roster rejected (see [`crate::trust`]), so a
 //!   restarted replica rejects its dependents with the same reason;
 //! - `j` + position (u64, big-endian): a change event the space's roster rejected there, for
@@ -42,6 +45,9 @@ use crate::history::Record;
 use crate::position::Position;
 
 use crate::seal::{ReplicaMarks, Seal};
+
+mod index;
+use index::{Positions, RunBuf};
 
 /// Errors of the replica store.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +142,8 @@ pub struct ReplicaStore {
     acked: Arc<AtomicU64>,
     /// What opening found missing against the seal.
     loss: Option<Loss>,
+    /// Change hash → indexed position (see [`index`]).
+    positions: Arc<Positions>,
 }
 
 /// Group commit: concurrent [`ReplicaStore::flush`] calls share fsyncs. Each call takes a
@@ -160,6 +168,8 @@ pub struct RemoteBatch {
     events: usize,
     /// The position of the first new change, and the encoded changes (see `b` keys).
     changes: Option<(u64, Vec<u8>)>,
+    /// The index records of the run (see `I` keys).
+    index: RunBuf,
 }
 
 impl RemoteBatch {
@@ -174,9 +184,7 @@ impl RemoteBatch {
             out.extend_from_slice(bytes);
         }
         if let Some(r) = record {
-            self.batch.insert(&index_key(r.seq)[..], r.encode());
-            self.batch
-                .insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
+            self.index.push(r);
         }
         self.events += 1;
     }
@@ -246,21 +254,14 @@ fn cursor_key(name: &str) -> Vec<u8> {
     k
 }
 
-fn index_key(seq: u64) -> [u8; 9] {
-    let mut k = [b'i'; 9];
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
+/// A record's key in stores written before runs (see [`ReplicaStore::migrate_index`]).
+const OLD_RECORD: &[u8] = b"i";
+/// A change's hash key in stores written before runs.
+const OLD_HASH: &[u8] = b"x";
 
 fn rejection_key(seq: u64) -> [u8; 9] {
     let mut k = [b'j'; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn hash_key(hash: &[u8; 32]) -> [u8; 33] {
-    let mut k = [b'x'; 33];
-    k[1..].copy_from_slice(hash);
     k
 }
 
@@ -289,7 +290,7 @@ impl ReplicaStore {
             .as_ref()
             .and_then(|s| s.found_replica(&name))
             .and_then(|found| Loss::of_replica(&name, found, marks));
-        Ok(Self {
+        let store = Self {
             tree,
             db: db.clone(),
             name,
@@ -298,7 +299,38 @@ impl ReplicaStore {
             written: Arc::new(AtomicU64::new(marks.written)),
             acked: Arc::new(AtomicU64::new(marks.acked)),
             loss,
-        })
+            positions: Arc::default(),
+        };
+        guarded(&store.name, || store.migrate_index())??;
+        Ok(store)
+    }
+
+    /// Moves the index of a store written before runs (one `i` key per record, one `x` key
+    /// per change) into runs, in one atomic batch; nothing to do on a store without them.
+    fn migrate_index(&self) -> Result<(), StoreError> {
+        if self.tree.scan_prefix(OLD_RECORD).next().is_none() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut run = RunBuf::default();
+        let mut in_run = 0;
+        for kv in self.tree.scan_prefix(OLD_RECORD) {
+            let (k, v) = kv?;
+            run.push(&self.decode_record(&v)?);
+            batch.remove(k);
+            in_run += 1;
+            if in_run == index::RUN_MAX {
+                run.write(&mut batch);
+                in_run = 0;
+            }
+        }
+        run.write(&mut batch);
+        for k in self.tree.scan_prefix(OLD_HASH).keys() {
+            batch.remove(k?);
+        }
+        self.tree.apply_batch(batch)?;
+        tracing::info!(tree = %self.name, records = run.indexed.len(), "moved the position index into runs");
+        Ok(())
     }
 
     /// The highest outbox id ever written to this tree (0: none).
@@ -423,7 +455,10 @@ impl ReplicaStore {
         if let Some((seq, changes)) = batch.changes {
             batch.batch.insert(&changes_key(seq)[..], changes);
         }
-        Ok(self.tree.apply_batch(batch.batch)?)
+        batch.index.write(&mut batch.batch);
+        self.tree.apply_batch(batch.batch)?;
+        self.positions.note(&batch.index.indexed);
+        Ok(())
     }
 
     /// Takes in a snapshot fetched from the log, in one atomic batch: the saved document
@@ -448,33 +483,116 @@ impl ReplicaStore {
         for (hash, bytes) in changes {
             batch.insert(change_key(hash), bytes);
         }
-        // A store that has indexed nothing yet (a replica starting from a snapshot) needs no
-        // lookup per record: 100k lookups were a good part of a cold start.
-        let indexed = self.tree.scan_prefix(b"x").next().is_some();
+        let indexed = self.add_records(&mut batch, records)?;
+        self.tree.apply_batch(batch)?;
+        self.positions.note(&indexed);
+        Ok(())
+    }
+
+    /// Adds to `batch` the index runs for those of `records` (in position order) not indexed
+    /// yet; returns what they index. A store that has indexed nothing yet (a replica starting
+    /// from a snapshot) looks nothing up and writes runs of [`index::RUN_MAX`] records. A
+    /// record that falls inside the span of existing runs (a snapshot merged into a running
+    /// replica that missed it) is merged into the run that spans it, so runs never overlap.
+    fn add_records(
+        &self,
+        batch: &mut sled::Batch,
+        records: &[Record],
+    ) -> Result<Vec<([u8; 32], u64)>, StoreError> {
+        let last = self.last_record()?;
+        let mut fresh = RunBuf::default();
+        let mut in_run = 0;
+        // Runs rewritten with merged records: run key → its records.
+        let mut merged: std::collections::BTreeMap<u64, Vec<Record>> = Default::default();
+        let mut indexed = Vec::new();
         for r in records {
-            if indexed && self.tree.contains_key(hash_key(&r.hash.0))? {
+            if last.is_some() && self.seq_of(&r.hash.0)?.is_some() {
                 continue;
             }
-            batch.insert(&index_key(r.seq)[..], r.encode());
-            batch.insert(&hash_key(&r.hash.0)[..], &r.seq.to_be_bytes());
+            match last {
+                Some(last) if r.seq <= last => {
+                    let key = self.run_spanning(r.seq)?.unwrap_or(r.seq);
+                    let run = match merged.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let stored = match self.tree.get(index::run_key(key))? {
+                                Some(v) => self.decode_run(&v)?,
+                                None => Vec::new(),
+                            };
+                            v.insert(stored)
+                        }
+                    };
+                    if let Err(at) = run.binary_search_by_key(&r.seq, |x| x.seq) {
+                        run.insert(at, r.clone());
+                        indexed.push((r.hash.0, r.seq));
+                    }
+                }
+                _ => {
+                    fresh.push(r);
+                    in_run += 1;
+                    if in_run == index::RUN_MAX {
+                        fresh.write(batch);
+                        in_run = 0;
+                    }
+                }
+            }
         }
-        Ok(self.tree.apply_batch(batch)?)
+        fresh.write(batch);
+        for (key, run) in merged {
+            let mut out = Vec::new();
+            for r in &run {
+                r.encode_into(&mut out);
+            }
+            // A run keyed after its new first record moves to that record's position.
+            let first = run.first().map_or(key, |r| r.seq);
+            if first != key {
+                batch.remove(&index::run_key(key)[..]);
+            }
+            batch.insert(&index::run_key(first)[..], out);
+        }
+        indexed.extend(fresh.indexed);
+        Ok(indexed)
+    }
+
+    /// The position of the last indexed record, if any.
+    fn last_record(&self) -> Result<Option<u64>, StoreError> {
+        let (lo, hi) = (index::run_key(0), index::run_key(u64::MAX));
+        match self.tree.range(lo..=hi).next_back() {
+            Some(kv) => Ok(self.decode_run(&kv?.1)?.last().map(|r| r.seq)),
+            None => Ok(None),
+        }
+    }
+
+    /// The key (first position) of the run whose span includes `seq`: the last run starting
+    /// at or before it.
+    fn run_spanning(&self, seq: u64) -> Result<Option<u64>, StoreError> {
+        let (lo, hi) = (index::run_key(0), index::run_key(seq));
+        match self.tree.range(lo..=hi).next_back() {
+            Some(kv) => Ok(Some(self.u64_at(&kv?.0[1..], "index run key")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn decode_run(&self, v: &[u8]) -> Result<Vec<Record>, StoreError> {
+        index::decode_run(v).map_err(|e| self.corrupt(format!("index run: {e}")))
     }
 
     /// The position change `hash` is indexed at, if it has been seen on the log.
+    /// The first call reads the whole index to build the map (see [`index`]).
     pub fn seq_of(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
-        match self.tree.get(hash_key(hash))? {
-            Some(v) => Ok(Some(self.u64_at(&v, "index position")?)),
-            None => Ok(None),
-        }
+        self.positions.get(hash, || {
+            let mut map = std::collections::HashMap::new();
+            for r in self.records(..) {
+                let r = r?;
+                map.entry(r.hash.0).or_insert(r.seq);
+            }
+            Ok(map)
+        })
     }
 
     /// The index record at position `seq`, if a change is indexed there.
     pub fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
-        match self.tree.get(index_key(seq))? {
-            Some(v) => Ok(Some(self.decode_record(&v)?)),
-            None => Ok(None),
-        }
+        self.records(seq..=seq).next().transpose()
     }
 
     /// The index record of change `hash`, if it has been seen on the log.
@@ -491,22 +609,43 @@ impl ReplicaStore {
         range: impl std::ops::RangeBounds<u64>,
     ) -> impl DoubleEndedIterator<Item = Result<Record, StoreError>> + '_ {
         use std::ops::Bound;
-        let start = match range.start_bound() {
-            Bound::Included(s) => index_key(*s),
-            Bound::Excluded(s) => index_key(s.saturating_add(1)),
-            Bound::Unbounded => index_key(0),
+        let lo = match range.start_bound() {
+            Bound::Included(s) => Some(*s),
+            Bound::Excluded(s) => s.checked_add(1),
+            Bound::Unbounded => Some(0),
         };
-        let end = match range.end_bound() {
-            Bound::Included(e) => Bound::Included(index_key(*e)),
-            Bound::Excluded(e) => Bound::Excluded(index_key(*e)),
-            Bound::Unbounded => Bound::Included(index_key(u64::MAX)),
+        let hi = match range.end_bound() {
+            Bound::Included(e) => Some(*e),
+            Bound::Excluded(e) => e.checked_sub(1),
+            Bound::Unbounded => Some(u64::MAX),
         };
-        self.tree
-            .range::<&[u8], _>((Bound::Included(&start[..]), end.as_ref().map(|k| &k[..])))
-            .map(move |kv| {
-                let (_, v) = kv?;
-                self.decode_record(&v)
-            })
+        let (lo, hi) = match (lo, hi) {
+            (Some(lo), Some(hi)) if lo <= hi => (lo, hi),
+            // An empty range: a range of runs that holds no key.
+            _ => (1, 0),
+        };
+        // The run holding `lo` may start before it.
+        let (first, failed) = match self.run_spanning(lo) {
+            Ok(key) => (key.unwrap_or(lo), None),
+            Err(e) => (lo, Some(e)),
+        };
+        let runs = (lo <= hi)
+            .then(|| self.tree.range(index::run_key(first)..=index::run_key(hi)))
+            .into_iter()
+            .flatten();
+        failed.map(Err).into_iter().chain(runs.flat_map(move |kv| {
+            let records = kv
+                .map_err(StoreError::from)
+                .and_then(|(_, v)| self.decode_run(&v));
+            match records {
+                Ok(rs) => rs
+                    .into_iter()
+                    .filter(|r| (lo..=hi).contains(&r.seq))
+                    .map(Ok)
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }
+        }))
     }
 
     fn decode_record(&self, v: &[u8]) -> Result<Record, StoreError> {
@@ -1097,5 +1236,130 @@ mod tests {
         let s = store(&db);
         s.tree.insert(changes_key(5), &[1u8; 40][..]).unwrap();
         assert!(matches!(s.load(), Err(StoreError::Corrupt { .. })));
+    }
+
+    fn rec(seq: u64, h: u8) -> Record {
+        Record {
+            seq,
+            hash: automerge::ChangeHash([h; 32]),
+            logged_ms: seq as i64,
+            time_ms: seq as i64,
+            agent: "a".parse().unwrap(),
+            message: None,
+            signature: crate::codec::Signature::Unsigned,
+            provenance: None,
+        }
+    }
+
+    fn seqs(s: &ReplicaStore, range: impl std::ops::RangeBounds<u64>) -> Vec<u64> {
+        s.records(range).map(|r| r.unwrap().seq).collect()
+    }
+
+    #[test]
+    fn an_applied_batch_indexes_its_records_as_one_run_readable_by_position_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = store(&db);
+        let mut batch = RemoteBatch::default();
+        batch.add(1, Some((&[1; 32], b"one")), Some(&rec(1, 1)));
+        batch.add(2, None, None);
+        batch.add(3, Some((&[3; 32], b"three")), Some(&rec(3, 3)));
+        s.commit_remote(batch).unwrap();
+        // Built from disk on first use...
+        assert_eq!(s.seq_of(&[3; 32]).unwrap(), Some(3));
+        let mut batch = RemoteBatch::default();
+        batch.add(4, Some((&[4; 32], b"four")), Some(&rec(4, 4)));
+        batch.add(6, Some((&[6; 32], b"six")), Some(&rec(6, 6)));
+        s.commit_remote(batch).unwrap();
+        // ...and kept up to date by commits after it.
+        assert_eq!(s.seq_of(&[6; 32]).unwrap(), Some(6));
+        assert_eq!(s.seq_of(&[2; 32]).unwrap(), None);
+        assert_eq!(s.tree.scan_prefix([index::RUN]).count(), 2);
+        assert_eq!(s.record(3).unwrap(), Some(rec(3, 3)));
+        assert_eq!(s.record(2).unwrap(), None);
+        assert_eq!(s.record(5).unwrap(), None);
+        assert_eq!(s.record_of(&[4; 32]).unwrap(), Some(rec(4, 4)));
+        assert_eq!(seqs(&s, ..), [1, 3, 4, 6]);
+        assert_eq!(seqs(&s, 3..=4), [3, 4]);
+        assert_eq!(seqs(&s, 2..6), [3, 4]);
+        assert_eq!(seqs(&s, 5..), [6]);
+        assert_eq!(seqs(&s, 7..), Vec::<u64>::new());
+        assert_eq!(seqs(&s, 4..4), Vec::<u64>::new());
+        let back: Vec<u64> = s.records(..=4).rev().map(|r| r.unwrap().seq).collect();
+        assert_eq!(back, [4, 3, 1]);
+        // A reopened store builds the map again from the runs.
+        drop(s);
+        let s = store(&db);
+        assert_eq!(s.seq_of(&[4; 32]).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn a_store_with_one_key_per_record_is_moved_into_runs_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        {
+            // As an earlier version wrote the index: `i` + position, `x` + hash.
+            let tree = db.open_tree("replica/a/s/d").unwrap();
+            for (seq, h) in [(2u64, 2u8), (5, 5), (9, 9)] {
+                let mut k = b"i".to_vec();
+                k.extend_from_slice(&seq.to_be_bytes());
+                tree.insert(k, rec(seq, h).encode()).unwrap();
+                let mut k = b"x".to_vec();
+                k.extend_from_slice(&[h; 32]);
+                tree.insert(k, &seq.to_be_bytes()).unwrap();
+            }
+        }
+        let s = store(&db);
+        assert_eq!(s.tree.scan_prefix(OLD_RECORD).count(), 0);
+        assert_eq!(s.tree.scan_prefix(OLD_HASH).count(), 0);
+        assert_eq!(seqs(&s, ..), [2, 5, 9]);
+        assert_eq!(s.record(5).unwrap(), Some(rec(5, 5)));
+        assert_eq!(s.seq_of(&[9; 32]).unwrap(), Some(9));
+    }
+
+    #[test]
+    fn a_snapshot_merged_into_an_index_adds_only_what_it_lacks_and_runs_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = store(&db);
+        let mut batch = RemoteBatch::default();
+        batch.add(10, Some((&[10; 32], b"ten")), Some(&rec(10, 10)));
+        batch.add(20, Some((&[20; 32], b"twenty")), Some(&rec(20, 20)));
+        s.commit_remote(batch).unwrap();
+        // The snapshot knows 5 (before every run), 10 (indexed already), 15 (inside the run
+        // 10..20) and 30 (after it).
+        let records = [rec(5, 5), rec(10, 10), rec(15, 15), rec(30, 30)];
+        s.add_snapshot(30, None, [], &records).unwrap();
+        assert_eq!(seqs(&s, ..), [5, 10, 15, 20, 30]);
+        assert_eq!(seqs(&s, 11..=25), [15, 20]);
+        assert_eq!(s.record(15).unwrap(), Some(rec(15, 15)));
+        assert_eq!(s.seq_of(&[5; 32]).unwrap(), Some(5));
+        assert_eq!(s.seq_of(&[30; 32]).unwrap(), Some(30));
+        assert_eq!(s.position().unwrap(), 30);
+        // Every run's records lie before the next run's first.
+        let runs: Vec<Vec<u64>> = s
+            .tree
+            .scan_prefix([index::RUN])
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                let rs = index::decode_run(&v).unwrap();
+                assert_eq!(rs[0].seq.to_be_bytes(), k[1..]);
+                rs.iter().map(|r| r.seq).collect()
+            })
+            .collect();
+        for pair in runs.windows(2) {
+            assert!(pair[0].last() < pair[1].first(), "{runs:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_index_run_is_reported_as_corrupt_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = store(&db);
+        s.tree.insert(index::run_key(3), &[7u8; 20][..]).unwrap();
+        let err = s.record(3).unwrap_err();
+        assert!(err.to_string().contains("index run"), "{err}");
+        assert!(s.seq_of(&[1; 32]).is_err());
     }
 }
