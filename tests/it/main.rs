@@ -13,6 +13,7 @@ mod kill_damage;
 mod log_access;
 mod never_vanish;
 mod offline;
+mod own_events;
 mod permissions;
 mod presence;
 mod restart;

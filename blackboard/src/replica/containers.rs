@@ -75,7 +75,7 @@ impl Replica {
                 s.config
                     .stamp
                     .apply(&mut env)
-                    .map(|()| (env.encode(), env.signature))
+                    .map(|()| (env.encode(), env.signature, env.provenance))
             };
             // Creations first, under `<hash>:<document>`: the same creation may be made in
             // another document of the space, and the log's duplicate window spans the space.
@@ -85,7 +85,7 @@ impl Replica {
             // retry publishes the same signed bytes, so it is still deduplicated).
             let mut writes: Vec<LocalWrite> = Vec::new();
             for (local, _) in &edited.created {
-                let (payload, signature) = match envelope(local, None) {
+                let (payload, signature, provenance) = match envelope(local, None) {
                     Ok(p) => p,
                     Err(e) => {
                         st.core = load_core(&s.store)?;
@@ -106,11 +106,14 @@ impl Replica {
                     change: local.bytes.clone(),
                     msg_id,
                     payload,
+                    time_ms: time,
+                    message: None,
+                    provenance,
                 });
             }
             if let Some(local) = &edited.change {
-                let payload = match envelope(local, message.map(str::to_owned)) {
-                    Ok((p, _)) => p,
+                let (payload, provenance) = match envelope(local, message.map(str::to_owned)) {
+                    Ok((p, _, provenance)) => (p, provenance),
                     Err(e) => {
                         st.core = load_core(&s.store)?;
                         return Err(Error::Sign(e));
@@ -128,6 +131,9 @@ impl Replica {
                     change: local.bytes.clone(),
                     msg_id: local.hash.to_string(),
                     payload,
+                    time_ms: time,
+                    message: message.map(str::to_owned),
+                    provenance,
                 });
             }
             s.store_locals(&mut st, &writes)?;

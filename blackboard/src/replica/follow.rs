@@ -270,6 +270,22 @@ impl Shared {
             return self.roster_entry(st, &entry, batch);
         }
         st.stats.events_read += 1;
+        // This replica's own event, byte for byte as it published it, still in its document
+        // and not rejected: nothing to decode, judge or apply, only to index (see `own`).
+        if st.gate.roster().is_none() {
+            if let Some(own) = st.own.returned(&entry.payload) {
+                if st.core.has_change(&own.hash) && !st.gate.rejected().contains(&own.hash) {
+                    let (seq, logged_ms) = (entry.seq, entry.time_ms);
+                    let record = self.index(st, own.hash, true, indexed_here, || {
+                        own.record(seq, logged_ms)
+                    });
+                    batch.add(seq, None, record.as_ref());
+                    st.position = seq;
+                    st.stats.own_events_indexed += 1;
+                    return;
+                }
+            }
+        }
         let (space, document) = (&self.config.space, &self.config.document);
         let watched = st.listeners.any();
         let outcome = {
@@ -364,17 +380,12 @@ impl Shared {
         };
         let (envelope, signature, accepted) = (event.envelope, event.signature, event.accepted);
         let (hash, applied) = (accepted.hash, accepted.applied);
-        // The first event carrying a change is where the index puts it; our own changes
-        // are indexed here too, when they come back from the log. A change new to the
-        // document cannot be indexed yet, so only a duplicate costs a lookup.
-        let indexed = match applied {
-            Applied::Duplicate if indexed_here.contains(&hash) => Ok(true),
-            Applied::Duplicate => self.store.seq_of(&hash.0).map(|s| s.is_some()),
-            _ => Ok(false),
-        };
-        let record = match indexed {
-            Ok(true) => None,
-            Ok(false) => Some(Record {
+        let record = self.index(
+            st,
+            hash,
+            applied == Applied::Duplicate,
+            indexed_here,
+            || Record {
                 seq: entry.seq,
                 hash,
                 logged_ms: entry.time_ms,
@@ -383,20 +394,8 @@ impl Shared {
                 message: envelope.message.clone(),
                 signature,
                 provenance: envelope.provenance.clone(),
-            }),
-            Err(e) => {
-                warn!(error = %e, "cannot read the position index");
-                None
-            }
-        };
-        if record.is_some() {
-            indexed_here.push(hash);
-            st.events_since_snapshot += 1;
-            let every = self.config.snapshots.every_events;
-            if every > 0 && st.events_since_snapshot >= every {
-                self.snapshot_wake.notify_one();
-            }
-        }
+            },
+        );
         if applied == Applied::Duplicate {
             batch.add(entry.seq, None, record.as_ref());
         } else {
@@ -420,5 +419,40 @@ impl Shared {
             }
         }
         st.position = entry.seq;
+    }
+
+    /// The index record to write for change `hash` read at this position (`make` builds it),
+    /// or `None` when the change is indexed already. The first event carrying a change is
+    /// where the index puts it; our own changes are indexed here too, when they come back
+    /// from the log. A change new to the document (`duplicate` false) cannot be indexed yet,
+    /// so only a duplicate costs a lookup.
+    fn index(
+        &self,
+        st: &mut State,
+        hash: ChangeHash,
+        duplicate: bool,
+        indexed_here: &mut Vec<ChangeHash>,
+        make: impl FnOnce() -> Record,
+    ) -> Option<Record> {
+        let indexed = match duplicate {
+            true if indexed_here.contains(&hash) => Ok(true),
+            true => self.store.seq_of(&hash.0).map(|s| s.is_some()),
+            false => Ok(false),
+        };
+        match indexed {
+            Ok(true) => return None,
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "cannot read the position index");
+                return None;
+            }
+        }
+        indexed_here.push(hash);
+        st.events_since_snapshot += 1;
+        let every = self.config.snapshots.every_events;
+        if every > 0 && st.events_since_snapshot >= every {
+            self.snapshot_wake.notify_one();
+        }
+        Some(make())
     }
 }

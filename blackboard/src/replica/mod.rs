@@ -35,6 +35,7 @@ mod containers;
 mod follow;
 mod history;
 mod outbox;
+mod own;
 mod snapshots;
 mod wait;
 mod watching;
@@ -113,6 +114,10 @@ pub struct Stats {
     pub events_read: u64,
     /// Events whose change was new to this replica.
     pub events_applied: u64,
+    /// This replica's own events read back from the log exactly as it published them, with
+    /// no roster in force: indexed without being decoded, judged or applied again (they are
+    /// in the document already). Counted in `events_read`.
+    pub own_events_indexed: u64,
     /// Events rejected by the decoder or by automerge.
     pub events_rejected: u64,
     /// Why the last rejected event was rejected.
@@ -233,6 +238,8 @@ pub(crate) struct State {
     /// What the follow loop has said so far about bad and held-back events (it says each
     /// once per catch-up, with a count, not once per event).
     pub(crate) told: follow::Told,
+    /// This replica's own events not yet read back from the log (see [`own`]).
+    own: own::InFlight,
 }
 
 impl State {
@@ -298,6 +305,7 @@ impl Replica {
                 denied: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
+                own: own::InFlight::default(),
                 gate,
                 untrusted: Default::default(),
                 told: follow::Told::default(),

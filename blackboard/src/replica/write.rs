@@ -73,13 +73,13 @@ impl Replica {
                 st.core = load_core(&s.store)?;
                 return Err(Error::Sign(e));
             }
-            let envelope = envelope.encode();
-            if envelope.len() > MAX_ENVELOPE_BYTES {
+            let payload = envelope.encode();
+            if payload.len() > MAX_ENVELOPE_BYTES {
                 // The change exists only in memory: take it back by reloading from disk, so
                 // the document never holds a change that will not reach the log.
                 st.core = load_core(&s.store)?;
                 return Err(Error::TooLarge {
-                    len: envelope.len(),
+                    len: payload.len(),
                     max: MAX_ENVELOPE_BYTES,
                 });
             }
@@ -87,7 +87,10 @@ impl Replica {
                 hash: local.hash,
                 change: local.bytes,
                 msg_id: local.hash.to_string(),
-                payload: envelope,
+                payload,
+                time_ms: time,
+                message: envelope.message.clone(),
+                provenance: envelope.provenance.clone(),
             };
             s.store_locals(&mut st, &[entry])?;
             // Sent under the lock, so a watch switching to live sees each change exactly once.
@@ -215,6 +218,10 @@ pub(super) struct LocalWrite {
     pub(super) change: Vec<u8>,
     pub(super) msg_id: String,
     pub(super) payload: Vec<u8>,
+    /// What the envelope says beside the change (for the index when it comes back).
+    pub(super) time_ms: i64,
+    pub(super) message: Option<String>,
+    pub(super) provenance: Option<blackboard_schemas::Provenance>,
 }
 
 impl Shared {
@@ -251,6 +258,10 @@ impl Shared {
             return Err(e.into());
         }
         st.next_outbox = first + writes.len() as u64;
+        let signature = self.config.stamp.local_signature();
+        for w in writes {
+            st.own.queued(w, &self.config.agent, &signature);
+        }
         st.stored_since_compaction += writes.len();
         self.maybe_compact(st);
         Ok(())
