@@ -732,4 +732,42 @@ mod tests {
         assert_eq!(doc.heads(), heads);
         assert_eq!(doc.to_json(), json);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compactions_while_writers_write_lose_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let mut config = Config::new(
+            "s".parse().unwrap(),
+            "d".parse().unwrap(),
+            "a".parse().unwrap(),
+        );
+        config.compact_after = 10;
+        let doc = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let doc = doc.clone();
+                tokio::spawn(async move {
+                    for i in 0..60 {
+                        doc.put(&format!("/w{w}/k{i}"), json!(i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        doc.flush().await.unwrap();
+        let (heads, json) = (doc.heads(), doc.to_json());
+        doc.close().await.unwrap();
+        let store =
+            ReplicaStore::open(&db, &config.agent, &config.space, &config.document).unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded.snapshot.is_some());
+        let doc = Replica::open(log, &db, config).unwrap();
+        assert_eq!(doc.heads(), heads);
+        assert_eq!(doc.to_json(), json);
+        assert_eq!(doc.get("/w3/k59").unwrap(), Some(json!(59)));
+    }
 }
