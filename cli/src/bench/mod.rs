@@ -34,7 +34,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use async_nats::jetstream;
-use blackboard::log::{JetStreamConfig, JetStreamLog};
+use blackboard::log::JetStreamConfig;
 use blackboard::schemas::{subject, SpaceId};
 use serde_json::json;
 
@@ -249,13 +249,21 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let space: SpaceId = format!("bench{stamp}").parse()?;
-    let main = ctx::connect(&nats, &url).await?;
     let jetstream = JetStreamConfig {
         replicas: usize::from(args.replicas),
         ..JetStreamConfig::default()
     };
-    let log = Arc::new(JetStreamLog::new(main.clone(), jetstream.clone()));
-    log.ensure_stream(&space).await?;
+    // Opened as the SDK opens one, listening to the connection's events: a server that
+    // refuses to create the stream reports it out of band, and a log over a bare client
+    // would wait out the request's timeout instead of naming the refused subject.
+    let log = Arc::new(ctx::js_log(&nats, &url, &jetstream).await?);
+    let main = log.client();
+    log.ensure_stream(&space).await.with_context(|| {
+        format!(
+            "creating the space's stream on {}",
+            blackboard::log::redact_url(&url)
+        )
+    })?;
     let mut sizes = if args.quick { QUICK } else { FULL };
     sizes.keys = args.keys as usize;
     if let Some(n) = args.history {
