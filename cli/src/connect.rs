@@ -22,30 +22,61 @@ pub const NATS_CREDS: &str = "NATS_CREDS";
 /// The environment variable the agent's key file is read from when `--key` is not given.
 pub const BLACKBOARD_KEY: &str = "BLACKBOARD_KEY";
 
-/// The flags that say where the board is.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BoardArgs {
-    /// The NATS JetStream server (for example nats://127.0.0.1:4222). Default: $NATS_URL,
-    /// unless --store is given without --nats.
+/// The flags that say which NATS server to use and who connects to it (`--nats`, `--creds`,
+/// `--key`), with the environment variables that fill them in: one declaration that every
+/// command opening a board ([`BoardArgs`]) and `bench` flatten, so they read and describe
+/// them alike.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// The NATS JetStream server (for example nats://127.0.0.1:4222). Default: $NATS_URL.
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
     /// NATS credentials file. Default: $NATS_CREDS.
     #[arg(long, value_name = "FILE")]
     pub creds: Option<PathBuf>,
-    /// The agent's nkey seed file (`blackboard keys new` writes one): every change is signed
-    /// with it, and with a NATS server (and no --creds) the connection authenticates as
-    /// that nkey user. Default: $BLACKBOARD_KEY.
+    /// The agent's nkey seed file (`blackboard keys new` writes one): the changes a command
+    /// writes are signed with it, and with a NATS server (and no --creds) its connections
+    /// authenticate as that nkey user. Default: $BLACKBOARD_KEY.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The server's URL: `--nats`, or `NATS_URL`.
+    pub fn url(&self) -> Option<String> {
+        self.nats.clone().or_else(|| var(NATS_URL))
+    }
+
+    /// The credentials file: `--creds`, or `NATS_CREDS`.
+    pub fn creds_file(&self) -> Option<PathBuf> {
+        self.creds
+            .clone()
+            .or_else(|| var(NATS_CREDS).map(PathBuf::from))
+    }
+
+    /// The agent's key file: `--key`, or `BLACKBOARD_KEY`.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        self.key
+            .clone()
+            .or_else(|| var(BLACKBOARD_KEY).map(PathBuf::from))
+    }
+}
+
+/// The flags that say where the board is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BoardArgs {
+    /// The NATS server and who connects to it.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Pins an admin key (`U…`, repeatable) a space's first roster must be signed by: a
     /// roster founded by any other key is ignored, as if the space were open (without it,
     /// whoever publishes the first roster founds the space's trust).
     #[arg(long = "admin-key", value_name = "U…")]
     pub admin_keys: Vec<String>,
-    /// The store directory, as the SDK's `Options::store`. Without a NATS server: the board
-    /// is the embedded log in it (an SDK application's `.embedded()` store; only one process
-    /// can open it at a time). With --nats: the replicas are kept there (a temporary
-    /// directory otherwise).
+    /// The store directory, as the SDK's `Options::store`. Without --nats: the board is the
+    /// embedded log in it, even when $NATS_URL is set (an SDK application's `.embedded()`
+    /// store; only one process can open it at a time). With --nats: the replicas are kept
+    /// there (a temporary directory otherwise).
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// How many servers keep each stream and lease bucket this command creates: 1 on a
@@ -94,27 +125,23 @@ impl BoardArgs {
     /// `None` when nothing names one. An explicit `--store` alone means the embedded log even
     /// when `NATS_URL` is set: the `nats` tool's users often have it exported.
     pub fn log(&self) -> Result<Option<Log>, Usage> {
-        let creds = || {
-            self.creds
-                .clone()
-                .or_else(|| var(NATS_CREDS).map(PathBuf::from))
-        };
-        let log = match (&self.nats, &self.store) {
+        let server = &self.server;
+        let log = match (&server.nats, &self.store) {
             (Some(url), store) => Some(Log::Nats {
                 url: url.clone(),
-                creds: creds(),
+                creds: server.creds_file(),
                 store: store.clone(),
             }),
             (None, Some(store)) => Some(Log::Embedded {
                 store: store.clone(),
             }),
-            (None, None) => var(NATS_URL).map(|url| Log::Nats {
+            (None, None) => server.url().map(|url| Log::Nats {
                 url,
-                creds: creds(),
+                creds: server.creds_file(),
                 store: None,
             }),
         };
-        if self.creds.is_some() && !matches!(log, Some(Log::Nats { .. })) {
+        if server.creds.is_some() && !matches!(log, Some(Log::Nats { .. })) {
             return Err(Usage(format!(
                 "--creds is for a NATS server: give --nats URL too (or set {NATS_URL}); \
                  --store alone is the embedded log"
@@ -125,9 +152,7 @@ impl BoardArgs {
 
     /// The agent's key file: `--key`, or `BLACKBOARD_KEY`.
     pub fn key_file(&self) -> Option<PathBuf> {
-        self.key
-            .clone()
-            .or_else(|| var(BLACKBOARD_KEY).map(PathBuf::from))
+        self.server.key_file()
     }
 
     /// The log these flags name; naming none is a usage error.
@@ -364,9 +389,11 @@ mod tests {
 
     fn args(nats: Option<&str>, creds: Option<&str>, store: Option<&str>) -> BoardArgs {
         BoardArgs {
-            nats: nats.map(str::to_owned),
-            creds: creds.map(PathBuf::from),
-            key: None,
+            server: ServerArgs {
+                nats: nats.map(str::to_owned),
+                creds: creds.map(PathBuf::from),
+                key: None,
+            },
             admin_keys: Vec::new(),
             store: store.map(PathBuf::from),
             replicas: 1,

@@ -152,3 +152,32 @@ async fn bench_against_a_server_that_is_not_there_fails_naming_it() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+#[tokio::test]
+async fn bench_where_the_user_may_not_create_streams_says_the_server_refused_naming_the_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    // The only user may do anything but create a stream.
+    let config = "authorization { users = [\n\
+           { user: anon, password: anon, permissions: { publish: { deny: [\"$JS.API.STREAM.CREATE.>\"] } } }\n\
+         ] }\n\
+         no_auth_user: anon\n"
+        .to_owned();
+    let server = NatsServer::start_with(Options::config(config))
+        .await
+        .unwrap();
+    let url = server.url();
+
+    let (out, stdout, stderr) =
+        bench(&["--nats", &url, "--quick", "--only", "3"], dir.path()).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The error itself names the refusal and the subject (the server's refusal is logged as
+    // a warning too), not a timeout that hides it.
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(error.contains("refused access"), "{stderr}");
+    assert!(error.contains("$JS.API.STREAM.CREATE.BB_bench"), "{stderr}");
+    assert!(!error.contains("timed out"), "{stderr}");
+    assert_eq!(streams(&server).await, Vec::<String>::new(), "{stderr}");
+}

@@ -1413,3 +1413,35 @@ mod truthful {
         assert!(!stderr.contains("forking"), "{stderr}");
     }
 }
+
+#[test]
+fn bench_and_the_board_verbs_show_nats_creds_and_key_in_the_same_words() {
+    // Each flag's line of the short help (`-h`: one line a flag), spaced alike (the column
+    // of the descriptions depends on the verb's other flags).
+    let flags = |verb: &str| -> Vec<String> {
+        let out = blackboard(&[verb, "-h"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{verb}: {stdout}\n{stderr}");
+        ["--nats <URL>", "--creds <FILE>", "--key <FILE>"]
+            .iter()
+            .map(|flag| {
+                let line = stdout
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(flag))
+                    .unwrap_or_else(|| panic!("{verb} -h does not show {flag}:\n{stdout}"));
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
+            })
+            .collect()
+    };
+    let bench = flags("bench");
+    for verb in ["put", "get", "watch", "history", "demo", "mcp"] {
+        assert_eq!(flags(verb), bench, "{verb} and bench differ");
+    }
+    // The environment variables each reads, said in the help.
+    for (line, var) in bench
+        .iter()
+        .zip(["$NATS_URL", "$NATS_CREDS", "$BLACKBOARD_KEY"])
+    {
+        assert!(line.contains(var), "{line}");
+    }
+}

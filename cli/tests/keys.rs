@@ -1,56 +1,52 @@
 //! `blackboard keys` and `--key`, run as a user would: a key made by `keys new` lets `put`
 //! into a server that knows agents as nkey users, and its change verifies on the stream.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use blackboard_client::schemas::{subject, Envelope, SpaceId};
+use blackboard_tests::NatsServer;
+use support::{command, run};
 
-/// The `blackboard` command with none of the test's own environment saying where the board
-/// is or which key to use.
-fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_blackboard"));
-    command
-        .env_remove("NATS_URL")
-        .env_remove("NATS_CREDS")
-        .env_remove("BLACKBOARD_KEY");
-    command
-}
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    command()
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the blackboard binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Runs `keys new NAME` in `dir`, expects success, returns the public key printed.
-fn new_key(name: &str, dir: &Path) -> String {
-    let out = run(&["keys", "new", name], dir);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let public = stdout.trim().to_owned();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "only the public key on stdout: {stdout}"
+/// Runs `keys new NAME` in `dir`, expects success, returns the public key printed (the only
+/// line on stdout).
+async fn new_key(name: &str, dir: &Path) -> String {
+    let public = support::new_key(name, dir).await;
+    assert!(
+        !public.contains('\n'),
+        "only the public key on stdout: {public}"
     );
     assert!(public.starts_with('U') && public.len() == 56, "{public}");
     public
 }
 
-#[test]
-fn keys_new_writes_a_seed_only_its_owner_can_read_prints_the_public_key_and_never_overwrites() {
+/// A server that knows `public` as an nkey user, and everyone else as `admin` (the harness's
+/// probes, and readers without a key).
+async fn nkey_server(public: &str) -> NatsServer {
+    let config = format!(
+        "authorization {{ users = [ {{ nkey: {public} }}, {{ user: admin, password: admin }} ] }}\n\
+         no_auth_user: admin\n"
+    );
+    NatsServer::start_with(blackboard_tests::Options::config(config))
+        .await
+        .unwrap()
+}
+
+/// `put plan /status VALUE` into space `team` on the server at `url`, with `more` flags.
+fn put<'a>(url: &'a str, value: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "put", "plan", "/status", value, "--nats", url, "--space", "team",
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+#[tokio::test]
+async fn keys_new_writes_a_seed_only_its_owner_can_read_prints_the_public_key_and_never_overwrites()
+{
     let dir = tempfile::tempdir().unwrap();
-    let public = new_key("alice", dir.path());
+    let public = new_key("alice", dir.path()).await;
     let file = dir.path().join("alice.nk");
     let seed = std::fs::read_to_string(&file).unwrap();
     assert!(seed.starts_with("SU"), "a user seed: {seed}");
@@ -61,12 +57,11 @@ fn keys_new_writes_a_seed_only_its_owner_can_read_prints_the_public_key_and_neve
         assert_eq!(mode, 0o600, "{mode:o}");
     }
 
-    let shown = run(&["keys", "show", "alice.nk"], dir.path());
-    assert!(shown.status.success(), "{:?}", text(&shown));
-    assert_eq!(text(&shown).0.trim(), public);
+    let (shown, stdout, stderr) = run(&["keys", "show", "alice.nk"], dir.path()).await;
+    assert!(shown.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), public);
 
-    let again = run(&["keys", "new", "alice"], dir.path());
-    let (_, stderr) = text(&again);
+    let (again, _, stderr) = run(&["keys", "new", "alice"], dir.path()).await;
     assert_eq!(again.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("alice.nk already exists"), "{stderr}");
     assert_eq!(
@@ -76,50 +71,24 @@ fn keys_new_writes_a_seed_only_its_owner_can_read_prints_the_public_key_and_neve
     );
 
     let out = dir.path().join("elsewhere.nk");
-    let made = run(
+    let (made, stdout, stderr) = run(
         &["keys", "new", "bob", "--out", out.to_str().unwrap()],
         dir.path(),
-    );
-    assert!(made.status.success(), "{:?}", text(&made));
+    )
+    .await;
+    assert!(made.status.success(), "{stdout}\n{stderr}");
     assert!(out.is_file() && !dir.path().join("bob.nk").exists());
 }
 
 #[tokio::test]
 async fn put_with_a_key_into_a_server_with_nkey_users_works_and_its_event_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let public = new_key("writer", dir.path());
-    let config = format!(
-        "authorization {{ users = [ {{ nkey: {public} }}, {{ user: admin, password: admin }} ] }}\n\
-         no_auth_user: admin\n"
-    );
-    let server =
-        blackboard_tests::NatsServer::start_with(blackboard_tests::Options::config(config))
-            .await
-            .unwrap();
+    let public = new_key("writer", dir.path()).await;
+    let server = nkey_server(&public).await;
     let url = server.url();
-    let cwd = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        run(
-            &[
-                "put",
-                "plan",
-                "/status",
-                "\"done\"",
-                "--nats",
-                &url,
-                "--space",
-                "team",
-                "--as",
-                "writer",
-                "--key",
-                "writer.nk",
-            ],
-            &cwd,
-        )
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{:?}", text(&out));
+    let args = put(&url, "\"done\"", &["--as", "writer", "--key", "writer.nk"]);
+    let (out, stdout, stderr) = run(&args, dir.path()).await;
+    assert!(out.status.success(), "{stdout}\n{stderr}");
 
     // Every event on the stream, read with async-nats, verifies against the key.
     let js = async_nats::jetstream::new(server.connect().await.unwrap());
@@ -134,19 +103,13 @@ async fn put_with_a_key_into_a_server_with_nkey_users_works_and_its_event_verifi
     }
 
     // `history --json` says so too (read through the server's no-auth user, no key).
-    let url = server.url();
-    let cwd = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        run(
-            &[
-                "history", "plan", "--json", "--nats", &url, "--space", "team",
-            ],
-            &cwd,
-        )
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = text(&out);
+    let (out, stdout, stderr) = run(
+        &[
+            "history", "plan", "--json", "--nats", &url, "--space", "team",
+        ],
+        dir.path(),
+    )
+    .await;
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let lines: Vec<serde_json::Value> = stdout
         .lines()
@@ -162,32 +125,19 @@ async fn put_with_a_key_into_a_server_with_nkey_users_works_and_its_event_verifi
 #[tokio::test]
 async fn put_with_a_key_the_server_does_not_know_fails_at_once_naming_authorization() {
     let dir = tempfile::tempdir().unwrap();
-    let known = new_key("known", dir.path());
-    new_key("stranger", dir.path());
-    let config = format!(
-        "authorization {{ users = [ {{ nkey: {known} }}, {{ user: admin, password: admin }} ] }}\n\
-         no_auth_user: admin\n"
-    );
-    let server =
-        blackboard_tests::NatsServer::start_with(blackboard_tests::Options::config(config))
-            .await
-            .unwrap();
+    let known = new_key("known", dir.path()).await;
+    new_key("stranger", dir.path()).await;
+    let server = nkey_server(&known).await;
     let url = server.url();
+    // The key named by the environment, not the flag.
+    let args: Vec<String> = put(&url, "\"x\"", &["--timeout", "60"])
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let cwd = dir.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         command()
-            .args([
-                "put",
-                "plan",
-                "/status",
-                "\"x\"",
-                "--nats",
-                &url,
-                "--space",
-                "team",
-                "--timeout",
-                "60",
-            ])
+            .args(&args)
             .env("BLACKBOARD_KEY", "stranger.nk")
             .current_dir(&cwd)
             .output()
@@ -195,8 +145,13 @@ async fn put_with_a_key_the_server_does_not_know_fails_at_once_naming_authorizat
     })
     .await
     .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(
         stderr.to_lowercase().contains("authorization"),
         "the error names the authorization failure: {stderr}"

@@ -766,7 +766,7 @@ async fn the_http_transport_serves_tools_and_sigterm_stops_it_with_the_write_kep
 #[tokio::test]
 async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolves() {
     use blackboard_cli::access::{new_token, Access};
-    use blackboard_cli::connect::BoardArgs;
+    use blackboard_cli::connect::{BoardArgs, ServerArgs};
     use blackboard_cli::mcp::{serve, Args, Board};
 
     let nats = blackboard_tests::NatsServer::start().await.unwrap();
@@ -774,9 +774,11 @@ async fn serve_is_a_library_function_that_stops_when_its_shutdown_future_resolve
         agent: "host".parse().unwrap(),
         space: SPACE.parse().unwrap(),
         board: BoardArgs {
-            nats: Some(nats.url()),
-            creds: None,
-            key: None,
+            server: ServerArgs {
+                nats: Some(nats.url()),
+                creds: None,
+                key: None,
+            },
             admin_keys: Vec::new(),
             store: None,
             replicas: 1,

@@ -2,7 +2,10 @@
 //! real binary and a real nats-server: every write tool records its tool call (the tool and
 //! the JSON-RPC request id) and the model (`--model`, or the call's `_meta` under
 //! `blackboard/model`), signed with the change, and `history --json` and `blame --json`
-//! show them with the signer.
+//! show them with the signer; and the `history` tool lists a change the space's roster
+//! rejected among the honest ones, under `rejected` with its reason.
+
+mod support;
 
 use std::time::Duration;
 
@@ -187,4 +190,115 @@ async fn every_mcp_write_records_its_tool_call_and_model_signed_and_history_and_
         "{blame}"
     );
     assert_eq!(record["verified"], json!(true), "{blame}");
+}
+
+/// Publishes straight to the space's stream, as a hostile writer would, a change to `plan`
+/// in alice's name writing /forged, signed by `key`. Returns its log position.
+async fn publish_forgery(
+    server: &blackboard_tests::NatsServer,
+    key: &blackboard::schemas::nkeys::KeyPair,
+) -> u64 {
+    use blackboard::codec::encode_event;
+    use blackboard::doc::{DocCore, Edit};
+    use blackboard::log::{EventLog, JetStreamLog};
+    use blackboard::schemas::{AgentId, DocumentId, SpaceId};
+
+    let (space, plan): (SpaceId, DocumentId) = ("team".parse().unwrap(), "plan".parse().unwrap());
+    let alice: AgentId = "alice".parse().unwrap();
+    // Written on an empty document: it merges with whatever the document holds.
+    let edited = DocCore::new()
+        .edit(
+            1,
+            None,
+            false,
+            &[Edit::put("/forged".parse().unwrap(), json!("forged"))],
+        )
+        .unwrap();
+    let change = edited.change.expect("the forged edit made a change");
+    let mut envelope = encode_event(&space, &plan, &alice, &change, 1, None);
+    envelope.sign(key).unwrap();
+    let log = JetStreamLog::new(server.connect().await.unwrap(), Default::default());
+    log.publish(&space, &plan, "forged-1", envelope.encode().into())
+        .await
+        .unwrap()
+        .seq
+}
+
+#[tokio::test]
+async fn the_history_tool_lists_a_change_the_roster_rejected_with_its_reason_between_the_honest_ones(
+) {
+    let server = blackboard_tests::NatsServer::start().await.unwrap();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = support::new_key("admin", dir.path()).await;
+    let alice = support::new_key("alice", dir.path()).await;
+    // The roster lists alice's key, not mallory's.
+    let mallory = blackboard::schemas::nkeys::KeyPair::new_user();
+    let roster = dir.path().join("roster.json");
+    let body = json!({
+        "admins": [admin],
+        "agents": {"alice": {"keys": [alice], "write": ["/**"]}},
+    });
+    std::fs::write(&roster, body.to_string()).unwrap();
+    let admin_key = dir.path().join("admin.nk");
+    cli(
+        &url,
+        &[
+            "roster",
+            "set",
+            roster.to_str().unwrap(),
+            "--key",
+            admin_key.to_str().unwrap(),
+        ],
+    )
+    .await;
+
+    let client = agent(&url, &dir.path().join("alice.nk"), "a-model").await;
+    let put = |path: &str, value: Json| json!({"document": "plan", "path": path, "value": value, "reason": "testing"});
+    call(&client, "put", put("/goal", json!("ship")), None).await;
+    let forged = publish_forgery(&server, &mallory).await;
+    call(&client, "put", put("/done", json!(true)), None).await;
+
+    let Json::Object(args) = json!({"document": "plan"}) else {
+        unreachable!()
+    };
+    let answer = tokio::time::timeout(
+        GUARD,
+        client.call_tool(CallToolRequestParams::new("history").with_arguments(args)),
+    )
+    .await
+    .expect("history answers in time")
+    .expect("history is a well-formed call");
+    client.cancel().await.unwrap();
+    let content = answer.structured_content.expect("a structured answer");
+    let events = content["events"].as_array().expect("events");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs.len(), 3, "{content}");
+    assert!(seqs[0] < forged && forged < seqs[2], "{content}");
+
+    // The forgery, in its place: rejected, saying why, and touching no path.
+    let rejected = &events[1];
+    assert_eq!(rejected["seq"], json!(forged), "{rejected}");
+    assert_eq!(rejected["agent"], json!("alice"), "{rejected}");
+    let reason = rejected["rejected"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{rejected}"));
+    assert!(
+        reason.contains(&format!(
+            "key {} is not a key of agent alice",
+            mallory.public_key()
+        )),
+        "{reason}"
+    );
+    assert_eq!(rejected["paths"], json!([]), "{rejected}");
+
+    // The honest changes around it, as usual: signed by alice's key, verified, their paths.
+    for (event, path) in [(&events[0], "/goal"), (&events[2], "/done")] {
+        assert!(event.get("rejected").is_none(), "{event}");
+        assert_eq!(event["agent"], json!("alice"), "{event}");
+        assert_eq!(event["signer"], json!(alice), "{event}");
+        assert_eq!(event["verified"], json!(true), "{event}");
+        assert_eq!(event["paths"], json!([path]), "{event}");
+        assert_eq!(event["reason"], json!("testing"), "{event}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The `blackboard` command against a server with the documented permissions
 //! (`docs/nats-permissions.conf`): a read-only agent's `put` fails at once, naming the
 //! refused permission and saying the change will not be published; its `get` works; a
-//! wrong password fails at once saying the server refused the credentials.
+//! wrong password fails at once saying the server refused the credentials; and a snapshot
+//! whose bucket the server will not create fails at once naming the refused subject.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -105,4 +106,36 @@ async fn a_wrong_password_fails_at_once_saying_the_server_refused_the_credential
         out.contains("refused the credentials") && out.contains("authorization violation"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn a_snapshot_the_server_may_not_store_fails_at_once_naming_the_refused_subject() {
+    // The only user may publish changes but not create the space's snapshot bucket.
+    let config = "authorization { users = [\n\
+           { user: anon, password: anon, permissions: { publish: { deny: [\"$JS.API.STREAM.CREATE.OBJ_BB_SNAP_team\"] } } }\n\
+         ] }\n\
+         no_auth_user: anon\n"
+        .to_owned();
+    let server = NatsServer::start_with(blackboard_tests::Options::config(config))
+        .await
+        .unwrap();
+    let put = run(&server, "anon", "anon", &["put", "plan", "/k", "1"]).await;
+    assert_eq!(put.status.code(), Some(0), "{}", text(&put));
+
+    let refused = run(&server, "anon", "anon", &["snapshot", "plan"]).await;
+    let out = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    // The error itself names the refusal and the bucket's stream (the server's refusal is
+    // logged as a warning too), not a timeout that hides it.
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {out}"));
+    assert!(error.contains("refused access"), "{out}");
+    assert!(
+        error.contains("$JS.API.STREAM.CREATE.OBJ_BB_SNAP_team"),
+        "{out}"
+    );
+    assert!(!error.contains("timed out"), "{out}");
 }

@@ -4,10 +4,12 @@
 //! server that knows agents as nkey users lets a keyed agent in and refuses an unknown key
 //! at once, naming the authorization failure.
 
+use std::path::Path;
+
 use blackboard::schemas::nkeys::KeyPair;
 use blackboard::schemas::{subject, Envelope, SpaceId};
 use blackboard_client::{
-    Error, HistoryFilter, Options, Provenance, Signature, Start, WatchOptions,
+    AgentId, Error, HistoryFilter, Options, Provenance, Signature, Start, WatchOptions,
 };
 use blackboard_tests::NatsServer;
 use blackboard_tests::Options as ServerOptions;
@@ -35,6 +37,22 @@ async fn raw_envelopes(server: &NatsServer) -> Vec<Envelope> {
     out
 }
 
+/// Every envelope is signed by `public` and verifies.
+fn assert_signed_by<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>, public: &str) {
+    for env in envelopes {
+        assert_eq!(env.verify(), Ok(public), "{env:?}");
+    }
+}
+
+/// The options of agent `name` with its store in `dir`, signing with `key` if given.
+fn agent(name: &str, dir: &Path, key: Option<KeyPair>) -> Options {
+    let options = Options::new(name).unwrap().store(dir);
+    match key {
+        Some(key) => options.key(key).unwrap(),
+        None => options,
+    }
+}
+
 #[tokio::test]
 async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_replicas_report_it() {
     blackboard_tests::init_tracing();
@@ -48,18 +66,12 @@ async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_repli
     };
     let (alice_dir, bob_dir, reader_dir) =
         (tempdir().unwrap(), tempdir().unwrap(), tempdir().unwrap());
-    let alice = Options::new("alice")
-        .unwrap()
-        .store(alice_dir.path())
-        .key(key)
-        .unwrap()
+    let alice = agent("alice", alice_dir.path(), Some(key))
         .provenance(provenance.clone())
         .connect(&server.url())
         .await
         .unwrap();
-    let bob = Options::new("bob")
-        .unwrap()
-        .store(bob_dir.path())
+    let bob = agent("bob", bob_dir.path(), None)
         .connect(&server.url())
         .await
         .unwrap();
@@ -92,8 +104,8 @@ async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_repli
     let (signed, unsigned): (Vec<_>, Vec<_>) =
         envelopes.iter().partition(|e| e.agent.as_str() == "alice");
     assert_eq!(signed.len(), written.created.len() + 2, "{envelopes:?}");
+    assert_signed_by(signed.iter().copied(), &public);
     for env in &signed {
-        assert_eq!(env.verify(), Ok(public.as_str()), "{env:?}");
         assert_eq!(env.provenance.as_ref(), Some(&provenance));
     }
     assert_eq!(unsigned.len(), 1);
@@ -101,9 +113,7 @@ async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_repli
     assert_eq!(unsigned[0].signature, None);
 
     // A third agent, with no key, reads the history: the status travels with the changes.
-    let reader = Options::new("reader")
-        .unwrap()
-        .store(reader_dir.path())
+    let reader = agent("reader", reader_dir.path(), None)
         .connect(&server.url())
         .await
         .unwrap();
@@ -111,15 +121,16 @@ async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_repli
     within("the reader to sync", r.sync()).await.unwrap();
     let history = r.history(&HistoryFilter::default()).unwrap();
     assert_eq!(history.len(), envelopes.len());
+    // What every replica reports of a change, by its agent: alice's verify as her key and
+    // carry her provenance; bob's are unsigned and carry none.
+    let expected = |agent: &AgentId| match agent.as_str() {
+        "alice" => (Signature::Verified(public.clone()), Some(&provenance)),
+        _ => (Signature::Unsigned, None),
+    };
     for event in &history {
         let record = &event.record;
-        if record.agent.as_str() == "alice" {
-            assert_eq!(record.signature, Signature::Verified(public.clone()));
-            assert_eq!(record.provenance.as_ref(), Some(&provenance));
-        } else {
-            assert_eq!(record.signature, Signature::Unsigned);
-            assert_eq!(record.provenance, None);
-        }
+        let reported = (record.signature.clone(), record.provenance.as_ref());
+        assert_eq!(reported, expected(&record.agent), "{record:?}");
     }
     let json = serde_json::to_value(&history[0]).unwrap();
     assert_eq!(json["signer"], public.as_str(), "{json}");
@@ -147,12 +158,8 @@ async fn every_event_of_an_agent_with_a_key_verifies_and_names_its_key_and_repli
             .await
             .unwrap()
             .unwrap();
-        if event.agent.as_str() == "alice" {
-            assert_eq!(event.signature, Signature::Verified(public.clone()));
-            assert_eq!(event.provenance.as_ref(), Some(&provenance));
-        } else {
-            assert_eq!(event.signature, Signature::Unsigned);
-        }
+        let reported = (event.signature.clone(), event.provenance.as_ref());
+        assert_eq!(reported, expected(&event.agent), "{event:?}");
         if event.change == bob_hash {
             break;
         }
@@ -186,11 +193,7 @@ async fn a_server_with_nkey_users_lets_the_agents_key_in_and_refuses_an_unknown_
         .unwrap();
 
     let dir = tempdir().unwrap();
-    let alice = Options::new("alice")
-        .unwrap()
-        .store(dir.path())
-        .key(key)
-        .unwrap()
+    let alice = agent("alice", dir.path(), Some(key))
         .connect(&server.url())
         .await
         .unwrap();
@@ -201,19 +204,12 @@ async fn a_server_with_nkey_users_lets_the_agents_key_in_and_refuses_an_unknown_
         .unwrap();
     let envelopes = raw_envelopes(&server).await;
     assert!(!envelopes.is_empty());
-    for env in &envelopes {
-        assert_eq!(env.verify(), Ok(public.as_str()));
-    }
+    assert_signed_by(&envelopes, &public);
 
     let other = tempdir().unwrap();
     let err = within(
         "the refusal",
-        Options::new("mallory")
-            .unwrap()
-            .store(other.path())
-            .key(KeyPair::new_user())
-            .unwrap()
-            .connect(&server.url()),
+        agent("mallory", other.path(), Some(KeyPair::new_user())).connect(&server.url()),
     )
     .await
     .expect_err("an unknown key is refused");
@@ -233,6 +229,24 @@ async fn a_server_with_nkey_users_lets_the_agents_key_in_and_refuses_an_unknown_
     );
 }
 
+/// Sets a file's permission bits (only Unix has them).
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `Options::key_file` refuses `path`, its error naming the file and saying `why`.
+fn assert_key_file_refused(path: &Path, why: &str) {
+    let text = Options::new("a")
+        .unwrap()
+        .key_file(path)
+        .unwrap_err()
+        .to_string();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(text.contains(name) && text.contains(why), "{text}");
+}
+
 #[tokio::test]
 async fn a_key_file_readable_by_others_or_without_a_user_seed_is_refused_naming_the_file() {
     let dir = tempdir().unwrap();
@@ -240,15 +254,9 @@ async fn a_key_file_readable_by_others_or_without_a_user_seed_is_refused_naming_
     std::fs::write(&open, format!("{}\n", KeyPair::new_user().seed().unwrap())).unwrap();
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = Options::new("a").unwrap().key_file(&open).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("open.nk") && text.contains("chmod 600"),
-            "{text}"
-        );
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(&open, 0o644);
+        assert_key_file_refused(&open, "chmod 600");
+        chmod(&open, 0o600);
     }
     let options = Options::new("a").unwrap().key_file(&open).unwrap();
     assert!(options.public_key().unwrap().starts_with('U'));
@@ -256,29 +264,9 @@ async fn a_key_file_readable_by_others_or_without_a_user_seed_is_refused_naming_
     let account = dir.path().join("account.nk");
     std::fs::write(&account, KeyPair::new_account().seed().unwrap()).unwrap();
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&account, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let text = Options::new("a")
-        .unwrap()
-        .key_file(&account)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.contains("account.nk") && text.contains("user seed"),
-        "{text}"
-    );
-    let missing = dir.path().join("missing.nk");
-    let text = Options::new("a")
-        .unwrap()
-        .key_file(&missing)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.contains("missing.nk") && text.contains("cannot read"),
-        "{text}"
-    );
+    chmod(&account, 0o600);
+    assert_key_file_refused(&account, "user seed");
+    assert_key_file_refused(&dir.path().join("missing.nk"), "cannot read");
 }
 
 #[tokio::test]
@@ -290,11 +278,7 @@ async fn changes_signed_while_the_server_is_down_are_published_later_with_their_
     let dir = tempdir().unwrap();
     server.stop().await;
     // The board opens with the server down and writes into its outbox.
-    let alice = Options::new("alice")
-        .unwrap()
-        .store(dir.path())
-        .key(key)
-        .unwrap()
+    let alice = agent("alice", dir.path(), Some(key))
         .connect(&server.url())
         .await
         .unwrap();
@@ -311,7 +295,5 @@ async fn changes_signed_while_the_server_is_down_are_published_later_with_their_
         envelopes.len() >= 2,
         "creations and the write: {envelopes:?}"
     );
-    for env in &envelopes {
-        assert_eq!(env.verify(), Ok(public.as_str()), "{env:?}");
-    }
+    assert_signed_by(&envelopes, &public);
 }

@@ -55,7 +55,7 @@ async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
     // The servers the run started, kept (and stopped when dropped) until it ends.
     let (mut server, mut cluster) = (None, None);
     let mut restart: Option<bench::Restart> = None;
-    let url = match (&args.bench.nats, args.cluster) {
+    let url = match (&args.bench.server.nats, args.cluster) {
         (Some(url), _) => url.clone(),
         (None, true) => {
             let started = NatsCluster::start_with(3, ServerOptions::default_sync()).await?;
@@ -75,7 +75,7 @@ async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
             url
         }
     };
-    let own_server = args.bench.nats.is_none();
+    let own_server = args.bench.server.nats.is_none();
     let ok = bench::run(
         args.bench,
         Setup {

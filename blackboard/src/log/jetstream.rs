@@ -768,23 +768,31 @@ impl JetStreamLog {
     }
 
     /// The space's snapshot bucket, created on first use with the stream's storage and
-    /// replicas.
+    /// replicas. A server that refuses to create it fails this at once as [`Error::Denied`]
+    /// (as [`ensure_stream`](Self::ensure_stream) does), naming the refused subject.
     async fn snapshots(&self, space: &SpaceId) -> Result<object_store::ObjectStore, Error> {
         let bucket = subject::snapshot_bucket(space);
         match self.inner.js.get_object_store(&bucket).await {
             Ok(store) => Ok(store),
-            Err(_) => self
-                .inner
-                .js
-                .create_object_store(object_store::Config {
+            Err(_) => {
+                // The bucket is the stream OBJ_<bucket>; creating it is this API request.
+                let create = format!("$JS.API.STREAM.CREATE.OBJ_{bucket}");
+                let config = object_store::Config {
                     bucket,
                     description: Some(format!("Blackboard snapshots of space {space}")),
                     storage: stream::StorageType::File,
                     num_replicas: self.inner.config.replicas,
                     ..Default::default()
+                };
+                self.guarded(&create, async {
+                    self.inner
+                        .js
+                        .create_object_store(config)
+                        .await
+                        .map_err(unavailable)
                 })
                 .await
-                .map_err(unavailable),
+            }
         }
     }
 

@@ -18,21 +18,15 @@ use futures::StreamExt;
 
 use super::table::Lat;
 use super::{value, Args, Setup, Sizes};
-use crate::connect::{BLACKBOARD_KEY, NATS_CREDS};
 
 /// How the run's connections authenticate (`--creds`, `--key` or their variables), as the
 /// SDK's options: the SDK builds every connection's options, so the bench authenticates
 /// exactly as an agent does.
 pub(super) fn nats_options(args: &Args) -> anyhow::Result<blackboard_client::Options> {
     let mut options = blackboard_client::Options::new("bench")?;
-    let from_env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(creds) = args.creds.clone().or_else(|| from_env(NATS_CREDS)) {
+    if let Some(creds) = args.server.creds_file() {
         options = options.credentials_file(creds);
-    } else if let Some(key) = args.key.clone().or_else(|| from_env(BLACKBOARD_KEY)) {
+    } else if let Some(key) = args.server.key_file() {
         options = options
             .key_file(&key)
             .with_context(|| format!("the key file {}", key.display()))?;
@@ -43,10 +37,10 @@ pub(super) fn nats_options(args: &Args) -> anyhow::Result<blackboard_client::Opt
 /// The flags a watcher process needs to connect as the run does.
 pub(super) fn child_flags(args: &Args) -> Vec<String> {
     let mut flags = Vec::new();
-    if let Some(creds) = &args.creds {
+    if let Some(creds) = &args.server.creds {
         flags.extend(["--creds".to_owned(), creds.display().to_string()]);
     }
-    if let Some(key) = &args.key {
+    if let Some(key) = &args.server.key {
         flags.extend(["--key".to_owned(), key.display().to_string()]);
     }
     flags

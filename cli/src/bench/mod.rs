@@ -27,14 +27,13 @@
 //! group of scenarios: `propagation` (1, 7), `throughput` (2, 3, 11), `catch_up` (4, 5, 8),
 //! `fanout` (6, with its watcher processes), `embedded` (9), `apply_cost` (10).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 
 use async_nats::jetstream;
-use blackboard::log::{JetStreamConfig, JetStreamLog};
+use blackboard::log::JetStreamConfig;
 use blackboard::schemas::{subject, SpaceId};
 use serde_json::json;
 
@@ -61,17 +60,10 @@ use table::{print_table, Row};
 /// `blackboard bench`'s arguments (the `scenarios` binary flattens them into its own).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The NATS JetStream server to measure (for example nats://127.0.0.1:4222). Default:
-    /// $NATS_URL.
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
-    /// NATS credentials file. Default: $NATS_CREDS.
-    #[arg(long, value_name = "FILE")]
-    pub creds: Option<PathBuf>,
-    /// An nkey seed file to authenticate with (`blackboard keys new` writes one). Default:
-    /// $BLACKBOARD_KEY.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
+    /// The server to measure and who connects to it (every command's `--nats`, `--creds`
+    /// and `--key`).
+    #[command(flatten)]
+    pub server: crate::connect::ServerArgs,
     /// How many servers keep each stream and bucket the run creates: 1 on a single server,
     /// 3 or 5 on a cluster (the raw baselines use the same).
     #[arg(long, value_name = "N", default_value_t = 1,
@@ -144,18 +136,11 @@ pub async fn command(args: Args) -> anyhow::Result<bool> {
         watch_child(&args, child).await?;
         return Ok(true);
     }
-    let url = match args.nats.clone() {
-        Some(url) => url,
-        None => std::env::var(crate::connect::NATS_URL)
-            .ok()
-            .filter(|url| !url.is_empty())
-            .ok_or_else(|| {
-                crate::verbs::Usage(
-                    "bench measures a NATS JetStream server: give --nats URL or set $NATS_URL"
-                        .to_owned(),
-                )
-            })?,
-    };
+    let url = args.server.url().ok_or_else(|| {
+        crate::verbs::Usage(
+            "bench measures a NATS JetStream server: give --nats URL or set $NATS_URL".to_owned(),
+        )
+    })?;
     run(
         args,
         Setup {
@@ -249,13 +234,21 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let space: SpaceId = format!("bench{stamp}").parse()?;
-    let main = ctx::connect(&nats, &url).await?;
     let jetstream = JetStreamConfig {
         replicas: usize::from(args.replicas),
         ..JetStreamConfig::default()
     };
-    let log = Arc::new(JetStreamLog::new(main.clone(), jetstream.clone()));
-    log.ensure_stream(&space).await?;
+    // Opened as the SDK opens one, listening to the connection's events: a server that
+    // refuses to create the stream reports it out of band, and a log over a bare client
+    // would wait out the request's timeout instead of naming the refused subject.
+    let log = Arc::new(ctx::js_log(&nats, &url, &jetstream).await?);
+    let main = log.client();
+    log.ensure_stream(&space).await.with_context(|| {
+        format!(
+            "creating the space's stream on {}",
+            blackboard::log::redact_url(&url)
+        )
+    })?;
     let mut sizes = if args.quick { QUICK } else { FULL };
     sizes.keys = args.keys as usize;
     if let Some(n) = args.history {
