@@ -171,15 +171,25 @@ impl Browser {
         Ok(())
     }
 
+    /// The text of the first element matching `css`, waiting up to `within` for one. The
+    /// page redraws parts of itself on live events, so an element found may be replaced
+    /// before its text is read ("stale element reference"): then the new one is read.
     async fn text_of(&self, css: &str, within: Duration) -> anyhow::Result<String> {
-        let element = self
-            .client
-            .wait()
-            .at_most(within)
-            .for_element(Locator::Css(css))
-            .await
-            .with_context(|| format!("waiting for {css}"))?;
-        Ok(element.text().await?)
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let element = self
+                .client
+                .wait()
+                .at_most(left)
+                .for_element(Locator::Css(css))
+                .await
+                .with_context(|| format!("waiting for {css}"))?;
+            match element.text().await {
+                Err(e) if e.is_stale_element_reference() && !left.is_zero() => continue,
+                text => return Ok(text?),
+            }
+        }
     }
 
     /// Saves a screenshot as NAME.png when BLACKBOARD_UI_SCREENSHOTS names a directory.
