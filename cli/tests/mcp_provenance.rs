@@ -33,7 +33,13 @@ async fn agent(url: &str, key: &std::path::Path, model: &str) -> RunningService<
 }
 
 /// Calls `tool` with `args` (and `_meta`, if any); fails the test on a tool error.
-async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Json, meta: Option<Json>) {
+/// Calls `tool` and checks it succeeded; its structured answer (`null` if none).
+async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    args: Json,
+    meta: Option<Json>,
+) -> Json {
     let Json::Object(args) = args else {
         panic!("arguments must be an object")
     };
@@ -46,6 +52,7 @@ async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Json, m
         .unwrap_or_else(|_| panic!("{tool} answers in time"))
         .unwrap_or_else(|e| panic!("{tool} is a well-formed call: {e}"));
     assert_ne!(r.is_error, Some(true), "{tool} failed: {:?}", r.content);
+    r.structured_content.unwrap_or(Json::Null)
 }
 
 /// Runs `blackboard ARGS` against the server; stdout.
@@ -111,17 +118,8 @@ async fn every_mcp_write_records_its_tool_call_and_model_signed_and_history_and_
     call(&client, "delete", base("/runs"), None).await;
 
     // The MCP `history` tool says the same as the CLI below: signer, verified, provenance.
-    let Json::Object(args) = json!({"document": "plan"}) else {
-        unreachable!()
-    };
-    let answer = tokio::time::timeout(
-        GUARD,
-        client.call_tool(CallToolRequestParams::new("history").with_arguments(args)),
-    )
-    .await
-    .expect("history answers in time")
-    .expect("history is a well-formed call");
-    let events = answer.structured_content.expect("a structured answer")["events"].clone();
+    let answer = call(&client, "history", json!({"document": "plan"}), None).await;
+    let events = answer["events"].clone();
     let events = events.as_array().expect("events");
     assert!(!events.is_empty());
     for e in events {
@@ -259,18 +257,8 @@ async fn the_history_tool_lists_a_change_the_roster_rejected_with_its_reason_bet
     let forged = publish_forgery(&server, &mallory).await;
     call(&client, "put", put("/done", json!(true)), None).await;
 
-    let Json::Object(args) = json!({"document": "plan"}) else {
-        unreachable!()
-    };
-    let answer = tokio::time::timeout(
-        GUARD,
-        client.call_tool(CallToolRequestParams::new("history").with_arguments(args)),
-    )
-    .await
-    .expect("history answers in time")
-    .expect("history is a well-formed call");
+    let content = call(&client, "history", json!({"document": "plan"}), None).await;
     client.cancel().await.unwrap();
-    let content = answer.structured_content.expect("a structured answer");
     let events = content["events"].as_array().expect("events");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs.len(), 3, "{content}");

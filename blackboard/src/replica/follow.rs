@@ -272,11 +272,16 @@ impl Shared {
         st.stats.events_read += 1;
         // This replica's own event, byte for byte as it published it, still in its document
         // and not rejected: nothing to decode, judge or apply, only to index (see `own`).
+        // It is the change's first event: the change was made in this opening (its actor is
+        // new with each opening), only this outbox publishes it, and the entry is forgotten
+        // at its first return. So no lookup by hash is needed (a later copy, re-published
+        // after the log's duplicate window, finds no entry and takes the full path, which
+        // looks it up).
         if st.gate.roster().is_none() {
             if let Some(own) = st.own.returned(&entry.payload) {
                 if st.core.has_change(&own.hash) && !st.gate.rejected().contains(&own.hash) {
                     let (seq, logged_ms) = (entry.seq, entry.time_ms);
-                    let record = self.index(st, own.hash, true, indexed_here, || {
+                    let record = self.index(st, own.hash, false, indexed_here, || {
                         own.record(seq, logged_ms)
                     });
                     batch.add(seq, None, record.as_ref());
@@ -424,17 +429,17 @@ impl Shared {
     /// The index record to write for change `hash` read at this position (`make` builds it),
     /// or `None` when the change is indexed already. The first event carrying a change is
     /// where the index puts it; our own changes are indexed here too, when they come back
-    /// from the log. A change new to the document (`duplicate` false) cannot be indexed yet,
-    /// so only a duplicate costs a lookup.
+    /// from the log. Only a change that may have been indexed before (`maybe_indexed`: a
+    /// duplicate) costs a lookup; a change new to the document cannot be indexed yet.
     fn index(
         &self,
         st: &mut State,
         hash: ChangeHash,
-        duplicate: bool,
+        maybe_indexed: bool,
         indexed_here: &mut Vec<ChangeHash>,
         make: impl FnOnce() -> Record,
     ) -> Option<Record> {
-        let indexed = match duplicate {
+        let indexed = match maybe_indexed {
             true if indexed_here.contains(&hash) => Ok(true),
             true => self.store.seq_of(&hash.0).map(|s| s.is_some()),
             false => Ok(false),

@@ -701,10 +701,10 @@ mod tests {
         assert_eq!(doc.get("/k4").unwrap(), Some(json!(4)));
     }
 
-    #[tokio::test]
-    async fn compaction_folds_changes_into_a_snapshot_without_losing_any() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+    /// A replica on the embedded log in `dir` that compacts after 10 stored changes, with its
+    /// database, log and config (to reopen it).
+    fn compacting_after_10(dir: &std::path::Path) -> (Replica, sled::Db, Arc<EmbeddedLog>, Config) {
+        let db = sled::open(dir).unwrap();
         let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
         let mut config = Config::new(
             "s".parse().unwrap(),
@@ -713,6 +713,13 @@ mod tests {
         );
         config.compact_after = 10;
         let doc = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        (doc, db, log, config)
+    }
+
+    #[tokio::test]
+    async fn compaction_folds_changes_into_a_snapshot_without_losing_any() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, db, log, config) = compacting_after_10(dir.path());
         for i in 0..25 {
             doc.put(&format!("/k{i}"), json!(i)).await.unwrap();
         }
@@ -736,15 +743,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compactions_while_writers_write_lose_no_change() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
-        let mut config = Config::new(
-            "s".parse().unwrap(),
-            "d".parse().unwrap(),
-            "a".parse().unwrap(),
-        );
-        config.compact_after = 10;
-        let doc = Replica::open(log.clone(), &db, config.clone()).unwrap();
+        let (doc, db, log, config) = compacting_after_10(dir.path());
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let doc = doc.clone();
@@ -769,5 +768,23 @@ mod tests {
         assert_eq!(doc.heads(), heads);
         assert_eq!(doc.to_json(), json);
         assert_eq!(doc.get("/w3/k59").unwrap(), Some(json!(59)));
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_writes_and_reads_its_own_events_back_never_looks_a_change_up_by_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, _db) = open(dir.path());
+        for i in 0..5 {
+            doc.put(&format!("/k{i}"), json!(i)).await.unwrap();
+        }
+        doc.flush().await.unwrap();
+        let end = doc.sync().await.unwrap();
+        assert_eq!(doc.stats().own_events_indexed, end);
+        assert_eq!(doc.records(0, end).unwrap().len() as u64, end);
+        assert!(!doc.shared().store.positions_built());
+        // A lookup by hash builds it, and finds the own change where it was indexed.
+        let first = doc.records(0, end).unwrap()[0].clone();
+        assert_eq!(doc.record_of(&first.hash).unwrap(), Some(first));
+        assert!(doc.shared().store.positions_built());
     }
 }

@@ -5,7 +5,9 @@
 //! change and hash it, re-encode it to check it is canonical, verify a signature, judge it,
 //! apply it as a duplicate) was about a third of the follow loop's CPU in the write and
 //! propagation scenarios. A replica knows the exact bytes it published, so an event whose
-//! payload is byte for byte one it published, still in its document, only needs indexing.
+//! payload is byte for byte one it published, still in its document, only needs indexing,
+//! and without a lookup by hash: it is the change's first event (see the follow loop), so
+//! a replica that only writes and follows never builds the index's hash map.
 //!
 //! Only while no roster is in force: with one, every event, this replica's own included, is
 //! judged, so that all replicas reach the same verdicts.

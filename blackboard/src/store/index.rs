@@ -90,6 +90,12 @@ impl Positions {
         Ok(map.as_ref().and_then(|m| m.get(hash).copied()))
     }
 
+    /// Whether the map has been built.
+    #[cfg(test)]
+    pub(super) fn built(&self) -> bool {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     /// Records newly committed index entries (if the map is built; otherwise building it
     /// will read them from disk). A change keeps the first position it was indexed at.
     pub(super) fn note(&self, indexed: &[([u8; 32], u64)]) {

@@ -590,6 +590,12 @@ impl ReplicaStore {
         })
     }
 
+    /// Whether the hash → position map has been built (tests of when it is needed).
+    #[cfg(test)]
+    pub(crate) fn positions_built(&self) -> bool {
+        self.positions.built()
+    }
+
     /// The index record at position `seq`, if a change is indexed there.
     pub fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
         self.records(seq..=seq).next().transpose()
