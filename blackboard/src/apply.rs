@@ -127,9 +127,21 @@ pub enum Rejected {
         change_hash: ChangeHash,
         /// The writer's clock in the envelope, milliseconds since the Unix epoch.
         time_ms: i64,
-        /// Whether its event was signed, and by whom.
-        signature: codec::Signature,
+        /// Its signature status and what else the envelope said, kept for the history of
+        /// the rejection (boxed: it is large, and rare).
+        said: Box<Said>,
     },
+}
+
+/// What a rejected event's envelope said beside its change, agent and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    /// Whether the event was signed, and by whom.
+    pub signature: codec::Signature,
+    /// Why the writer said it made the change.
+    pub message: Option<String>,
+    /// Who the envelope says acted through the agent.
+    pub provenance: Option<Provenance>,
 }
 
 impl Rejected {
@@ -366,7 +378,11 @@ impl Causal<Origin> {
                 reason: Box::new(reason),
                 change_hash: hash,
                 time_ms: event.envelope.time_ms,
-                signature: event.signature,
+                said: Box::new(Said {
+                    signature: event.signature,
+                    message: event.envelope.message,
+                    provenance: event.envelope.provenance,
+                }),
             });
         }
         if gate.rejected.remove(&hash) {

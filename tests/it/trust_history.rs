@@ -34,8 +34,26 @@ async fn publish(
     change: &LocalChange,
     key: Option<&KeyPair>,
 ) -> u64 {
+    publish_saying(log, agent, change, key, None).await
+}
+
+/// [`publish`] with the writer's message.
+async fn publish_saying(
+    log: &Arc<dyn EventLog>,
+    agent: &str,
+    change: &LocalChange,
+    key: Option<&KeyPair>,
+    message: Option<&str>,
+) -> u64 {
     let agent: AgentId = agent.parse().unwrap();
-    let mut env = encode_event(&space(), &doc(), &agent, change, 1, None);
+    let mut env = encode_event(
+        &space(),
+        &doc(),
+        &agent,
+        change,
+        1,
+        message.map(str::to_owned),
+    );
     if let Some(key) = key {
         env.sign(key).unwrap();
     }
@@ -82,7 +100,7 @@ async fn forged_changes_never_show_in_history(log: Arc<dyn EventLog>) {
     let unsigned_seq = publish(&log, "alice", &unsigned, None).await;
     let mut fork = honest.fork_at(&honest.heads()).unwrap();
     let outside = edit(&mut fork, "/tasks/a", json!("bob's")).pop().unwrap();
-    let outside_seq = publish(&log, "bob", &outside, Some(&bob)).await;
+    let outside_seq = publish_saying(&log, "bob", &outside, Some(&bob), Some("bob's reason")).await;
     let mut last = 0;
     for c in edit(&mut honest, "/tasks/b", json!("after")) {
         last = publish(&log, "alice", &c, Some(&alice)).await;
@@ -147,6 +165,9 @@ async fn forged_changes_never_show_in_history(log: Arc<dyn EventLog>) {
             (outside_seq, outside.hash)
         );
         assert_eq!(rejected[1].record.agent.as_str(), "bob");
+        // What the forged envelope said is kept, marked rejected.
+        assert_eq!(rejected[1].record.message.as_deref(), Some("bob's reason"));
+        assert_eq!(rejected[0].record.message, None);
         let reason = rejected[1].rejected.as_deref().unwrap();
         assert!(reason.contains("outside bob's grants"), "{reason}");
         for r in &rejected {

@@ -308,7 +308,7 @@ impl Shared {
             reason,
             change_hash,
             time_ms,
-            signature,
+            said,
         }) = &outcome
         {
             // Said every time: a forgery is news, unlike a malformed event.
@@ -333,18 +333,18 @@ impl Shared {
                 logged_ms: entry.time_ms,
                 time_ms: *time_ms,
                 agent: agent.clone(),
-                message: None,
-                signature: signature.clone(),
-                provenance: None,
+                message: said.message.clone(),
+                signature: said.signature.clone(),
+                provenance: said.provenance.clone(),
             };
             batch.rejection(&rejection, &reason.to_string());
             let meta = Origin {
                 seq: Some(entry.seq),
                 agent: agent.clone(),
                 time_ms: *time_ms,
-                message: None,
-                signature: signature.clone(),
-                provenance: None,
+                message: said.message.clone(),
+                signature: said.signature.clone(),
+                provenance: said.provenance.clone(),
             };
             self.announce_rejected(st, entry.seq, &meta, *change_hash, reason.to_string());
         }

@@ -516,9 +516,10 @@ impl Shared {
             },
             agent: meta.agent.clone(),
             time_ms: meta.time_ms,
-            message: None,
+            // What the envelope claims, as for the agent: the event says it was rejected.
+            message: meta.message.clone(),
             signature: meta.signature.clone(),
-            provenance: None,
+            provenance: meta.provenance.clone(),
             local: meta.agent == self.config.agent,
             patches: Vec::new(),
             rejected: Some(reason),

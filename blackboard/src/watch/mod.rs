@@ -428,7 +428,7 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
                 reason,
                 change_hash,
                 time_ms,
-                signature,
+                said,
             }) => {
                 if entry.seq <= silent_until || !rejections {
                     continue;
@@ -444,9 +444,9 @@ async fn replay_then_live(feed: Feed, start: Start, pattern: Pattern, tx: Tx) {
                     local: agent == feed.agent,
                     agent,
                     time_ms,
-                    message: None,
-                    signature,
-                    provenance: None,
+                    message: said.message,
+                    signature: said.signature,
+                    provenance: said.provenance,
                     patches: Vec::new(),
                     rejected: Some(reason.to_string()),
                 };
