@@ -92,10 +92,11 @@ pub(super) async fn s1_propagation(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
             format!("propagation p50, A put → B watch, {history} events of history"),
         )
         .figures(us(ours.p50), us(raw.p50), r50)
-        .at_most("≤ 1.5×", r50, 1.5),
+        // The targets of the performance issue's second pass (the first asked 1.5× and 2×).
+        .at_most("≤ 2×", r50, 2.0),
         Row::new("1", "propagation p99")
             .figures(us(ours.p99), us(raw.p99), r99)
-            .at_most("≤ 2×", r99, 2.0),
+            .at_most("≤ 3×", r99, 3.0),
     ])
 }
 pub(super) async fn s7_kv(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
