@@ -788,4 +788,52 @@ mod tests {
         assert_eq!(doc.record_of(&first.hash).unwrap(), Some(first));
         assert!(doc.shared().store.positions_built());
     }
+
+    #[tokio::test]
+    async fn a_watch_of_a_quiet_path_does_not_lag_behind_a_busy_document_it_is_not_read_during() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let mut config = Config::new(
+            "s".parse().unwrap(),
+            "d".parse().unwrap(),
+            "a".parse().unwrap(),
+        );
+        config.watch_capacity = 4;
+        let doc = Replica::open(log, &db, config).unwrap();
+        let mut quiet = doc
+            .watch("/quiet/**".parse().unwrap(), Default::default())
+            .unwrap();
+        let mut busy = doc
+            .watch("/busy/**".parse().unwrap(), Default::default())
+            .unwrap();
+        // Ten times the capacity on another path, with neither watch read meanwhile.
+        for i in 0..40 {
+            doc.put(&format!("/busy/k{i}"), json!(i)).await.unwrap();
+        }
+        doc.put("/quiet/note", json!("hello")).await.unwrap();
+        // The map /quiet is made first (the container recipe), then the note written in it.
+        let mut paths = Vec::new();
+        while !paths.iter().any(|p| p == "/quiet/note") {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), quiet.next())
+                .await
+                .expect("the quiet watch answers")
+                .expect("the quiet watch goes on")
+                .expect("the quiet watch did not lag");
+            paths.extend(event.patches.iter().map(|p| p.path.to_string()));
+            assert!(paths.len() <= 2, "{paths:?}");
+        }
+        // The busy one, unread, lagged after what it could hold, and says where to resume.
+        let mut delivered = 0;
+        loop {
+            match busy.next().await {
+                Some(Ok(_)) => delivered += 1,
+                Some(Err(crate::watch::WatchError::Lagged { .. })) => break,
+                other => panic!("expected the busy watch to lag, got {other:?}"),
+            }
+        }
+        assert!(delivered <= 4, "{delivered} delivered before the lag");
+        assert!(busy.next().await.is_none());
+    }
 }

@@ -8,7 +8,7 @@ use automerge::{Change, ChangeHash};
 use super::{Position, Replica, Shared};
 use crate::doc::{DocCore, DocError};
 use crate::store::ReplicaStore;
-use crate::watch::listeners::LiveReceiver;
+use crate::watch::listeners::{LiveReceiver, Wants};
 use crate::watch::{self, Pattern, Watch};
 use crate::Error;
 
@@ -77,9 +77,9 @@ impl Replica {
 }
 
 impl watch::Source for Shared {
-    fn listen_now(&self) -> (LiveReceiver, Position) {
+    fn listen_now(&self, wants: Wants) -> (LiveReceiver, Position) {
         let mut st = self.lock();
-        (st.listeners.listen(), st.position_now())
+        (st.listeners.listen(wants), st.position_now())
     }
 
     fn fork_at(&self, heads: &[ChangeHash]) -> Option<Result<DocCore, DocError>> {
@@ -91,12 +91,13 @@ impl watch::Source for Shared {
         &self,
         read: u64,
         copy: &DocCore,
+        wants: Wants,
     ) -> Option<(LiveReceiver, Vec<Change>)> {
         let mut st = self.lock();
         if st.position > read {
             return None;
         }
-        let live = st.listeners.listen();
+        let live = st.listeners.listen(wants);
         Some((live, st.core.changes_missing_from(copy)))
     }
 }
