@@ -14,7 +14,7 @@
 //! - `w` + name: the position of a durable watch (u64 big-endian sequence, then 32-byte heads);
 //! - `I` + position (u64, big-endian): the position index, one [`Record`] per change seen on
 //!   the log, at the position of its first event, stored in runs of consecutive records keyed
-//!   by the first one's position (see [`index`]); change hash → position is a map in memory,
+//!   by the first one's position (see `store/index.rs`); change hash → position is a map in memory,
 //!   built from the runs when first needed. Stores written before runs had one `i` +
 //!   position key per record and one `x` + change hash key per change; opening one moves
 //!   them into runs, once, in one batch;
@@ -142,7 +142,7 @@ pub struct ReplicaStore {
     acked: Arc<AtomicU64>,
     /// What opening found missing against the seal.
     loss: Option<Loss>,
-    /// Change hash → indexed position (see [`index`]).
+    /// Change hash → indexed position (see `store/index.rs`).
     positions: Arc<Positions>,
 }
 
@@ -578,7 +578,7 @@ impl ReplicaStore {
     }
 
     /// The position change `hash` is indexed at, if it has been seen on the log.
-    /// The first call reads the whole index to build the map (see [`index`]).
+    /// The first call reads the whole index to build the map (see `store/index.rs`).
     pub fn seq_of(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
         self.positions.get(hash, || {
             let mut map = std::collections::HashMap::new();
