@@ -136,9 +136,9 @@ pub(super) fn apply<T: automerge::transaction::Transactable>(
 impl DocCore {
     /// Makes `edits` in one change, after creating by the container recipe every container
     /// they need and do not find (see the module docs of `doc/edit.rs`). Returns the creations
-    /// and the change. When it fails, nothing was changed: a path's errors surface while it is walked,
-    /// before anything is created, and several edits that need creations are first tried in a
-    /// transaction that is rolled back.
+    /// and the change. When it fails, nothing was changed: a path's errors surface while it is
+    /// walked, before anything is created, and several edits that need creations are first
+    /// tried in a transaction that is rolled back.
     ///
     /// ```
     /// use blackboard::doc::{DocCore, Edit};
