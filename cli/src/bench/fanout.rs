@@ -75,7 +75,7 @@ pub(super) async fn s6_fanout(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
 /// 100 watches on one replica against one watch: what a watch costs once the replica has
 /// the change (p99 of the time until every watch has the event).
 pub(super) async fn s6_watches_on_one_replica(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
-    let samples = ctx.sizes.fanout_samples;
+    let samples = ctx.sizes.watch_samples;
     let mut rows = Vec::new();
     let mut one: Option<Lat> = None;
     for watches in [1usize, 100] {

@@ -163,6 +163,9 @@ pub(super) struct Sizes {
     pub samples: usize,
     /// Fan-out samples per watcher count.
     pub fanout_samples: usize,
+    /// Samples per watch count of the watches-on-one-replica rows: a p99 of 100 samples
+    /// swung threefold between runs of one binary.
+    pub watch_samples: usize,
     /// Writes of the throughput scenarios (2, 9, 11).
     pub pipelined: usize,
     /// Concurrent writer tasks in the throughput scenarios.
@@ -185,6 +188,7 @@ pub(super) const FULL: Sizes = Sizes {
     history: 10_000,
     samples: 300,
     fanout_samples: 100,
+    watch_samples: 1_000,
     pipelined: 10_000,
     writers: 64,
     awaited: 500,
@@ -199,6 +203,7 @@ pub(super) const QUICK: Sizes = Sizes {
     history: 300,
     samples: 20,
     fanout_samples: 3,
+    watch_samples: 3,
     pipelined: 300,
     writers: 16,
     awaited: 20,
