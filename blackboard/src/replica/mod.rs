@@ -634,14 +634,8 @@ mod tests {
     use serde_json::json;
 
     fn open(dir: &std::path::Path) -> (Replica, sled::Db) {
-        let db = sled::open(dir).unwrap();
-        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
-        let config = Config::new(
-            "s".parse().unwrap(),
-            "d".parse().unwrap(),
-            "a".parse().unwrap(),
-        );
-        (Replica::open(log, &db, config).unwrap(), db)
+        let (doc, db, _, _) = open_tuned(dir, |_| {});
+        (doc, db)
     }
 
     #[tokio::test]
@@ -702,9 +696,12 @@ mod tests {
         assert_eq!(doc.get("/k4").unwrap(), Some(json!(4)));
     }
 
-    /// A replica on the embedded log in `dir` that compacts after 10 stored changes, with its
-    /// database, log and config (to reopen it).
-    fn compacting_after_10(dir: &std::path::Path) -> (Replica, sled::Db, Arc<EmbeddedLog>, Config) {
+    /// A replica on the embedded log in `dir` with its config `tune`d, with its database, log
+    /// and config (to reopen it).
+    fn open_tuned(
+        dir: &std::path::Path,
+        tune: impl FnOnce(&mut Config),
+    ) -> (Replica, sled::Db, Arc<EmbeddedLog>, Config) {
         let db = sled::open(dir).unwrap();
         let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
         let mut config = Config::new(
@@ -712,9 +709,14 @@ mod tests {
             "d".parse().unwrap(),
             "a".parse().unwrap(),
         );
-        config.compact_after = 10;
+        tune(&mut config);
         let doc = Replica::open(log.clone(), &db, config.clone()).unwrap();
         (doc, db, log, config)
+    }
+
+    /// [`open_tuned`] compacting after 10 stored changes.
+    fn compacting_after_10(dir: &std::path::Path) -> (Replica, sled::Db, Arc<EmbeddedLog>, Config) {
+        open_tuned(dir, |c| c.compact_after = 10)
     }
 
     #[tokio::test]
@@ -793,15 +795,7 @@ mod tests {
     async fn a_watch_of_a_quiet_path_does_not_lag_behind_a_busy_document_it_is_not_read_during() {
         use futures::StreamExt;
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
-        let mut config = Config::new(
-            "s".parse().unwrap(),
-            "d".parse().unwrap(),
-            "a".parse().unwrap(),
-        );
-        config.watch_capacity = 4;
-        let doc = Replica::open(log, &db, config).unwrap();
+        let (doc, _db, _log, _) = open_tuned(dir.path(), |c| c.watch_capacity = 4);
         let mut quiet = doc
             .watch("/quiet/**".parse().unwrap(), Default::default())
             .unwrap();
