@@ -44,10 +44,7 @@ async fn a_server_started_with_the_printed_block_lets_a_writer_write_and_refuses
     assert!(!block.contains(&public["stranger"]));
 
     // The printed block, plus an operator user the test harness probes the server as.
-    let config = block.replace(
-        "  users = [\n",
-        "  users = [\n    { user: operator, password: operator }\n",
-    ) + "no_auth_user: operator\n";
+    let config = with_operator(&block);
     let server = NatsServer::start_with(ServerOptions::config(config))
         .await
         .unwrap();
@@ -125,10 +122,7 @@ async fn the_server_refuses_a_read_only_agent_s_publish_even_past_its_own_roster
     });
     std::fs::write(cwd.join("roster.json"), roster.to_string()).unwrap();
     let block = ok(&["auth", "roster.json", "--space", "team"], cwd).await;
-    let config = block.replace(
-        "  users = [\n",
-        "  users = [\n    { user: operator, password: operator }\n",
-    ) + "no_auth_user: operator\n";
+    let config = with_operator(&block);
     let server = NatsServer::start_with(ServerOptions::config(config))
         .await
         .unwrap();
@@ -161,4 +155,13 @@ async fn the_server_refuses_a_read_only_agent_s_publish_even_past_its_own_roster
     assert!(stderr.contains("Permissions Violation"), "{stderr}");
     assert!(stderr.contains("bb.team.doc.plan.ch"), "{stderr}");
     assert_eq!(stream_messages(&server, "team").await, before);
+}
+
+/// `block` (an `authorization` block printed by `blackboard auth`) plus an operator user the
+/// test harness probes the server as, and which the tests use to prepare the space.
+fn with_operator(block: &str) -> String {
+    block.replace(
+        "  users = [\n",
+        "  users = [\n    { user: operator, password: operator }\n",
+    ) + "no_auth_user: operator\n"
 }

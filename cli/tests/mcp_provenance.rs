@@ -57,25 +57,10 @@ async fn call(
 
 /// Runs `blackboard ARGS` against the server; stdout.
 async fn cli(url: &str, args: &[&str]) -> String {
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(["--nats", url, "--space", "team"].map(String::from));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_blackboard"))
-            .env_remove("NATS_URL")
-            .env_remove("NATS_CREDS")
-            .env_remove("BLACKBOARD_KEY")
-            .args(&all)
-            .output()
-            .expect("the blackboard binary runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--nats", url, "--space", "team"]);
+    let (out, stdout, stderr) = support::run(&all, &std::env::temp_dir()).await;
+    assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
     stdout
 }
 

@@ -142,16 +142,25 @@ impl Replica {
         Ok(self.shared().lock().core.diff(&a.heads, &b.heads)?)
     }
 
+    /// Runs `f` on the document, under the lock, with a lookup of a change's index record
+    /// (`None` when it is not indexed, or the index cannot be read).
+    fn with_index<T>(
+        &self,
+        f: impl FnOnce(&DocCore, &dyn Fn(&ChangeHash) -> Option<Record>) -> T,
+    ) -> T {
+        let s = self.shared();
+        let st = s.lock();
+        f(&st.core, &|h: &ChangeHash| {
+            s.store.record_of(&h.0).ok().flatten()
+        })
+    }
+
     /// Who wrote the current value at `path`: the change, and what the log says about it
     /// (agent, position, times, message); for text, also who wrote each run of characters.
     /// `None` when nothing is at `path`.
     pub fn blame(&self, path: &str) -> Result<Option<Blame>, Error> {
         let path: Path = path.parse()?;
-        let s = self.shared();
-        let st = s.lock();
-        Ok(history::blame(&st.core, &path, |h| {
-            s.store.record_of(&h.0).ok().flatten()
-        })?)
+        self.with_index(|core, record_of| Ok(history::blame(core, &path, record_of)?))
     }
 
     /// Who wrote each run of characters of the text at `path`: the runs in order, each with
@@ -159,11 +168,7 @@ impl Replica {
     /// value there is not a text.
     pub fn blame_text(&self, path: &str) -> Result<Option<Vec<TextRun>>, Error> {
         let path: Path = path.parse()?;
-        let s = self.shared();
-        let st = s.lock();
-        Ok(history::blame_text(&st.core, &path, |h| {
-            s.store.record_of(&h.0).ok().flatten()
-        })?)
+        self.with_index(|core, record_of| Ok(history::blame_text(core, &path, record_of)?))
     }
 
     /// The document's events matching `filter`, in order, each with the heads after it and
