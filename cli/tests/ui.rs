@@ -22,6 +22,7 @@ use blackboard_tests::NatsServer;
 use fantoccini::Locator;
 use serde_json::json;
 use support::browser::Browser;
+use support::site::Served;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The space the tests show.
@@ -39,9 +40,7 @@ struct Setup {
     server: NatsServer,
     alice: Board,
     site: Arc<ui::Site>,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    served: Served,
     _dirs: [tempfile::TempDir; 2],
 }
 
@@ -96,18 +95,11 @@ impl Before {
             Duration::from_secs(10),
         )
         .await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(ui::serve(site.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        let served = Served::start(site.clone()).await?;
         Ok(Setup {
             server,
             alice,
             site,
-            addr,
-            stop: Some(stop),
             served,
             _dirs: [alice_dir, ui_dir],
         })
@@ -123,18 +115,12 @@ impl Setup {
 
     /// The URL `blackboard ui` would print.
     fn page(&self) -> String {
-        format!("http://{}/?token={}", self.addr, self.site.token())
+        format!("http://{}/?token={}", self.served.addr, self.site.token())
     }
 
     /// Stops the server; it must end although a page still has its event stream open.
-    async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(LOAD, &mut self.served)
-            .await
-            .context("the server did not stop with a page open")???;
-        Ok(())
+    async fn stop(self) -> anyhow::Result<()> {
+        self.served.stop(LOAD).await
     }
 }
 
@@ -436,7 +422,7 @@ async fn http_get(
 #[tokio::test]
 async fn without_the_token_the_page_and_the_event_stream_are_refused() -> anyhow::Result<()> {
     let setup = Setup::start().await?;
-    let (addr, host) = (setup.addr, setup.addr.to_string());
+    let (addr, host) = (setup.served.addr, setup.served.addr.to_string());
     let token = setup.site.token().to_owned();
     for target in ["/", "/api/events", "/api/documents", "/api/doc/plan"] {
         let (status, _) = http_get(addr, target, &host).await?;

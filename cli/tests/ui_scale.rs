@@ -28,6 +28,7 @@ use blackboard_tests::NatsServer;
 use fantoccini::Locator;
 use serde_json::{json, Value};
 use support::browser::Browser;
+use support::site::Served;
 
 /// The space measured.
 const SPACE: &str = "scale";
@@ -322,12 +323,8 @@ async fn measure(
         Duration::from_secs(600),
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(ui::serve(site.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(site.clone()).await?;
+    let addr = served.addr;
     // The ui's replica reads the document's log first (the engine's catch-up, not the
     // page's cost); the page is measured on a server that has the document.
     let t = Instant::now();
@@ -360,10 +357,7 @@ async fn measure(
 
     browser.client.clone().close().await?;
     drop(browser);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), served)
-        .await
-        .context("the server did not stop")???;
+    served.stop(Duration::from_secs(30)).await?;
     site.close();
     viewer.close().await?;
     Ok(())
