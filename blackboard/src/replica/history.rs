@@ -215,6 +215,13 @@ impl Replica {
         let listed = |r: &Record| {
             filter.path.is_none() && filter.agent.as_ref().is_none_or(|a| *a == r.agent)
         };
+        // A rejection changed nothing: the heads are those before it, and it touched no path.
+        let rejection = |record, reason, heads| HistoryEvent {
+            heads,
+            paths: Vec::new(),
+            record,
+            rejected: Some(reason),
+        };
         for r in records {
             while let Some((rejected, _)) = rejections.peek() {
                 if rejected.seq > r.seq || full(&out) {
@@ -222,12 +229,7 @@ impl Replica {
                 }
                 if let Some((record, reason)) = rejections.next() {
                     if listed(&record) {
-                        out.push(HistoryEvent {
-                            heads: tracker.heads(),
-                            paths: Vec::new(),
-                            record,
-                            rejected: Some(reason),
-                        });
+                        out.push(rejection(record, reason, tracker.heads()));
                     }
                 }
             }
@@ -256,12 +258,7 @@ impl Replica {
                 break;
             }
             if listed(&record) {
-                out.push(HistoryEvent {
-                    heads: tracker.heads(),
-                    paths: Vec::new(),
-                    record,
-                    rejected: Some(reason),
-                });
+                out.push(rejection(record, reason, tracker.heads()));
             }
         }
         Ok(out)
