@@ -367,7 +367,22 @@ impl Causal<Origin> {
         payload: &[u8],
         patches: bool,
     ) -> Result<AcceptedEvent<Origin>, Rejected> {
-        let event = codec::decode_event(space, document, payload)?;
+        let event = codec::decode_event(space, document, payload);
+        self.judged_decoded(core, gate, seq, event, patches)
+    }
+
+    /// [`judged_event`](Self::judged_event) for an event already through
+    /// [`codec::decode_event`] (a follower decodes some outside its lock): `event` is what
+    /// the decoder returned.
+    pub fn judged_decoded(
+        &mut self,
+        core: &mut DocCore,
+        gate: &mut Gate,
+        seq: u64,
+        event: Result<codec::Event, codec::EventError>,
+        patches: bool,
+    ) -> Result<AcceptedEvent<Origin>, Rejected> {
+        let event = event?;
         let hash = event.change.hash();
         if let Verdict::Rejected(reason) = gate.judge(core, &event) {
             if !core.has_change(&hash) && gate.rejected.insert(hash) {

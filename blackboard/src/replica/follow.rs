@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::ChangeHash;
-use blackboard_schemas::Envelope;
 use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
@@ -16,7 +15,8 @@ use super::{load_core, snapshots, Shared, State};
 use crate::apply::Origin;
 use crate::apply::Rejected;
 use crate::backoff::Backoff;
-use crate::doc::{containers, Applied, DocCore};
+use crate::codec::{self, Event, EventError};
+use crate::doc::{containers, Applied};
 use crate::history::Record;
 use crate::log::{Entry, Topic};
 use crate::store::RemoteBatch;
@@ -32,20 +32,40 @@ const APPLY_BATCH: usize = 256;
 /// of its container creations (see [`ends_in_creation`]).
 const REST_OF_WRITE: Duration = Duration::from_millis(200);
 
-/// Whether the last of `batch` is a container creation (the container recipe's change, see
-/// [`crate::doc::containers`]). A write's creations are published just before its change, so
-/// a batch ending with one nearly always has the rest of the write in flight; applied alone,
-/// other agents would read the write half made (`/tasks/7` an empty map, its fields not yet
-/// there). Only the last entry is decoded, once per batch.
-fn ends_in_creation(batch: &[Entry]) -> bool {
-    let Some(last) = batch.last() else {
-        return false;
-    };
-    last.topic == Topic::Change
-        && Envelope::decode(&last.payload)
-            .ok()
-            .and_then(|e| DocCore::decode_change(&e.change).ok())
-            .is_some_and(|c| containers::generation_of(c.actor_id()).is_some())
+/// The last entry of what arrived, decoded before the replica's lock is taken: the follow
+/// loop needs to know whether it is a container creation (see [`Last::is_creation`]), and
+/// the decoded event is then applied as it is instead of being decoded again under the
+/// lock. `None` for a roster event and for this replica's own event (which needs no decoding
+/// while no roster is in force, and never waits for the rest of its write: the writer's
+/// document has the whole write already).
+struct Last {
+    seq: u64,
+    event: Result<Event, EventError>,
+}
+
+impl Last {
+    fn of(shared: &Shared, batch: &[Entry]) -> Option<Self> {
+        let last = batch.last()?;
+        if last.topic != Topic::Change || shared.own().contains(&last.payload) {
+            return None;
+        }
+        let (space, document) = (&shared.config.space, &shared.config.document);
+        Some(Self {
+            seq: last.seq,
+            event: codec::decode_event(space, document, &last.payload),
+        })
+    }
+
+    /// Whether it is a container creation (the container recipe's change, see
+    /// [`crate::doc::containers`]). A write's creations are published just before its
+    /// change, so a batch ending with one nearly always has the rest of the write in
+    /// flight; applied alone, other agents would read the write half made (`/tasks/7` an
+    /// empty map, its fields not yet there).
+    fn is_creation(&self) -> bool {
+        self.event
+            .as_ref()
+            .is_ok_and(|e| containers::generation_of(e.change.actor_id()).is_some())
+    }
 }
 
 /// Follows the log from the last applied position, forever; resubscribes after errors.
@@ -97,14 +117,16 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     // The rest of a write whose creations end what arrived is applied with
                     // them, under the same lock, so no reader sees the write half made. A
                     // write of creations alone waits `REST_OF_WRITE` for nothing.
+                    let mut last = Last::of(&shared, &batch);
                     while failed.is_none()
                         && batch.len() < 4 * APPLY_BATCH
-                        && ends_in_creation(&batch)
+                        && last.as_ref().is_some_and(Last::is_creation)
                     {
                         match tokio::time::timeout(REST_OF_WRITE, arrived.next()).await {
                             Ok(Some(more)) => {
                                 caught_up = more.len() < APPLY_BATCH;
                                 take(more, &mut batch, &mut failed);
+                                last = Last::of(&shared, &batch);
                             }
                             Ok(None) => {
                                 ended = true;
@@ -115,7 +137,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     }
                     if !batch.is_empty() {
                         backoff.reset();
-                        shared.apply_entries(batch, !caught_up);
+                        shared.apply_entries(batch, last, !caught_up);
                     }
                     if caught_up {
                         shared.tell();
@@ -233,7 +255,7 @@ impl Shared {
     /// position. Their store writes go in one sled batch, committed before anyone is told
     /// (waiters, compaction). `behind`: the log had more ready than one batch, so the replica
     /// is catching up (compaction waits, see [`Shared::maybe_compact`]).
-    fn apply_entries(&self, entries: Vec<Entry>, behind: bool) {
+    fn apply_entries(&self, entries: Vec<Entry>, mut last: Option<Last>, behind: bool) {
         let mut st = self.lock();
         let mut batch = RemoteBatch::default();
         // Changes indexed by this batch, not yet visible to `seq_of`.
@@ -241,7 +263,8 @@ impl Shared {
         // change is added to it (hashing each into a set cost more than the searches).
         let mut indexed_here = Vec::new();
         for entry in entries {
-            self.apply_entry(&mut st, entry, &mut batch, &mut indexed_here);
+            let decoded = last.take_if(|l| l.seq == entry.seq).map(|l| l.event);
+            self.apply_entry(&mut st, entry, decoded, &mut batch, &mut indexed_here);
         }
         if let Err(e) = self.store.commit_remote(batch) {
             warn!(error = %e, seq = st.position, "could not record applied events");
@@ -255,11 +278,13 @@ impl Shared {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Applies one entry from the log into `batch`, through the causal step.
+    /// Applies one entry from the log into `batch`, through the causal step; `decoded` is
+    /// its payload through [`codec::decode_event`] when that was done already.
     fn apply_entry(
         &self,
         st: &mut State,
         entry: Entry,
+        decoded: Option<Result<Event, EventError>>,
         batch: &mut RemoteBatch,
         indexed_here: &mut Vec<ChangeHash>,
     ) {
@@ -278,7 +303,8 @@ impl Shared {
         // after the log's duplicate window, finds no entry and takes the full path, which
         // looks it up).
         if st.gate.roster().is_none() {
-            if let Some(own) = st.own.returned(&entry.payload) {
+            let own = self.own().returned(&entry.payload);
+            if let Some(own) = own {
                 if st.core.has_change(&own.hash) && !st.gate.rejected().contains(&own.hash) {
                     let (seq, logged_ms) = (entry.seq, entry.time_ms);
                     let record = self.index(st, own.hash, false, indexed_here, || {
@@ -297,8 +323,13 @@ impl Shared {
             let State {
                 core, causal, gate, ..
             } = &mut *st;
-            let ids = (space, document);
-            causal.judged_event(core, gate, ids, entry.seq, &entry.payload, watched)
+            match decoded {
+                Some(event) => causal.judged_decoded(core, gate, entry.seq, event, watched),
+                None => {
+                    let ids = (space, document);
+                    causal.judged_event(core, gate, ids, entry.seq, &entry.payload, watched)
+                }
+            }
         };
         for (hash, rejected) in st.gate.take_journal() {
             batch.rejected(&hash.0, rejected);

@@ -195,6 +195,10 @@ pub(crate) struct Shared {
     pub(crate) log: Arc<dyn EventLog>,
     store: ReplicaStore,
     state: Mutex<State>,
+    /// This replica's own events not yet read back from the log (see [`own`]). Apart from
+    /// `state` so the follow loop can tell an own event without the replica's lock; taken
+    /// inside it or alone, never the other way round.
+    own: Mutex<own::InFlight>,
     /// Bumped whenever the document changes.
     version: watch::Sender<u64>,
     /// Wakes the outbox task.
@@ -238,8 +242,6 @@ pub(crate) struct State {
     /// What the follow loop has said so far about bad and held-back events (it says each
     /// once per catch-up, with a count, not once per event).
     pub(crate) told: follow::Told,
-    /// This replica's own events not yet read back from the log (see [`own`]).
-    own: own::InFlight,
 }
 
 impl State {
@@ -305,11 +307,11 @@ impl Replica {
                 denied: None,
                 listeners: Listeners::new(config.watch_capacity),
                 causal: Causal::new(),
-                own: own::InFlight::default(),
                 gate,
                 untrusted: Default::default(),
                 told: follow::Told::default(),
             }),
+            own: Mutex::default(),
             version: watch::channel(0).0,
             outbox_wake: Notify::new(),
             outbox_rounds: watch::channel(0).0,
@@ -580,6 +582,11 @@ impl Shared {
         // A panic while holding the lock cannot leave the document half-changed (automerge
         // panics are caught in the core), so a poisoned lock is safe to keep using.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The own events in flight (see [`own`]): under the replica's lock, or alone.
+    fn own(&self) -> MutexGuard<'_, own::InFlight> {
+        self.own.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Folds stored changes into a snapshot once there are enough of them, so reopening

@@ -85,6 +85,11 @@ impl InFlight {
         );
     }
 
+    /// Whether `payload` is exactly one of this replica's own events still in flight.
+    pub(super) fn contains(&self, payload: &[u8]) -> bool {
+        !self.events.is_empty() && self.events.contains_key(payload)
+    }
+
     /// The own event whose payload is exactly `payload`, forgotten as it is returned.
     pub(super) fn returned(&mut self, payload: &[u8]) -> Option<OwnEvent> {
         if self.events.is_empty() {

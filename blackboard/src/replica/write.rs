@@ -259,9 +259,11 @@ impl Shared {
         }
         st.next_outbox = first + writes.len() as u64;
         let signature = self.config.stamp.local_signature();
+        let mut own = self.own();
         for w in writes {
-            st.own.queued(w, &self.config.agent, &signature);
+            own.queued(w, &self.config.agent, &signature);
         }
+        drop(own);
         st.stored_since_compaction += writes.len();
         self.maybe_compact(st);
         Ok(())
