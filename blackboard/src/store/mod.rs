@@ -47,6 +47,7 @@ use crate::position::Position;
 use crate::seal::{ReplicaMarks, Seal};
 
 mod index;
+mod outbox;
 use index::{Positions, RunBuf};
 
 /// Errors of the replica store.
@@ -386,18 +387,23 @@ impl ReplicaStore {
 
     fn decode_outbox(&self, k: &[u8], v: &[u8]) -> Result<OutboxEntry, StoreError> {
         let id = self.u64_at(&k[1..], "outbox key")?;
-        let len = *v
-            .first()
-            .ok_or_else(|| self.corrupt(format!("outbox entry {id}")))? as usize;
-        let msg_id = v
-            .get(1..1 + len)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or_else(|| self.corrupt(format!("outbox entry {id} id")))?
-            .to_owned();
+        let stored = outbox::decode(v).ok_or_else(|| self.corrupt(format!("outbox entry {id}")))?;
+        let payload = match stored.body {
+            outbox::Body::Whole(payload) => Bytes::copy_from_slice(payload),
+            outbox::Body::Spliced { hash, at, rest } => {
+                let change = self.tree.get(change_key(&hash))?.ok_or_else(|| {
+                    self.corrupt(format!(
+                        "outbox entry {id} (its change {} is missing)",
+                        automerge::ChangeHash(hash)
+                    ))
+                })?;
+                Bytes::from(outbox::splice(rest, at, &change))
+            }
+        };
         Ok(OutboxEntry {
             id,
-            msg_id,
-            payload: Bytes::copy_from_slice(&v[1 + len..]),
+            msg_id: stored.msg_id.to_owned(),
+            payload,
         })
     }
 
@@ -429,13 +435,8 @@ impl ReplicaStore {
         let mut highest = 0;
         for e in entries {
             highest = highest.max(e.outbox_id);
-            // Message ids are a change hash (64 characters), or a hash and a document for a
-            // fork's copies: well under 256 bytes.
-            let id = &e.msg_id.as_bytes()[..e.msg_id.len().min(255)];
-            let mut value = Vec::with_capacity(1 + id.len() + e.payload.len());
-            value.push(id.len() as u8);
-            value.extend_from_slice(id);
-            value.extend_from_slice(e.payload);
+            // The envelope without the change, which the change key holds (see `outbox`).
+            let value = outbox::encode(e.msg_id, e.hash, e.change, e.payload);
             batch.insert(change_key(e.hash), e.change);
             batch.insert(outbox_key(e.outbox_id), value);
         }
@@ -780,10 +781,21 @@ impl ReplicaStore {
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         batch.insert(SNAPSHOT, snapshot);
+        // An outbox entry is read back with its change key's bytes: keep those it names.
+        let mut named = std::collections::HashSet::new();
+        for v in self.tree.scan_prefix(b"o").values() {
+            if let Some(outbox::Stored {
+                body: outbox::Body::Spliced { hash, .. },
+                ..
+            }) = outbox::decode(&v?)
+            {
+                named.insert(hash);
+            }
+        }
         for k in self.tree.scan_prefix(b"c").keys() {
             let k = k?;
             let hash: [u8; 32] = k[1..].try_into().map_err(|_| self.corrupt("change key"))?;
-            if folded(&hash) {
+            if folded(&hash) && !named.contains(&hash) {
                 batch.remove(k);
             }
         }
@@ -1144,6 +1156,50 @@ mod tests {
             &"d".parse().unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_outbox_entry_reads_back_its_envelope_whole_across_a_compaction_that_folds_its_change() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = store(&db);
+        let change: Vec<u8> = (0..200u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&change);
+        let payload = format!(r#"{{"v":1,"change":"{b64}","signature":null}}"#).into_bytes();
+        s.add_local(&[4; 32], &change, 1, "m1", &payload).unwrap();
+        let stored = s.tree.get(outbox_key(1)).unwrap().unwrap();
+        assert!(
+            stored.len() < payload.len(),
+            "the outbox does not store the change again"
+        );
+        // Every change is folded into the snapshot, yet the outbox still names this one.
+        s.compact(b"snapshot", |_| true).unwrap();
+        let entries = s.outbox(10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].id, entries[0].msg_id.as_str()), (1, "m1"));
+        assert_eq!(entries[0].payload, payload, "the envelope as it was signed");
+        assert_eq!(s.load().unwrap().outbox[0].payload, payload);
+        // Once acknowledged, the next compaction lets the change go.
+        s.remove_outbox([1]).unwrap();
+        s.compact(b"snapshot", |_| true).unwrap();
+        assert!(s.tree.get(change_key(&[4; 32])).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_outbox_entry_whose_change_is_gone_is_reported_as_corrupt_naming_it() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = store(&db);
+        let change = b"the change".to_vec();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&change);
+        let payload = format!(r#"{{"change":"{b64}"}}"#).into_bytes();
+        s.add_local(&[5; 32], &change, 7, "m7", &payload).unwrap();
+        s.tree.remove(change_key(&[5; 32])).unwrap();
+        let err = s.outbox(10).unwrap_err().to_string();
+        assert!(err.contains("outbox entry 7"), "{err}");
+        assert!(err.contains(&"05".repeat(32)), "{err}");
     }
 
     #[test]
