@@ -38,6 +38,10 @@ struct Scenarios {
     /// one server.
     #[arg(long, conflicts_with = "nats")]
     cluster: bool,
+    /// Print where scenario 1's time goes: each stage of a change's way from `put` to the
+    /// other replica's watch, as the median time since the put began (to stderr).
+    #[arg(long)]
+    stages: bool,
     #[command(flatten)]
     bench: bench::Args,
 }
@@ -93,10 +97,21 @@ async fn run(mut args: Scenarios) -> anyhow::Result<bool> {
 
 fn main() -> std::process::ExitCode {
     let args = Scenarios::parse();
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
+    {
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        use tracing_subscriber::prelude::*;
+        let logs = std::env::var_os("RUST_LOG").is_some().then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env())
+        });
+        let stages = args.stages.then(|| {
+            bench::stages::layer()
+                .with_filter(Targets::new().with_target("blackboard::stage", LevelFilter::TRACE))
+        });
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(stages)
             .init();
     }
     let rt = match tokio::runtime::Runtime::new() {

@@ -136,7 +136,9 @@ impl Replica {
                     provenance,
                 });
             }
+            tracing::trace!(target: "blackboard::stage", agent = %s.config.agent, stage = "write: transaction and envelopes made");
             s.store_locals(&mut st, &writes)?;
+            tracing::trace!(target: "blackboard::stage", agent = %s.config.agent, stage = "write: stored in sled");
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = |message: Option<String>| Origin {
                 seq: None,
@@ -162,6 +164,7 @@ impl Replica {
             }
         };
         s.made_durable().await?;
+        tracing::trace!(target: "blackboard::stage", agent = %s.config.agent, stage = "write: fsynced, returns");
         Ok(written)
     }
 }

@@ -50,6 +50,7 @@ mod fanout;
 mod propagation;
 mod raw;
 mod recovery;
+pub mod stages;
 mod table;
 mod throughput;
 

@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use super::ctx::{build_history, next_event, publish_events, within, Ctx};
 use super::raw::raw_propagation;
+use super::stages;
 use super::table::{us, Lat, Row};
 use super::value;
 
@@ -43,14 +44,24 @@ pub(super) async fn propagation(
     let samples = ctx.sizes.samples;
     let mut lat = Vec::with_capacity(samples);
     let mut puts = Vec::with_capacity(samples);
+    // With `--stages`: when each sample began, for the table of stages.
+    let mut starts = Vec::new();
     for i in 0..samples + 10 {
         let t0 = Instant::now();
+        if i == 10 {
+            stages::take();
+        }
+        if i >= 10 && stages::recording() {
+            starts.push(t0);
+        }
         let put = async {
             a.put("/live", value(i)).await?;
+            stages::mark("bench: put returned");
             anyhow::Ok(t0.elapsed())
         };
         let received = async {
             next_event(&mut watch).await?;
+            stages::mark("bench: B's watch has the event");
             anyhow::Ok(t0.elapsed())
         };
         let (put, received) =
@@ -60,6 +71,9 @@ pub(super) async fn propagation(
             lat.push(received);
             puts.push(put);
         }
+    }
+    if stages::recording() {
+        eprint!("{}", stages::table(&starts, stages::take()));
     }
     note!(
         "  (put returned, the change durable in A's store: {})",
