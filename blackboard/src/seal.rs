@@ -12,9 +12,15 @@
 //! highest acknowledged and removed (`acked`) and the position (`position`), and per embedded
 //! log space, its last position (`last`). It is written after every fsync of the database,
 //! with the marks taken *before* that fsync, so it never claims more than sled had made
-//! durable. It is written to a temporary file and renamed over the old one without an fsync
-//! of its own: after a crash it may be behind (which only weakens detection, never raises a
-//! false alarm), and it carries a checksum so a torn one is ignored with a warning.
+//! durable. It is overwritten in place, from its first byte, without an fsync of its own
+//! (padded with newlines to the length it had, so a shorter text leaves no old bytes after
+//! it): after a crash it may be behind (which only weakens detection, never raises a false
+//! alarm) or torn, and it carries a checksum so a torn one is ignored with a warning.
+//!
+//! In place, not a temporary file renamed over the old one: on ext4 a rename over a file
+//! writes the new file's data out first (`auto_da_alloc`), and while the database's own
+//! fsync is under way that cost 350 to 400 µs per flush, nearly doubling the time a `put`
+//! takes to return (BENCHMARKS.md). A write into the page cache costs about a microsecond.
 //!
 //! Text, so a person can read it:
 //!
@@ -26,7 +32,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -71,8 +76,9 @@ pub struct Seal {
     found: Option<Marks>,
     /// What the next write records.
     now: Mutex<Marks>,
-    /// Serializes writes of the file.
-    writing: Mutex<()>,
+    /// The file, once opened for writing, and how long it is: writes of the file go through
+    /// it, one at a time.
+    file: Mutex<Option<(std::fs::File, usize)>>,
 }
 
 /// The seals of the databases opened in this process, by tag. Held strongly (sled gives no
@@ -176,7 +182,7 @@ impl Seal {
             path,
             now: Mutex::new(found.clone().unwrap_or_default()),
             found,
-            writing: Mutex::new(()),
+            file: Mutex::new(None),
         }
     }
 
@@ -243,12 +249,37 @@ impl Seal {
     /// completed) as the seal. A failure is logged: the store itself is fine, only the next
     /// check is weaker.
     pub(crate) fn write(&self, text: &str) {
-        let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let tmp = self.path.with_extension("seal.tmp");
-        let result = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        use std::io::{Seek as _, SeekFrom, Write as _};
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| {
+            if file.is_none() {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&self.path)?;
+                let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+                *file = Some((f, len));
+            }
+            let Some((f, len)) = file.as_mut() else {
+                return Ok(());
+            };
+            let mut bytes = text.as_bytes().to_vec();
+            if *len > bytes.len() + 64 * 1024 {
+                // Not a seal this process wrote (or one of very many replicas): cut it, once,
+                // rather than pad to its length.
+                f.set_len(bytes.len() as u64)?;
+                *len = bytes.len();
+            }
+            bytes.resize(bytes.len().max(*len), b'\n');
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(&bytes)?;
+            *len = bytes.len();
+            std::io::Result::Ok(())
+        })();
         if let Err(e) = result {
+            // Opened again at the next write.
+            *file = None;
             warn!(seal = %self.path.display(), error = %e, "cannot write the store's seal");
         }
     }
@@ -257,6 +288,43 @@ impl Seal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seal_written_in_place_reads_back_the_last_marks_when_it_shrinks_or_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let seal = Seal::read(dir.path());
+        for (tree, written) in [("replica/a/s/d", 1), ("replica/b/s/d", 2)] {
+            let marks = ReplicaMarks {
+                written,
+                ..Default::default()
+            };
+            seal.set_replica(tree, marks);
+        }
+        seal.write(&seal.snapshot());
+        // Fewer and shorter lines: the old text's tail must not be read as part of it.
+        *seal.now.lock().unwrap() = Marks::default();
+        seal.set_replica("r", ReplicaMarks::default());
+        let short = seal.snapshot();
+        seal.write(&short);
+        let read = Seal::read(dir.path());
+        let (replicas, logs) = read.found_all();
+        assert_eq!(replicas, vec![("r".to_owned(), ReplicaMarks::default())]);
+        assert!(logs.is_empty());
+        // And longer again.
+        seal.set_replica(
+            "replica/c/space/document",
+            ReplicaMarks {
+                written: 9,
+                acked: 9,
+                position: 3,
+            },
+        );
+        seal.write(&seal.snapshot());
+        let read = Seal::read(dir.path());
+        assert_eq!(read.found_all().0.len(), 2);
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert!(text.starts_with(HEADER), "{text}");
+    }
 
     #[test]
     fn a_seal_round_trips_and_a_torn_or_edited_one_is_refused() {

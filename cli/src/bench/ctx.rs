@@ -168,7 +168,9 @@ impl Ctx {
         document: &str,
         agent: &str,
     ) -> anyhow::Result<(Replica, sled::Db)> {
-        let db = sled::open(dir).with_context(|| format!("open sled at {}", dir.display()))?;
+        // As the SDK opens a store: with its seal, written after every fsync.
+        let db = blackboard::store::open_db(dir)
+            .with_context(|| format!("open the store at {}", dir.display()))?;
         let replica = Replica::open(log, &db, self.config(document, agent))?;
         Ok((replica, db))
     }

@@ -12,7 +12,7 @@ use super::throughput::pipelined_writes;
 pub(super) async fn s9_embedded(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let history = ctx.sizes.history;
     let dir = ctx.store_dir("embedded");
-    let db = sled::open(&dir)?;
+    let db = blackboard::store::open_db(&dir)?;
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(db.clone())?);
     // Two agents of one process on one embedded log; each replica gets its own sled
     // database for its state, as on JetStream.

@@ -243,7 +243,8 @@ pub async fn watch_child(args: &Args, child: Vec<String>) -> anyhow::Result<()> 
         )
         .await?,
     );
-    let db = sled::open(&store).with_context(|| format!("open sled at {store}"))?;
+    let db = blackboard::store::open_db(store.as_ref())
+        .with_context(|| format!("open the store at {store}"))?;
     let mut config = Config::new(space.parse()?, document.parse()?, name.parse()?);
     config.snapshots = SnapshotPolicy::manual();
     let replica = Replica::open(log, &db, config)?;
