@@ -47,6 +47,18 @@
 #![warn(missing_docs)]
 
 pub mod apply;
+/// Marks a step of a change's way through the engine (writer, outbox, log, follower) with a
+/// `TRACE` event of target `blackboard::stage`, for `scenarios --stages` (BENCHMARKS.md).
+/// Without a subscriber asking for them, each costs a callsite check.
+macro_rules! stage {
+    ($agent:expr, $stage:literal) => {
+        tracing::trace!(target: "blackboard::stage", agent = %$agent, stage = $stage)
+    };
+    ($stage:literal) => {
+        tracing::trace!(target: "blackboard::stage", stage = $stage)
+    };
+}
+
 mod backoff;
 pub mod claim;
 pub mod codec;

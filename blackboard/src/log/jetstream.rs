@@ -864,7 +864,7 @@ impl JetStreamLog {
                 }
             }
         }
-        tracing::trace!(target: "blackboard::stage", stage = "log: published, awaiting acks");
+        stage!("log: published, awaiting acks");
         let acks = futures::future::join_all(pending.into_iter().map(|p| async move {
             let ack = p?.await.map_err(unavailable)?;
             Ok(Published {

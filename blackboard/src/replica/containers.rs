@@ -136,9 +136,9 @@ impl Replica {
                     provenance,
                 });
             }
-            tracing::trace!(target: "blackboard::stage", agent = %s.config.agent, stage = "write: transaction and envelopes made");
+            stage!(s.config.agent, "write: transaction and envelopes made");
             s.store_locals(&mut st, &writes)?;
-            tracing::trace!(target: "blackboard::stage", agent = %s.config.agent, stage = "write: stored in sled");
+            stage!(s.config.agent, "write: stored in sled");
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = |message: Option<String>| Origin {
                 seq: None,
@@ -164,7 +164,7 @@ impl Replica {
             }
         };
         s.made_durable().await?;
-        tracing::trace!(target: "blackboard::stage", agent = %s.config.agent, stage = "write: fsynced, returns");
+        stage!(s.config.agent, "write: fsynced, returns");
         Ok(written)
     }
 }

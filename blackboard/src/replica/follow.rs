@@ -29,7 +29,7 @@ const TOLD_EXAMPLES: usize = 8;
 const APPLY_BATCH: usize = 256;
 
 /// How long the follow loop waits for the rest of a write when what has arrived ends with one
-/// of its container creations (see [`ends_in_creation`]).
+/// of its container creations (see [`Last::is_creation`]).
 const REST_OF_WRITE: Duration = Duration::from_millis(200);
 
 /// The last entry of what arrived, decoded before the replica's lock is taken: the follow
@@ -108,7 +108,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 let mut arrived = entries.ready_chunks(APPLY_BATCH);
                 let mut ended = false;
                 while let Some(items) = arrived.next().await {
-                    tracing::trace!(target: "blackboard::stage", agent = %shared.config.agent, stage = "follow: events arrived");
+                    stage!(shared.config.agent, "follow: events arrived");
                     let mut batch = Vec::with_capacity(items.len());
                     let mut failed = None;
                     // A chunk that is not full: the stream had nothing more ready, so the
@@ -258,7 +258,7 @@ impl Shared {
     /// is catching up (compaction waits, see [`Shared::maybe_compact`]).
     fn apply_entries(&self, entries: Vec<Entry>, mut last: Option<Last>, behind: bool) {
         let mut st = self.lock();
-        tracing::trace!(target: "blackboard::stage", agent = %self.config.agent, stage = "follow: locked");
+        stage!(self.config.agent, "follow: locked");
         let mut batch = RemoteBatch::default();
         // Changes indexed by this batch, not yet visible to `seq_of`.
         // A list, not a set: it is only searched for a duplicate (rare), while every new
@@ -268,11 +268,11 @@ impl Shared {
             let decoded = last.take_if(|l| l.seq == entry.seq).map(|l| l.event);
             self.apply_entry(&mut st, entry, decoded, &mut batch, &mut indexed_here);
         }
-        tracing::trace!(target: "blackboard::stage", agent = %self.config.agent, stage = "follow: applied");
+        stage!(self.config.agent, "follow: applied");
         if let Err(e) = self.store.commit_remote(batch) {
             warn!(error = %e, seq = st.position, "could not record applied events");
         }
-        tracing::trace!(target: "blackboard::stage", agent = %self.config.agent, stage = "follow: stored in sled");
+        stage!(self.config.agent, "follow: stored in sled");
         if behind {
             self.maybe_compact_behind(&mut st);
         } else {

@@ -492,7 +492,7 @@ impl Shared {
             patches,
             rejected: None,
         };
-        tracing::trace!(target: "blackboard::stage", agent = %self.config.agent, stage = "announced to watches");
+        stage!(self.config.agent, "announced to watches");
         st.listeners.send(Arc::new(event));
     }
 

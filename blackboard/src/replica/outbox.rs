@@ -21,7 +21,7 @@ pub(super) async fn drain(shared: Arc<Shared>) {
     let mut backoff = Backoff::default();
     let (space, document) = (&shared.config.space, &shared.config.document);
     loop {
-        tracing::trace!(target: "blackboard::stage", agent = %shared.config.agent, stage = "outbox: woken");
+        stage!(shared.config.agent, "outbox: woken");
         let batch = match shared.store.outbox(shared.config.outbox_batch) {
             Ok(b) => b,
             Err(e) => {
@@ -48,7 +48,7 @@ pub(super) async fn drain(shared: Arc<Shared>) {
                     .collect(),
             )
             .await;
-        tracing::trace!(target: "blackboard::stage", agent = %shared.config.agent, stage = "outbox: acknowledged");
+        stage!(shared.config.agent, "outbox: acknowledged");
         let mut acked = Vec::new();
         let mut failure = None;
         for (entry, result) in batch.iter().zip(results) {
