@@ -76,9 +76,8 @@ pub struct Seal {
     found: Option<Marks>,
     /// What the next write records.
     now: Mutex<Marks>,
-    /// The file, once opened for writing, and how long it is: writes of the file go through
-    /// it, one at a time.
-    file: Mutex<Option<(std::fs::File, usize)>>,
+    /// The file, once opened for writing: writes of the file go through it, one at a time.
+    file: Mutex<Option<std::fs::File>>,
 }
 
 /// The seals of the databases opened in this process, by tag. Held strongly (sled gives no
@@ -252,30 +251,28 @@ impl Seal {
         use std::io::{Seek as _, SeekFrom, Write as _};
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let result = (|| {
-            if file.is_none() {
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&self.path)?;
-                let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
-                *file = Some((f, len));
-            }
-            let Some((f, len)) = file.as_mut() else {
-                return Ok(());
+            let f = match file.as_mut() {
+                Some(f) => f,
+                None => file.insert(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&self.path)?,
+                ),
             };
+            // Padded to the file's length as it is now, whoever wrote it last.
+            let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
             let mut bytes = text.as_bytes().to_vec();
-            if *len > bytes.len() + 64 * 1024 {
+            if len > bytes.len() + 64 * 1024 {
                 // Not a seal this process wrote (or one of very many replicas): cut it, once,
                 // rather than pad to its length.
                 f.set_len(bytes.len() as u64)?;
-                *len = bytes.len();
+            } else {
+                bytes.resize(bytes.len().max(len), b'\n');
             }
-            bytes.resize(bytes.len().max(*len), b'\n');
             f.seek(SeekFrom::Start(0))?;
-            f.write_all(&bytes)?;
-            *len = bytes.len();
-            std::io::Result::Ok(())
+            f.write_all(&bytes)
         })();
         if let Err(e) = result {
             // Opened again at the next write.
