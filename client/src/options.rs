@@ -204,7 +204,7 @@ impl Options {
                 url: blackboard::log::redact_url(url),
                 source,
             })?;
-        let leases = JetStreamLeases::new(log.client(), self.jetstream.replicas);
+        let leases = JetStreamLeases::hearing(&log, self.jetstream.replicas);
         let board = self
             .board(Arc::new(log.clone()), db)
             .with_leases(Arc::new(leases))

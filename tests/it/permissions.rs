@@ -247,3 +247,40 @@ async fn a_read_only_agents_write_fails_for_good_naming_the_permission_and_nothi
         "no retry after restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_presence_in_a_space_the_permissions_do_not_cover_fail_naming_the_refused_subject(
+) {
+    blackboard_tests::init_tracing();
+    let server = server().await;
+    let dir = temp_dir();
+    let writer = board(&server, "planner", "planner-secret", dir.path()).await;
+    // The documented permissions cover the space `team` only.
+    let err = within("the refused claims bucket", writer.claims("other"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Permissions Violation")
+            && err.contains("$JS.API.STREAM.INFO.KV_BB_CLAIMS_other"),
+        "the error names the refused subject, not a timeout: {err}"
+    );
+    let err = within(
+        "the refused presence bucket",
+        writer.presence("other", Some("plan")),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("Permissions Violation")
+            && err.contains("$JS.API.STREAM.INFO.KV_BB_PRESENCE_other"),
+        "{err}"
+    );
+    // The space the permissions cover still works on the same connection.
+    let claims = within("claims in team", writer.claims("team"))
+        .await
+        .unwrap();
+    let claim = claims.claim("t1", Duration::from_secs(30)).await.unwrap();
+    claims.release(claim).await.unwrap();
+}

@@ -9,7 +9,9 @@
 //!
 //! A bucket is created only when the server says it does not exist: a timeout is
 //! [`StoreError::Unavailable`] (transient) and a JetStream refusal [`StoreError::Bucket`]
-//! (permanent), never a reason to try creating it.
+//! (permanent), never a reason to try creating it. A permissions violation the connection's
+//! log hears (buckets made with [`JetStreamLeases::hearing`], as the SDK makes them) is a
+//! [`StoreError::Bucket`] too, at once, naming the refused subject.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{LeaseBuckets, LeaseStore, StoreError, VersionStream, Versioned};
+use crate::log::{JetStreamLog, Refusals};
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -52,21 +55,57 @@ pub struct JetStreamLeases {
 struct Inner {
     js: jetstream::Context,
     replicas: usize,
+    /// The connection's refusals, when its log hears them (see [`JetStreamLeases::hearing`]).
+    refusals: Option<Refusals>,
     open: Mutex<HashMap<String, Arc<KvBucket>>>,
 }
 
 impl JetStreamLeases {
-    /// Lease buckets over an existing connection, created with `replicas` replicas.
+    /// Lease buckets over an existing connection, created with `replicas` replicas. A bucket
+    /// the server's permissions refuse fails only when its request times out (five seconds,
+    /// [`StoreError::Unavailable`]); [`hearing`](Self::hearing) names the refusal at once.
     pub fn new(client: async_nats::Client, replicas: usize) -> Self {
+        Self::with(client, replicas, None)
+    }
+
+    /// Lease buckets on `log`'s connection, whose refusals `log` hears: a bucket the server's
+    /// permissions refuse fails at once with [`StoreError::Bucket`] naming the refused
+    /// subject, instead of after a five-second timeout as [`StoreError::Unavailable`].
+    pub fn hearing(log: &JetStreamLog, replicas: usize) -> Self {
+        Self::with(log.client(), replicas, Some(log.refusals()))
+    }
+
+    fn with(client: async_nats::Client, replicas: usize, refusals: Option<Refusals>) -> Self {
         let mut js = jetstream::new(client);
         js.set_timeout(Duration::from_secs(5));
         Self {
             inner: Arc::new(Inner {
                 js,
                 replicas: replicas.max(1),
+                refusals,
                 open: Mutex::default(),
             }),
         }
+    }
+
+    /// Runs the JetStream API request `call` to `subject` about bucket `name`; a refusal the
+    /// connection hears ends it as a [`StoreError::Bucket`] naming the server's reason.
+    async fn guarded<T>(
+        &self,
+        name: &str,
+        subject: &str,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, StoreError> {
+        let Some(refusals) = &self.inner.refusals else {
+            return Ok(call.await);
+        };
+        refusals
+            .guard(subject, call)
+            .await
+            .map_err(|refused| StoreError::Bucket {
+                bucket: name.to_owned(),
+                reason: refused.to_string(),
+            })
     }
 }
 
@@ -86,7 +125,11 @@ impl LeaseBuckets for JetStreamLeases {
         // The bucket is the stream KV_<name>. Asking for the stream tells "not there yet"
         // (create it) apart from a timeout (transient) or a refusal (permanent): only the
         // first may create anything.
-        let exists = match js.get_stream(format!("KV_{name}")).await {
+        let info = format!("$JS.API.STREAM.INFO.KV_{name}");
+        let exists = match self
+            .guarded(name, &info, js.get_stream(format!("KV_{name}")))
+            .await?
+        {
             Ok(_) => true,
             Err(e) => match e.kind() {
                 GetStreamErrorKind::JetStream(js)
@@ -114,7 +157,11 @@ impl LeaseBuckets for JetStreamLeases {
                 num_replicas: self.inner.replicas,
                 ..Default::default()
             };
-            match js.create_key_value(config).await {
+            let create = format!("$JS.API.STREAM.CREATE.KV_{name}");
+            match self
+                .guarded(name, &create, js.create_key_value(config))
+                .await?
+            {
                 Ok(store) => store,
                 // Another agent may have created it in between.
                 Err(create) => js

@@ -82,6 +82,64 @@ struct Inner {
     credentials: tokio::sync::watch::Sender<Option<String>>,
 }
 
+/// What a server says out of band on a connection: permissions violations and refused
+/// credentials. A JetStream API request the server refuses is otherwise only a timeout, five
+/// seconds later and indistinguishable from a slow server. Cheap to clone; from
+/// [`JetStreamLog::refusals`] (a log made with [`JetStreamLog::new`] hears nothing, so its
+/// guard never fires).
+///
+/// ```no_run
+/// # async fn f(log: blackboard::log::JetStreamLog) -> Result<(), Box<dyn std::error::Error>> {
+/// let refusals = log.refusals();
+/// let client = log.client();
+/// // A refused request fails at once, naming the server's reason.
+/// let reply = refusals
+///     .guard("$JS.API.INFO", client.request("$JS.API.INFO", "".into()))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Refusals {
+    violations: broadcast::Sender<String>,
+    credentials: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl Refusals {
+    /// Runs `call`, ending it with [`Error::Denied`] as soon as the server reports a
+    /// permissions violation naming `subject` while it runs, and with
+    /// [`Error::Credentials`] while the server refuses the connection's credentials.
+    pub async fn guard<T>(&self, subject: &str, call: impl Future<Output = T>) -> Result<T, Error> {
+        let mut violations = self.violations.subscribe();
+        let mut credentials = self.credentials.subscribe();
+        let refused = async {
+            let refused = credentials
+                .wait_for(Option::is_some)
+                .await
+                .map(|message| message.clone().unwrap_or_default());
+            match refused {
+                Ok(message) => message,
+                // `new` logs never report refusals.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let denied = async {
+            loop {
+                match violations.recv().await {
+                    Ok(message) if violates(&message, subject) => return message,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // `new` logs never report violations.
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
+        tokio::select! {
+            result = call => Ok(result),
+            message = denied => Err(Error::Denied(message)),
+            message = refused => Err(Error::Credentials(message)),
+        }
+    }
+}
+
 /// How long [`JetStreamLog::connect`] waits for the first connection attempt's outcome, so
 /// that credentials the server refuses fail it at once; an unreachable server does not fail
 /// it (the connection is retried in the background).
@@ -345,33 +403,15 @@ impl JetStreamLog {
         subject: &str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let mut violations = self.inner.violations.subscribe();
-        let mut credentials = self.inner.credentials.subscribe();
-        let refused = async {
-            let refused = credentials
-                .wait_for(Option::is_some)
-                .await
-                .map(|message| message.clone().unwrap_or_default());
-            match refused {
-                Ok(message) => message,
-                // `new` logs never report refusals.
-                Err(_) => std::future::pending().await,
-            }
-        };
-        let denied = async {
-            loop {
-                match violations.recv().await {
-                    Ok(message) if violates(&message, subject) => return message,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    // `new` logs never report violations.
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-                }
-            }
-        };
-        tokio::select! {
-            result = call => result,
-            message = denied => Err(Error::Denied(message)),
-            message = refused => Err(Error::Credentials(message)),
+        self.refusals().guard(subject, call).await?
+    }
+
+    /// What the server says out of band on this log's connection, for guarding other
+    /// requests made on it (the lease buckets' own JetStream API requests).
+    pub fn refusals(&self) -> Refusals {
+        Refusals {
+            violations: self.inner.violations.clone(),
+            credentials: self.inner.credentials.clone(),
         }
     }
 

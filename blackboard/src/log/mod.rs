@@ -33,7 +33,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use embedded::EmbeddedLog;
-pub use jetstream::{redact_url, Config as JetStreamConfig, JetStreamLog};
+pub use jetstream::{redact_url, Config as JetStreamConfig, JetStreamLog, Refusals};
 
 /// The subject of a space's roster events.
 pub fn roster_subject(space: &SpaceId) -> String {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context as _};
 use async_nats::jetstream::{self, stream};
 use blackboard::log::EventLog;
 use blackboard::watch::Options as WatchOptions;
@@ -116,15 +116,23 @@ pub(super) async fn s1_propagation(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
 pub(super) async fn s7_kv(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let samples = ctx.sizes.samples;
     let bucket = format!("{}_kv", ctx.raw_stream.to_lowercase());
-    let js = jetstream::new(ctx.connect().await?);
-    let kv = js
-        .create_key_value(jetstream::kv::Config {
-            bucket: bucket.clone(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: ctx.jetstream.replicas,
-            ..Default::default()
-        })
+    // Created on the main connection, whose refusals are heard: a server that refuses it
+    // fails this at once, naming the refused request.
+    let main = jetstream::new(ctx.main.clone());
+    let create = main.create_key_value(jetstream::kv::Config {
+        bucket: bucket.clone(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: ctx.jetstream.replicas,
+        ..Default::default()
+    });
+    ctx.log
+        .refusals()
+        .guard("$JS.API.STREAM", create)
+        .await?
+        .context("create the NATS KV baseline bucket")?;
+    let kv = jetstream::new(ctx.connect().await?)
+        .get_key_value(&bucket)
         .await?;
     let watcher = jetstream::new(ctx.connect().await?)
         .get_key_value(&bucket)

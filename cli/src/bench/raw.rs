@@ -11,17 +11,22 @@ use futures::StreamExt;
 use super::ctx::Ctx;
 use super::table::{rate, Lat};
 
+/// The raw baselines' stream, created on the main connection; a server that refuses it
+/// fails this at once, naming the refused request (not a five-second timeout).
 pub(super) async fn raw_stream(ctx: &Ctx) -> anyhow::Result<stream::Stream> {
     let js = jetstream::new(ctx.main.clone());
-    js.get_or_create_stream(stream::Config {
+    let create = js.get_or_create_stream(stream::Config {
         name: ctx.raw_stream.clone(),
         subjects: vec![format!("{}.>", ctx.raw_prefix)],
         storage: stream::StorageType::File,
         num_replicas: ctx.jetstream.replicas,
         ..Default::default()
-    })
-    .await
-    .context("create the raw baseline stream")
+    });
+    ctx.log
+        .refusals()
+        .guard("$JS.API.STREAM", create)
+        .await?
+        .context("create the raw baseline stream")
 }
 
 /// Raw publish on one connection → ordered consumer on another; one message at a time.
