@@ -541,3 +541,74 @@ async fn the_snapshot_policy_writes_one_after_enough_events_and_new_replicas_sta
     assert_eq!(reader.stats().snapshot_loaded, Some(info.seq));
     assert_eq!(reader.to_json(), writer.to_json());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_catching_up_writes_its_policys_snapshot_once_caught_up_not_on_the_way() {
+    let server = NatsServer::start().await.unwrap();
+    let (every, events) = (300, 1_200);
+    let wdir = temp_dir();
+    let writer = blackboard_client::Options::new("writer")
+        .unwrap()
+        .store(wdir.path())
+        .snapshots(SnapshotPolicy::manual())
+        .connect(&server.url())
+        .await
+        .unwrap()
+        .doc(SPACE, DOC)
+        .unwrap();
+    // Each a new value, so each is a change.
+    let puts: Vec<(String, u64)> = (0..events).map(|i| (format!("/k{}", i % 40), i)).collect();
+    for chunk in puts.chunks(50) {
+        let puts = chunk.iter().map(|(p, i)| writer.put(p, json!(i)));
+        for put in futures::future::join_all(puts).await {
+            put.unwrap();
+        }
+    }
+    writer.flush().await.unwrap();
+    // Every snapshot written is announced on the object store's metadata subject.
+    let client = server.connect().await.unwrap();
+    let mut announced = client.subscribe("$O.BB_SNAP_team.M.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    // A new replica catches up with four periods of events behind it.
+    let rdir = temp_dir();
+    let reader = blackboard_client::Options::new("reader")
+        .unwrap()
+        .store(rdir.path())
+        .snapshots(SnapshotPolicy {
+            every_events: every,
+            every: None,
+            trim: false,
+        })
+        .connect(&server.url())
+        .await
+        .unwrap()
+        .doc(SPACE, DOC)
+        .unwrap();
+    within("the catch-up", reader.sync()).await.unwrap();
+    // One more event, so the follow loop surely sees a batch that is not full (caught up).
+    writer.put("/last", json!(true)).await.unwrap();
+    writer.flush().await.unwrap();
+    within("the reader to follow", reader.wait_for(&writer.heads()))
+        .await
+        .unwrap();
+    within("the policy's snapshot", announced.next())
+        .await
+        .unwrap();
+    let log = JetStreamLog::new(client, Default::default());
+    let info = log
+        .snapshot_info(&SPACE.parse().unwrap(), &DOC.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // The first snapshot written covers (nearly) the whole log: none was written on the way.
+    let end = log
+        .last_seq(&SPACE.parse().unwrap(), &DOC.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        info.seq + every / 2 >= end,
+        "{info:?}, the log ends at {end}"
+    );
+    assert_eq!(reader.stats().snapshots_written, 1);
+}

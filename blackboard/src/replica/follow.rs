@@ -277,6 +277,13 @@ impl Shared {
             self.maybe_compact_behind(&mut st);
         } else {
             self.maybe_compact(&mut st);
+            // The snapshot policy's turn comes once caught up: a snapshot written while the
+            // replica catches up (a whole-document load, save and check, then an upload)
+            // would soon be out of date, and a 100k-event catch-up paid for ten of them.
+            let every = self.config.snapshots.every_events;
+            if every > 0 && st.events_since_snapshot >= every {
+                self.snapshot_wake.notify_one();
+            }
         }
         drop(st);
         self.version.send_modify(|v| *v += 1);
@@ -489,10 +496,6 @@ impl Shared {
         }
         indexed_here.push(hash);
         st.events_since_snapshot += 1;
-        let every = self.config.snapshots.every_events;
-        if every > 0 && st.events_since_snapshot >= every {
-            self.snapshot_wake.notify_one();
-        }
         Some(make())
     }
 }

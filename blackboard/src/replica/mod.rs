@@ -137,6 +137,8 @@ pub struct Stats {
     /// Stored snapshots this replica would not load because the space's roster does not
     /// trust their signer (or they are unsigned); it followed the log instead.
     pub snapshots_refused: u64,
+    /// Snapshots this replica's policy wrote to the log since opening.
+    pub snapshots_written: u64,
     /// What the local store lacked when this replica was opened, against what its seal
     /// remembered (damaged or truncated files): lost unpublished writes, positions read from
     /// the log again. `None` when nothing was missing (or the store has no seal).

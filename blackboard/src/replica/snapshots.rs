@@ -446,18 +446,38 @@ pub(super) async fn run_policy(s: Arc<Shared>) {
                 }
             } => true,
         };
-        let new = s.lock().events_since_snapshot;
+        let (new, position) = {
+            let st = s.lock();
+            (st.events_since_snapshot, st.position)
+        };
         let due = (policy.every_events > 0 && new >= policy.every_events) || (timed && new > 0);
         if !due {
             continue;
         }
+        // Still catching up (more than half a period behind the log's end): not yet. The
+        // follow loop wakes this again once it has caught up (the count is kept).
+        let (space, document) = (&s.config.space, &s.config.document);
+        let slack = match policy.every_events {
+            0 => 1024,
+            every => every / 2,
+        };
+        if let Ok(end) = s.log.last_seq(space, document).await {
+            if position.saturating_add(slack) < end {
+                continue;
+            }
+        }
         s.lock().events_since_snapshot = 0;
         let result = if policy.trim {
-            trim(&s).await.map(|_| ())
+            trim(&s).await.map(|_| true)
         } else {
             // A snapshot half a period old, written by another replica, is recent enough.
-            write(&s, false, policy.every_events / 2).await.map(|_| ())
+            write_checked(&s, false, policy.every_events / 2)
+                .await
+                .map(|(_, heads)| heads.is_some())
         };
+        if let Ok(true) = result {
+            s.lock().stats.snapshots_written += 1;
+        }
         if let Err(Error::History(HistoryError::NotAllowed(why))) = &result {
             // Not this replica's job in this space (until a roster lets its key): quietly.
             debug!(space = %s.config.space, document = %s.config.document, %why, "not writing snapshots");
