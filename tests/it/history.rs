@@ -2,6 +2,7 @@
 //! snapshot, trimming, the three ways of naming a position, and replays.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use blackboard::automerge::transaction::Transactable;
 use blackboard::automerge::{ScalarValue, ROOT};
@@ -137,6 +138,28 @@ async fn fresh_reader(server: &NatsServer, agent: &str) -> (Doc, TempDir) {
         .unwrap();
     within("the reader to sync", doc.sync()).await.unwrap();
     (doc, dir)
+}
+
+/// `agent`'s replica of the document, its store in `dir`, writing snapshots as `policy` says.
+async fn with_policy(server: &NatsServer, agent: &str, dir: &Path, policy: SnapshotPolicy) -> Doc {
+    blackboard_client::Options::new(agent)
+        .unwrap()
+        .store(dir)
+        .snapshots(policy)
+        .connect(&server.url())
+        .await
+        .unwrap()
+        .doc(SPACE, DOC)
+        .unwrap()
+}
+
+/// A policy of a snapshot every `every_events` events, and none by time.
+fn every(every_events: u64) -> SnapshotPolicy {
+    SnapshotPolicy {
+        every_events,
+        every: None,
+        trim: false,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,19 +532,7 @@ async fn the_snapshot_policy_writes_one_after_enough_events_and_new_replicas_sta
     let mut announced = client.subscribe("$O.BB_SNAP_team.M.>").await.unwrap();
     client.flush().await.unwrap();
     let dir = temp_dir();
-    let writer = blackboard_client::Options::new("writer")
-        .unwrap()
-        .store(dir.path())
-        .snapshots(SnapshotPolicy {
-            every_events: 50,
-            every: None,
-            trim: false,
-        })
-        .connect(&server.url())
-        .await
-        .unwrap()
-        .doc(SPACE, DOC)
-        .unwrap();
+    let writer = with_policy(&server, "writer", dir.path(), every(50)).await;
     for i in 0..60 {
         writer.put(&format!("/k{i}"), json!(i)).await.unwrap();
     }
@@ -545,17 +556,9 @@ async fn the_snapshot_policy_writes_one_after_enough_events_and_new_replicas_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_catching_up_writes_its_policys_snapshot_once_caught_up_not_on_the_way() {
     let server = NatsServer::start().await.unwrap();
-    let (every, events) = (300, 1_200);
+    let (period, events) = (300, 1_200);
     let wdir = temp_dir();
-    let writer = blackboard_client::Options::new("writer")
-        .unwrap()
-        .store(wdir.path())
-        .snapshots(SnapshotPolicy::manual())
-        .connect(&server.url())
-        .await
-        .unwrap()
-        .doc(SPACE, DOC)
-        .unwrap();
+    let writer = with_policy(&server, "writer", wdir.path(), SnapshotPolicy::manual()).await;
     // Each a new value, so each is a change.
     let puts: Vec<(String, u64)> = (0..events).map(|i| (format!("/k{}", i % 40), i)).collect();
     for chunk in puts.chunks(50) {
@@ -572,19 +575,7 @@ async fn a_replica_catching_up_writes_its_policys_snapshot_once_caught_up_not_on
 
     // A new replica catches up with four periods of events behind it.
     let rdir = temp_dir();
-    let reader = blackboard_client::Options::new("reader")
-        .unwrap()
-        .store(rdir.path())
-        .snapshots(SnapshotPolicy {
-            every_events: every,
-            every: None,
-            trim: false,
-        })
-        .connect(&server.url())
-        .await
-        .unwrap()
-        .doc(SPACE, DOC)
-        .unwrap();
+    let reader = with_policy(&server, "reader", rdir.path(), every(period)).await;
     within("the catch-up", reader.sync()).await.unwrap();
     // One more event, so the follow loop surely sees a batch that is not full (caught up).
     writer.put("/last", json!(true)).await.unwrap();
@@ -607,7 +598,7 @@ async fn a_replica_catching_up_writes_its_policys_snapshot_once_caught_up_not_on
         .await
         .unwrap();
     assert!(
-        info.seq + every / 2 >= end,
+        info.seq + period / 2 >= end,
         "{info:?}, the log ends at {end}"
     );
     assert_eq!(reader.stats().snapshots_written, 1);

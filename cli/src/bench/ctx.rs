@@ -142,6 +142,23 @@ impl Ctx {
         connect(&self.nats, &self.url).await
     }
 
+    /// Awaits `create`, a JetStream API request made on the main connection (whose refusals
+    /// its log hears): a server that refuses it fails this at once, naming the refused
+    /// request, instead of after a five-second timeout. `what` names it in errors.
+    pub async fn created_on_main<T, E>(
+        &self,
+        what: &str,
+        create: impl std::future::Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let created = self.log.refusals().guard("$JS.API.STREAM", create).await;
+        created
+            .with_context(|| format!("create {what}"))?
+            .with_context(|| format!("create {what}"))
+    }
+
     /// A JetStream log on a connection of its own, opened as the SDK opens one (its
     /// connection options, listening to the connection's events).
     pub async fn js_log(&self) -> anyhow::Result<Arc<dyn EventLog>> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use async_nats::jetstream::{self, stream};
 use blackboard::log::EventLog;
 use blackboard::watch::Options as WatchOptions;
@@ -116,8 +116,6 @@ pub(super) async fn s1_propagation(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
 pub(super) async fn s7_kv(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let samples = ctx.sizes.samples;
     let bucket = format!("{}_kv", ctx.raw_stream.to_lowercase());
-    // Created on the main connection, whose refusals are heard: a server that refuses it
-    // fails this at once, naming the refused request.
     let main = jetstream::new(ctx.main.clone());
     let create = main.create_key_value(jetstream::kv::Config {
         bucket: bucket.clone(),
@@ -126,11 +124,8 @@ pub(super) async fn s7_kv(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         num_replicas: ctx.jetstream.replicas,
         ..Default::default()
     });
-    ctx.log
-        .refusals()
-        .guard("$JS.API.STREAM", create)
-        .await?
-        .context("create the NATS KV baseline bucket")?;
+    ctx.created_on_main("the NATS KV baseline bucket", create)
+        .await?;
     let kv = jetstream::new(ctx.connect().await?)
         .get_key_value(&bucket)
         .await?;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -11,8 +11,7 @@ use futures::StreamExt;
 use super::ctx::Ctx;
 use super::table::{rate, Lat};
 
-/// The raw baselines' stream, created on the main connection; a server that refuses it
-/// fails this at once, naming the refused request (not a five-second timeout).
+/// The raw baselines' stream, created on the main connection (a refusal is named at once).
 pub(super) async fn raw_stream(ctx: &Ctx) -> anyhow::Result<stream::Stream> {
     let js = jetstream::new(ctx.main.clone());
     let create = js.get_or_create_stream(stream::Config {
@@ -22,11 +21,7 @@ pub(super) async fn raw_stream(ctx: &Ctx) -> anyhow::Result<stream::Stream> {
         num_replicas: ctx.jetstream.replicas,
         ..Default::default()
     });
-    ctx.log
-        .refusals()
-        .guard("$JS.API.STREAM", create)
-        .await?
-        .context("create the raw baseline stream")
+    ctx.created_on_main("the raw baseline stream", create).await
 }
 
 /// Raw publish on one connection → ordered consumer on another; one message at a time.
