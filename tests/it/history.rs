@@ -153,6 +153,24 @@ async fn with_policy(server: &NatsServer, agent: &str, dir: &Path, policy: Snaps
         .unwrap()
 }
 
+/// Awaits the next snapshot announced on `announced` (the object store's metadata subject),
+/// and returns a log on `client` with the stored snapshot's info.
+async fn announced_snapshot(
+    client: async_nats::Client,
+    announced: &mut async_nats::Subscriber,
+) -> (JetStreamLog, blackboard::log::SnapshotInfo) {
+    within("the policy's snapshot", announced.next())
+        .await
+        .unwrap();
+    let log = JetStreamLog::new(client, Default::default());
+    let info = log
+        .snapshot_info(&SPACE.parse().unwrap(), &DOC.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    (log, info)
+}
+
 /// A policy of a snapshot every `every_events` events, and none by time.
 fn every(every_events: u64) -> SnapshotPolicy {
     SnapshotPolicy {
@@ -537,15 +555,7 @@ async fn the_snapshot_policy_writes_one_after_enough_events_and_new_replicas_sta
         writer.put(&format!("/k{i}"), json!(i)).await.unwrap();
     }
     writer.flush().await.unwrap();
-    within("the policy's snapshot", announced.next())
-        .await
-        .unwrap();
-    let log = JetStreamLog::new(client, Default::default());
-    let info = log
-        .snapshot_info(&SPACE.parse().unwrap(), &DOC.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, info) = announced_snapshot(client, &mut announced).await;
     assert!(info.seq >= 50, "{info:?}");
     assert_eq!(info.trimmed_through, 0, "trimming is off by default");
     let (reader, _rd) = fresh_reader(&server, "reader").await;
@@ -583,15 +593,7 @@ async fn a_replica_catching_up_writes_its_policys_snapshot_once_caught_up_not_on
     within("the reader to follow", reader.wait_for(&writer.heads()))
         .await
         .unwrap();
-    within("the policy's snapshot", announced.next())
-        .await
-        .unwrap();
-    let log = JetStreamLog::new(client, Default::default());
-    let info = log
-        .snapshot_info(&SPACE.parse().unwrap(), &DOC.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let (log, info) = announced_snapshot(client, &mut announced).await;
     // The first snapshot written covers (nearly) the whole log: none was written on the way.
     let end = log
         .last_seq(&SPACE.parse().unwrap(), &DOC.parse().unwrap())

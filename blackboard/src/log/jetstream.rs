@@ -69,17 +69,15 @@ struct Inner {
     config: Config,
     /// Spaces whose stream has been created or verified by this process.
     ready: Mutex<HashSet<SpaceId>>,
-    /// The permissions violations the server reports on the connection (only for a log
-    /// opened with [`JetStreamLog::connect`]; nothing is ever sent otherwise).
-    violations: broadcast::Sender<String>,
+    /// The permissions violations and refused credentials the server reports on the
+    /// connection (only for a log opened with [`JetStreamLog::connect`]; nothing is ever
+    /// sent otherwise).
+    refusals: Refusals,
     /// How many times the connection has (re)connected, as heard from the connection's events
     /// (only for a log opened with [`JetStreamLog::connect`]). A subscription ends when this
     /// moves, so its reader resubscribes at once after a server restart instead of waiting for
     /// the client to notice that the server-side consumer is gone.
     connects: tokio::sync::watch::Sender<u64>,
-    /// Why the server refused the connection's credentials on the last attempt, until a
-    /// connection succeeds (only for a log opened with [`JetStreamLog::connect`]).
-    credentials: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// What a server says out of band on a connection: permissions violations and refused
@@ -100,7 +98,10 @@ struct Inner {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Refusals {
+    /// The permissions violations the server reports.
     violations: broadcast::Sender<String>,
+    /// Why the server refused the connection's credentials on the last attempt, until a
+    /// connection succeeds.
     credentials: tokio::sync::watch::Sender<Option<String>>,
 }
 
@@ -274,9 +275,11 @@ impl JetStreamLog {
                 js,
                 config,
                 ready: Mutex::new(HashSet::new()),
-                violations,
+                refusals: Refusals {
+                    violations,
+                    credentials,
+                },
                 connects,
-                credentials,
             }),
         }
     }
@@ -403,16 +406,13 @@ impl JetStreamLog {
         subject: &str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        self.refusals().guard(subject, call).await?
+        self.inner.refusals.guard(subject, call).await?
     }
 
     /// What the server says out of band on this log's connection, for guarding other
     /// requests made on it (the lease buckets' own JetStream API requests).
     pub fn refusals(&self) -> Refusals {
-        Refusals {
-            violations: self.inner.violations.clone(),
-            credentials: self.inner.credentials.clone(),
-        }
+        self.inner.refusals.clone()
     }
 
     /// The space's stream if it exists; `None` when nobody has published to the space.

@@ -461,6 +461,8 @@ pub(super) async fn run_policy(s: Arc<Shared>) {
             0 => 1024,
             every => every / 2,
         };
+        // A log that cannot say where it ends cannot take a snapshot either: `write` below
+        // fails the same way and says so.
         if let Ok(end) = s.log.last_seq(space, document).await {
             if position.saturating_add(slack) < end {
                 continue;
