@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, TcpListener};
 
 use anyhow::{bail, Context as _};
 
-use crate::nats::{LaunchError, NatsServer, Options};
+use crate::nats::{LaunchError, NatsServer, Options, START_ATTEMPTS};
 
 /// A NATS cluster of `n` JetStream servers on loopback, private to one test.
 ///
@@ -41,25 +41,48 @@ impl NatsCluster {
         if n == 0 {
             bail!("a cluster needs at least one node");
         }
+        let mut last_err = None;
+        for _ in 0..START_ATTEMPTS {
+            // Another process may take one of the chosen ports before its node binds it
+            // (tests run in parallel): then every node is stopped and new ports chosen.
+            match NatsCluster::launch(n, &options).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(LaunchError::AddrInUse(err)) => last_err = Some(err),
+                Err(LaunchError::Other(err)) => return Err(err),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| anyhow::anyhow!("no launch attempted"))
+            .context(format!(
+                "the cluster's nodes could not bind free ports after {START_ATTEMPTS} attempts"
+            )))
+    }
+
+    /// One attempt at [`start_with`](Self::start_with) on newly chosen ports. The nodes
+    /// started are killed when it fails (dropped).
+    async fn launch(n: usize, options: &Options) -> Result<NatsCluster, LaunchError> {
         // Hold every port while choosing, so the 3n ports are distinct.
         let listeners = (0..3 * n)
             .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(LaunchError::Other)?;
         let ports = listeners
             .iter()
             .map(|l| Ok(l.local_addr()?.port()))
-            .collect::<anyhow::Result<Vec<u16>>>()?;
+            .collect::<anyhow::Result<Vec<u16>>>()
+            .map_err(LaunchError::Other)?;
         drop(listeners);
         let route_ports = &ports[2 * n..];
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
-            let mut node = NatsServer::prepare_with(&options, &cluster_text(i, route_ports))?;
+            let mut node = NatsServer::prepare_with(options, &cluster_text(i, route_ports))
+                .map_err(LaunchError::Other)?;
             node.set_ports(ports[i], ports[n + i]);
             nodes.push(node);
         }
         let mut offsets = Vec::with_capacity(n);
         for node in &mut nodes {
-            offsets.push(node.spawn().map_err(LaunchError::into_inner)?);
+            offsets.push(node.spawn()?);
         }
         // The nodes only become ready together (JetStream needs a quorum), so wait for
         // them concurrently.
@@ -71,9 +94,7 @@ impl NatsCluster {
         )
         .await;
         for (i, result) in ready.into_iter().enumerate() {
-            result
-                .map_err(LaunchError::into_inner)
-                .with_context(|| format!("start cluster node n{i}"))?;
+            result.map_err(|e| e.context(format!("start cluster node n{i}")))?;
         }
         Ok(NatsCluster { nodes })
     }

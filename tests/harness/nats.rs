@@ -28,7 +28,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `restart` keeps retrying while the old port is still in use.
 const REBIND_WINDOW: Duration = Duration::from_secs(10);
 /// How many fresh port pairs `start` tries when a port is taken under it.
-const START_ATTEMPTS: usize = 5;
+pub(crate) const START_ATTEMPTS: usize = 5;
 
 /// Finds `nats-server` in the directories of `path` (a `PATH`-style value).
 ///
@@ -143,6 +143,14 @@ impl From<std::io::Error> for LaunchError {
 }
 
 impl LaunchError {
+    /// The same failure, with `context` added to its error.
+    pub(crate) fn context(self, context: String) -> Self {
+        match self {
+            LaunchError::AddrInUse(err) => LaunchError::AddrInUse(err.context(context)),
+            LaunchError::Other(err) => LaunchError::Other(err.context(context)),
+        }
+    }
+
     pub(crate) fn into_inner(self) -> anyhow::Error {
         match self {
             LaunchError::AddrInUse(err) | LaunchError::Other(err) => err,
