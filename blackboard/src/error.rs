@@ -39,6 +39,14 @@ pub enum Error {
     /// The replica was closed.
     #[error("replica closed")]
     Closed,
+    /// A write under [`Durability::Log`](crate::replica::Durability::Log) was waiting for
+    /// the log's acknowledgement when the replica was closed: the change is in the local
+    /// outbox on disk, and is published when the replica is opened again.
+    #[error(
+        "replica closed before the log acknowledged the write; the change was saved in the \
+         local outbox and is published when the replica is opened again"
+    )]
+    ClosedUnacknowledged,
     /// A document operation failed (bad path, wrong type, automerge error).
     #[error(transparent)]
     Doc(#[from] DocError),

@@ -36,13 +36,8 @@ struct Inner {
     agent: AgentId,
     log: Arc<dyn EventLog>,
     db: sled::Db,
-    watch_capacity: Option<usize>,
-    snapshots: Option<blackboard::replica::SnapshotPolicy>,
-    /// The agent's key and default provenance, stamped on every envelope its replicas build.
-    stamp: Stamp,
-    /// The admin keys a space's first roster must be signed by, given to every replica
-    /// ([`Options::pinned_admins`](crate::Options::pinned_admins)).
-    pinned_admins: Option<Vec<String>>,
+    /// What every replica of the board is opened with.
+    settings: Settings,
     /// Where claims and presence keep their leases (JetStream KV, or sled).
     leases: Arc<dyn LeaseBuckets>,
     /// Open replicas, shared by every board over the same store: two replicas on one sled
@@ -56,6 +51,35 @@ struct Inner {
 
 type ReplicaKey = (AgentId, SpaceId, DocumentId);
 
+/// What [`Options`](crate::Options) sets on every replica a board opens (`None`: the
+/// replica's default).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Settings {
+    pub(crate) watch_capacity: Option<usize>,
+    pub(crate) snapshots: Option<blackboard::replica::SnapshotPolicy>,
+    pub(crate) durability: replica::Durability,
+    /// The agent's key and default provenance, stamped on every envelope its replicas build.
+    pub(crate) stamp: Stamp,
+    /// The admin keys a space's first roster must be signed by, given to every replica
+    /// ([`Options::pinned_admins`](crate::Options::pinned_admins)).
+    pub(crate) pinned_admins: Option<Vec<String>>,
+}
+
+impl Settings {
+    /// `config` with these settings.
+    fn apply(&self, config: &mut replica::Config) {
+        if let Some(n) = self.watch_capacity {
+            config.watch_capacity = n;
+        }
+        if let Some(p) = &self.snapshots {
+            config.snapshots = p.clone();
+        }
+        config.durability = self.durability;
+        config.stamp = self.stamp.clone();
+        config.pinned_admins = self.pinned_admins.clone();
+    }
+}
+
 impl Board {
     /// A board over any event log and an open sled database (for tests, or to share one
     /// embedded log between several agents of one process). Its claims and presence live in
@@ -67,10 +91,7 @@ impl Board {
                 agent,
                 log,
                 db,
-                watch_capacity: None,
-                snapshots: None,
-                stamp: Stamp::default(),
-                pinned_admins: None,
+                settings: Settings::default(),
                 leases,
                 docs: Arc::default(),
                 nats: None,
@@ -85,10 +106,7 @@ impl Board {
             agent: self.inner.agent.clone(),
             log: self.inner.log.clone(),
             db: self.inner.db.clone(),
-            watch_capacity: self.inner.watch_capacity,
-            snapshots: self.inner.snapshots.clone(),
-            stamp: self.inner.stamp.clone(),
-            pinned_admins: self.inner.pinned_admins.clone(),
+            settings: self.inner.settings.clone(),
             leases,
             docs: self.inner.docs.clone(),
             nats: self.inner.nats.clone(),
@@ -121,10 +139,7 @@ impl Board {
                 agent: agent.parse()?,
                 log: self.inner.log.clone(),
                 db: self.inner.db.clone(),
-                watch_capacity: self.inner.watch_capacity,
-                snapshots: self.inner.snapshots.clone(),
-                stamp: self.inner.stamp.clone(),
-                pinned_admins: self.inner.pinned_admins.clone(),
+                settings: self.inner.settings.clone(),
                 leases: self.inner.leases.clone(),
                 docs: self.inner.docs.clone(),
                 nats: self.inner.nats.clone(),
@@ -291,21 +306,12 @@ impl Board {
         )?)
     }
 
-    pub(crate) fn with_settings(
-        self,
-        watch_capacity: Option<usize>,
-        snapshots: Option<blackboard::replica::SnapshotPolicy>,
-        stamp: Stamp,
-        pinned_admins: Option<Vec<String>>,
-    ) -> Self {
+    pub(crate) fn with_settings(self, settings: Settings) -> Self {
         let inner = Inner {
             agent: self.inner.agent.clone(),
             log: self.inner.log.clone(),
             db: self.inner.db.clone(),
-            watch_capacity,
-            snapshots,
-            stamp,
-            pinned_admins,
+            settings,
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
             nats: self.inner.nats.clone(),
@@ -321,10 +327,7 @@ impl Board {
             agent: self.inner.agent.clone(),
             log: self.inner.log.clone(),
             db: self.inner.db.clone(),
-            watch_capacity: self.inner.watch_capacity,
-            snapshots: self.inner.snapshots.clone(),
-            stamp: self.inner.stamp.clone(),
-            pinned_admins: self.inner.pinned_admins.clone(),
+            settings: self.inner.settings.clone(),
             leases: self.inner.leases.clone(),
             docs: self.inner.docs.clone(),
             nats: Some(log),
@@ -395,18 +398,18 @@ impl Board {
 
     /// The agent's key, if the board has one.
     pub(crate) fn key(&self) -> Option<&blackboard::schemas::nkeys::KeyPair> {
-        self.inner.stamp.key.as_deref()
+        self.inner.settings.stamp.key.as_deref()
     }
 
     /// The board's stamp (key and provenance), for tests that build a second board.
     #[cfg(test)]
     pub(crate) fn inner_stamp(&self) -> Stamp {
-        self.inner.stamp.clone()
+        self.inner.settings.stamp.clone()
     }
 
     /// The admin keys a space's first roster must be signed by (`None`: not pinned).
     pub fn pinned_admins(&self) -> Option<Vec<String>> {
-        self.inner.pinned_admins.clone()
+        self.inner.settings.pinned_admins.clone()
     }
 
     /// The agent this board writes as.
@@ -427,14 +430,7 @@ impl Board {
             return Ok(Doc::new(r.clone()));
         }
         let mut config = replica::Config::new(key.1.clone(), key.2.clone(), key.0.clone());
-        if let Some(n) = self.inner.watch_capacity {
-            config.watch_capacity = n;
-        }
-        if let Some(p) = &self.inner.snapshots {
-            config.snapshots = p.clone();
-        }
-        config.stamp = self.inner.stamp.clone();
-        config.pinned_admins = self.inner.pinned_admins.clone();
+        self.inner.settings.apply(&mut config);
         let r = Replica::open(self.inner.log.clone(), &self.inner.db, config)?;
         docs.insert(key, r.clone());
         Ok(Doc::new(r))

@@ -58,7 +58,7 @@ pub use blackboard::presence::{
 };
 pub use blackboard::replica::Written;
 pub use blackboard::replica::{
-    Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
+    Durability, Position, ReplayError, ReplayStep, SnapshotPolicy, Stats, Trimmed, View,
 };
 /// The wire contract: ids, the event envelope, subject and stream names.
 pub use blackboard::schemas;

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blackboard::codec::Stamp;
 use blackboard::lease::JetStreamLeases;
 use blackboard::log::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
 use blackboard::schemas::nkeys::{KeyPair, KeyPairType};
 use blackboard::schemas::{AgentId, Provenance};
 
+use crate::board::Settings;
 use crate::{Board, Error};
 
 /// Options for opening a [`Board`]: the agent's identity, where its local state lives, and how
@@ -32,10 +32,7 @@ pub struct Options {
     store: Option<PathBuf>,
     credentials: Option<PathBuf>,
     jetstream: JetStreamConfig,
-    watch_capacity: Option<usize>,
-    snapshots: Option<blackboard::replica::SnapshotPolicy>,
-    stamp: Stamp,
-    pinned_admins: Option<Vec<String>>,
+    settings: Settings,
 }
 
 impl Options {
@@ -46,10 +43,7 @@ impl Options {
             store: None,
             credentials: None,
             jetstream: JetStreamConfig::default(),
-            watch_capacity: None,
-            snapshots: None,
-            stamp: Stamp::default(),
-            pinned_admins: None,
+            settings: Settings::default(),
         })
     }
 
@@ -67,7 +61,7 @@ impl Options {
     /// ```
     pub fn key(mut self, key: KeyPair) -> Result<Self, Error> {
         check_key(&key).map_err(|reason| Error::Key { path: None, reason })?;
-        self.stamp.key = Some(Arc::new(key));
+        self.settings.stamp.key = Some(Arc::new(key));
         Ok(self)
     }
 
@@ -82,7 +76,7 @@ impl Options {
     /// The provenance declared in every envelope this board writes: who the agent acts for,
     /// the model, the tool call. Signed with the change when the board has a key.
     pub fn provenance(mut self, provenance: Provenance) -> Self {
-        self.stamp.provenance = Some(provenance);
+        self.settings.stamp.provenance = Some(provenance);
         self
     }
 
@@ -109,13 +103,13 @@ impl Options {
                 })
             })?;
         }
-        self.pinned_admins = Some(keys);
+        self.settings.pinned_admins = Some(keys);
         Ok(self)
     }
 
     /// The public key (`U…`) of the agent's key, if it has one.
     pub fn public_key(&self) -> Option<String> {
-        self.stamp.key.as_ref().map(|k| k.public_key())
+        self.settings.stamp.key.as_ref().map(|k| k.public_key())
     }
 
     /// The directory of the agent's local store (sled). Defaults to `.blackboard/<agent>` in
@@ -155,7 +149,7 @@ impl Options {
     /// How many change events a live watcher may fall behind its document before it is told
     /// it lags (default 1024). Memory for watchers is bounded by this, per document.
     pub fn watch_capacity(mut self, events: usize) -> Self {
-        self.watch_capacity = Some(events.max(1));
+        self.settings.watch_capacity = Some(events.max(1));
         self
     }
 
@@ -164,17 +158,41 @@ impl Options {
     /// one; no trimming). New replicas start from the newest snapshot instead of reading
     /// the whole history.
     pub fn snapshots(mut self, policy: blackboard::replica::SnapshotPolicy) -> Self {
-        self.snapshots = Some(policy);
+        self.settings.snapshots = Some(policy);
+        self
+    }
+
+    /// What a write waits for before it returns (default [`Durability::Local`]: the
+    /// change is fsynced to local disk and queued for the log). [`Durability::Log`] waits
+    /// for the log's acknowledgement instead and writes nothing to local disk on the way:
+    /// many concurrent writers then share each publish round trip, and a write that
+    /// returned is on the log, while one the log never acknowledged is lost in a crash.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::{Durability, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let board = Options::new("bulk-loader")?
+    ///     .store(dir.path())
+    ///     .durability(Durability::Log)
+    ///     .embedded()
+    ///     .await?;
+    /// let doc = board.doc("team", "facts")?;
+    /// doc.put("/1", "on the log when this returns".into()).await?;
+    /// assert_eq!(doc.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// [`Durability::Local`]: blackboard::replica::Durability::Local
+    /// [`Durability::Log`]: blackboard::replica::Durability::Log
+    pub fn durability(mut self, durability: blackboard::replica::Durability) -> Self {
+        self.settings.durability = durability;
         self
     }
 
     fn board(self, log: Arc<dyn EventLog>, db: sled::Db) -> Board {
-        Board::with_log(self.agent, log, db).with_settings(
-            self.watch_capacity,
-            self.snapshots,
-            self.stamp,
-            self.pinned_admins,
-        )
+        Board::with_log(self.agent, log, db).with_settings(self.settings)
     }
 
     fn open_db(&self) -> Result<sled::Db, Error> {
@@ -235,7 +253,7 @@ impl Options {
                     path: path.clone(),
                     source,
                 })?;
-        } else if let Some(key) = &self.stamp.key {
+        } else if let Some(key) = &self.settings.stamp.key {
             let seed = key.seed().map_err(|e| Error::Key {
                 path: None,
                 reason: e.to_string(),

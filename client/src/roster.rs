@@ -210,15 +210,13 @@ mod tests {
             board.log().clone(),
             sled::Config::new().temporary(true).open().unwrap(),
         )
-        .with_settings(
-            None,
-            None,
-            blackboard::codec::Stamp {
+        .with_settings(crate::board::Settings {
+            stamp: blackboard::codec::Stamp {
                 key: Some(std::sync::Arc::new(KeyPair::new_user())),
                 provenance: None,
             },
-            None,
-        );
+            ..Default::default()
+        });
         let err = stranger
             .publish_roster("team", &body(&b, &b))
             .await
@@ -275,7 +273,10 @@ mod tests {
             board.log().clone(),
             sled::Config::new().temporary(true).open().unwrap(),
         )
-        .with_settings(None, None, board.inner_stamp(), None);
+        .with_settings(crate::board::Settings {
+            stamp: board.inner_stamp(),
+            ..Default::default()
+        });
         unpinned
             .publish_roster("team", &body(&a, &a))
             .await

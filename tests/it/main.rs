@@ -7,6 +7,7 @@ mod cluster;
 mod conformance;
 mod convergence;
 mod corrupt_store;
+mod durability;
 mod faults;
 mod history;
 mod kill_damage;

@@ -8,7 +8,7 @@ use automerge::ChangeHash;
 use blackboard_schemas::MAX_ENVELOPE_BYTES;
 
 use super::write::{now_ms, LocalWrite};
-use super::{load_core, Replica};
+use super::Replica;
 use crate::apply::Origin;
 use crate::codec;
 use crate::doc::{Edit, LocalChange};
@@ -51,7 +51,7 @@ impl Replica {
                     if st.core.heads() != before {
                         // Only an automerge failure after the dry run gets here: take the
                         // creations back out by reloading from disk.
-                        st.core = load_core(&s.store)?;
+                        s.reload(&mut st)?;
                     }
                     return Err(e.into());
                 }
@@ -88,7 +88,7 @@ impl Replica {
                 let (payload, signature, provenance) = match envelope(local, None) {
                     Ok(p) => p,
                     Err(e) => {
-                        st.core = load_core(&s.store)?;
+                        s.reload(&mut st)?;
                         return Err(Error::Sign(e));
                     }
                 };
@@ -115,12 +115,12 @@ impl Replica {
                 let (payload, provenance) = match envelope(local, message.map(str::to_owned)) {
                     Ok((p, _, provenance)) => (p, provenance),
                     Err(e) => {
-                        st.core = load_core(&s.store)?;
+                        s.reload(&mut st)?;
                         return Err(Error::Sign(e));
                     }
                 };
                 if payload.len() > MAX_ENVELOPE_BYTES {
-                    st.core = load_core(&s.store)?;
+                    s.reload(&mut st)?;
                     return Err(Error::TooLarge {
                         len: payload.len(),
                         max: MAX_ENVELOPE_BYTES,
@@ -137,7 +137,7 @@ impl Replica {
                 });
             }
             stage!(s.config.agent, "write: transaction and envelopes made");
-            s.store_locals(&mut st, &writes)?;
+            let last = s.store_locals(&mut st, &writes)?;
             stage!(s.config.agent, "write: stored in sled");
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = |message: Option<String>| Origin {
@@ -157,13 +157,15 @@ impl Replica {
                 let m = meta(message.map(str::to_owned));
                 s.announce(&mut st, &local.hash, &m, edited.patches);
             }
-            Written {
+            let written = Written {
                 hash: edited.change.map(|c| c.hash),
                 created,
                 counters: edited.counters,
-            }
+            };
+            (written, last)
         };
-        s.made_durable().await?;
+        let (written, last) = written;
+        s.made_durable(last).await?;
         stage!(s.config.agent, "write: fsynced, returns");
         Ok(written)
     }

@@ -11,7 +11,7 @@ use automerge::ChangeHash;
 use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
-use super::{load_core, snapshots, Shared, State};
+use super::{snapshots, Shared, State};
 use crate::apply::Origin;
 use crate::apply::Rejected;
 use crate::backoff::Backoff;
@@ -317,11 +317,17 @@ impl Shared {
             let own = self.own().returned(&entry.payload);
             if let Some(own) = own {
                 if st.core.has_change(&own.hash) && !st.gate.rejected().contains(&own.hash) {
-                    let (seq, logged_ms) = (entry.seq, entry.time_ms);
+                    let (seq, logged_ms, hash) = (entry.seq, entry.time_ms, own.hash);
                     let record = self.index(st, own.hash, false, indexed_here, || {
                         own.record(seq, logged_ms)
                     });
-                    batch.add(seq, None, record.as_ref());
+                    // Under `Durability::Log`, stored now (see `unstored`).
+                    let change = st.unstored.stored(&hash);
+                    if change.is_some() {
+                        st.stored_since_compaction += 1;
+                    }
+                    let change = change.as_ref().map(|c| (&hash.0, &c[..]));
+                    batch.add(seq, change, record.as_ref());
                     st.position = seq;
                     st.stats.own_events_indexed += 1;
                     return;
@@ -399,9 +405,8 @@ impl Shared {
                     if let Err(e) = self.store.commit_remote(std::mem::take(batch)) {
                         warn!(error = %e, "could not record applied events");
                     }
-                    match load_core(&self.store) {
-                        Ok(core) => st.core = core,
-                        Err(reload) => warn!(error = %reload, "reloading the replica failed"),
+                    if let Err(reload) = self.reload(st) {
+                        warn!(error = %reload, "reloading the replica failed");
                     }
                 }
                 // Said once per catch-up with a count (see `tell`): a fresh replica reading
@@ -444,7 +449,16 @@ impl Shared {
             },
         );
         if applied == Applied::Duplicate {
-            batch.add(entry.seq, None, record.as_ref());
+            // A duplicate is on disk already, unless it is this replica's own change made
+            // under `Durability::Log` (see `unstored`), which is stored now.
+            let change = st
+                .unstored
+                .stored(&hash)
+                .map(|_| (&hash.0, &envelope.change[..]));
+            if change.is_some() {
+                st.stored_since_compaction += 1;
+            }
+            batch.add(entry.seq, change, record.as_ref());
         } else {
             st.stats.events_applied += 1;
             st.stored_since_compaction += 1;

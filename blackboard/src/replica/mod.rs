@@ -32,17 +32,20 @@ use crate::watch::ChangeEvent;
 use crate::Error;
 
 mod containers;
+mod durability;
 mod follow;
 mod history;
 mod outbox;
 mod own;
 mod snapshots;
+mod unstored;
 mod wait;
 mod watching;
 mod write;
 
 pub use crate::position::Position;
 pub use containers::Written;
+pub use durability::Durability;
 pub use history::{ReplayError, ReplayStep, View};
 pub use snapshots::{SnapshotPolicy, Trimmed};
 
@@ -59,6 +62,9 @@ pub struct Config {
     pub compact_after: usize,
     /// Publish at most this many outbox entries at once.
     pub outbox_batch: usize,
+    /// What a local write waits for before it returns: local disk (the default) or the
+    /// log's acknowledgement (see [`Durability`]).
+    pub durability: Durability,
     /// How many change events live watchers may fall behind before they are told they lag.
     pub watch_capacity: usize,
     /// When this replica writes snapshots to the log by itself.
@@ -81,6 +87,7 @@ impl Config {
             agent,
             compact_after: 1000,
             outbox_batch: 128,
+            durability: Durability::Local,
             watch_capacity: 1024,
             snapshots: SnapshotPolicy::default(),
             stamp: crate::codec::Stamp::default(),
@@ -216,6 +223,10 @@ pub(crate) struct State {
     pub(crate) core: DocCore,
     pub(crate) position: u64,
     next_outbox: u64,
+    /// Local changes not on local disk yet, under [`Durability::Log`] (see [`unstored`]).
+    unstored: unstored::Unstored,
+    /// Set by [`Replica::close`]: writes still waiting for the log stop waiting.
+    closed: bool,
     stored_since_compaction: usize,
     /// About how many changes the document had at the last compaction: the changes
     /// stored since the replica was opened, or the snapshot it started from.
@@ -297,6 +308,8 @@ impl Replica {
                 core,
                 position: loaded.position,
                 next_outbox,
+                unstored: Default::default(),
+                closed: false,
                 stored_since_compaction: loaded.changes.len(),
                 history_at_compaction: 0,
                 events_since_snapshot: 0,
@@ -440,12 +453,14 @@ impl Replica {
 
     /// The number of local changes not yet acknowledged by the log.
     pub fn pending(&self) -> usize {
-        self.shared().store.outbox_len()
+        let s = self.shared();
+        s.store.outbox_len() + s.lock().unstored.len()
     }
 
     /// Stops following the log and publishing, and makes local state durable. Unpublished
-    /// changes stay in the outbox for the next opening. Other clones of this handle stop
-    /// syncing too.
+    /// changes stay in the outbox for the next opening (under [`Durability::Log`], those
+    /// still in memory are written to it now, and the writes waiting for them return
+    /// [`Error::ClosedUnacknowledged`]). Other clones of this handle stop syncing too.
     pub async fn close(self) -> Result<(), Error> {
         let tasks: Vec<_> =
             std::mem::take(&mut *self.handle.tasks.lock().unwrap_or_else(|p| p.into_inner()));
@@ -457,16 +472,35 @@ impl Replica {
         for t in tasks {
             let _ = t.await;
         }
-        self.shared().store.flush().await?;
+        let s = self.shared();
+        {
+            let mut st = s.lock();
+            s.store_queue(&mut st)?;
+            st.closed = true;
+        }
+        s.outbox_rounds.send_modify(|r| *r += 1);
+        s.store.flush().await?;
         Ok(())
     }
 }
 
 fn load_core(store: &ReplicaStore) -> Result<DocCore, Error> {
+    load_core_with(store, std::iter::empty())
+}
+
+/// [`load_core`], with `unstored` changes (see [`unstored`]) applied after the stored ones.
+fn load_core_with<'a>(
+    store: &ReplicaStore,
+    unstored: impl Iterator<Item = &'a [u8]>,
+) -> Result<DocCore, Error> {
     let loaded = store.load()?;
     let (core, errors) = DocCore::load(
         loaded.snapshot.as_deref(),
-        loaded.changes.iter().map(Vec::as_slice),
+        loaded
+            .changes
+            .iter()
+            .map(Vec::as_slice)
+            .chain(unstored.map(|c| -> &[u8] { c })),
     )?;
     for e in errors {
         warn!(error = %e, "skipped an unreadable change in the replica store");
@@ -577,8 +611,26 @@ impl Shared {
         let Some(reason) = refusal else {
             return Ok(());
         };
-        st.core = load_core(&self.store)?;
+        self.reload(st)?;
         Err(Error::Untrusted(Box::new(reason)))
+    }
+
+    /// Rebuilds the document from disk after a write was refused midway (it is in memory
+    /// only), with the changes not on disk yet (see [`unstored`]) applied again.
+    fn reload(&self, st: &mut State) -> Result<(), Error> {
+        st.core = load_core_with(&self.store, st.unstored.changes())?;
+        Ok(())
+    }
+
+    /// Writes the memory outbox (see [`unstored`]) to the sled outbox, emptying it: before a
+    /// compaction, and on closing. Not yet durable (the next flush makes it so).
+    fn store_queue(&self, st: &mut State) -> Result<(), Error> {
+        if st.unstored.len() == 0 {
+            return Ok(());
+        }
+        self.store.add_locals(st.unstored.entries())?;
+        st.unstored.take_queue();
+        Ok(())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -617,6 +669,12 @@ impl Shared {
         if st.stored_since_compaction < threshold {
             return;
         }
+        // The snapshot saves the whole document, changes not yet on the log included: their
+        // outbox entries go to disk first, so a crash after it still publishes them.
+        if let Err(e) = self.store_queue(st) {
+            warn!(error = %e, "could not store the outbox before compacting; will retry");
+            return;
+        }
         let snapshot = st.core.save();
         // Changes automerge still holds back (missing dependencies) are not in the snapshot:
         // keep them.
@@ -625,6 +683,8 @@ impl Shared {
             .compact(&snapshot, |h| st.core.has_change(&ChangeHash(*h)));
         match result {
             Ok(()) => {
+                // Every change not yet stored is in the snapshot now.
+                st.unstored.all_stored();
                 // Counting the document's changes is O(n) in automerge: count what was
                 // stored instead (an undercount at first, which only compacts sooner).
                 st.history_at_compaction += st.stored_since_compaction;
@@ -755,6 +815,48 @@ mod tests {
         let doc = Replica::open(log, &db, config).unwrap();
         assert_eq!(doc.heads(), heads);
         assert_eq!(doc.to_json(), json);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_durable_writes_are_stored_from_the_log_across_compactions_and_need_no_log_to_reopen(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, db, _log, config) = open_tuned(dir.path(), |c| {
+            c.compact_after = 10;
+            c.durability = Durability::Log;
+        });
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let doc = doc.clone();
+                tokio::spawn(async move {
+                    for i in 0..30 {
+                        doc.put(&format!("/w{w}/k{i}"), json!(i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        // Each write returned acknowledged. A compaction writes the entries still waiting to
+        // the sled outbox first; acknowledged there, they are taken out of it too.
+        assert_eq!(doc.pending(), 0);
+        let store =
+            ReplicaStore::open(&db, &config.agent, &config.space, &config.document).unwrap();
+        assert_eq!(store.outbox_len(), 0);
+        doc.sync().await.unwrap();
+        let (heads, json) = (doc.heads(), doc.to_json());
+        doc.close().await.unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded.snapshot.is_some(), "compactions ran");
+        // Reopened on an empty log: everything comes from the local store.
+        let empty = Arc::new(
+            EmbeddedLog::open(sled::Config::new().temporary(true).open().unwrap()).unwrap(),
+        );
+        let doc = Replica::open(empty, &db, config).unwrap();
+        assert_eq!(doc.heads(), heads);
+        assert_eq!(doc.to_json(), json);
+        assert_eq!(doc.get("/w3/k29").unwrap(), Some(json!(29)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,13 +22,25 @@ pub(super) async fn drain(shared: Arc<Shared>) {
     let (space, document) = (&shared.config.space, &shared.config.document);
     loop {
         stage!(shared.config.agent, "outbox: woken");
-        let batch = match shared.store.outbox(shared.config.outbox_batch) {
+        let limit = shared.config.outbox_batch;
+        let on_disk = match shared.store.outbox(limit) {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "cannot read the outbox");
                 backoff.wait().await;
                 continue;
             }
+        };
+        // Under `Durability::Log`, the memory outbox too (see `unstored`): one order of ids.
+        let in_memory = shared.lock().unstored.front(limit);
+        let from_memory = |id: u64| in_memory.iter().any(|e| e.id == id);
+        let batch = if in_memory.is_empty() {
+            on_disk
+        } else {
+            let mut both: Vec<_> = on_disk.into_iter().chain(in_memory.clone()).collect();
+            both.sort_by_key(|e| e.id);
+            both.truncate(limit);
+            both
         };
         if batch.is_empty() {
             shared.outbox_rounds.send_modify(|r| *r += 1);
@@ -64,8 +76,22 @@ pub(super) async fn drain(shared: Arc<Shared>) {
             }
         }
         let n = acked.len() as u64;
-        if let Err(e) = shared.store.remove_outbox(acked) {
-            warn!(error = %e, "cannot update the outbox");
+        let (memory, disk): (Vec<u64>, Vec<u64>) =
+            acked.into_iter().partition(|&id| from_memory(id));
+        if !disk.is_empty() {
+            if let Err(e) = shared.store.remove_outbox(disk) {
+                warn!(error = %e, "cannot update the outbox");
+            }
+        }
+        if !memory.is_empty() {
+            // Under the lock, as a compaction moving the memory outbox to sled is.
+            let mut st = shared.lock();
+            let moved = st.unstored.acknowledged(&memory);
+            if !moved.is_empty() {
+                if let Err(e) = shared.store.remove_outbox(moved) {
+                    warn!(error = %e, "cannot update the outbox");
+                }
+            }
         }
         if let Some(crate::log::Error::Denied(reason)) = &failure {
             refuse_all(&shared, reason);
@@ -102,17 +128,20 @@ fn refuse_all(shared: &Shared, reason: &str) {
             return;
         }
     };
-    for entry in &entries {
-        error!(
-            %space, %document, msg_id = %entry.msg_id, outbox = entry.id,
-            "the log refused this local change for good; it is taken out of the outbox and \
-             will not be published"
-        );
-    }
     if let Err(e) = shared.store.remove_outbox(entries.iter().map(|e| e.id)) {
         warn!(error = %e, "cannot drop refused changes from the outbox");
         return;
     }
-    st.stats.refused += entries.len() as u64;
+    let mut refused: Vec<(u64, String)> = entries.into_iter().map(|e| (e.id, e.msg_id)).collect();
+    // Under `Durability::Log`, the memory outbox's too.
+    refused.extend(st.unstored.take_queue());
+    for (id, msg_id) in &refused {
+        error!(
+            %space, %document, %msg_id, outbox = id,
+            "the log refused this local change for good; it is taken out of the outbox and \
+             will not be published"
+        );
+    }
+    st.stats.refused += refused.len() as u64;
     st.denied = Some(reason.to_owned());
 }

@@ -4,7 +4,7 @@
 
 use automerge::ChangeHash;
 
-use super::Replica;
+use super::{Replica, Shared};
 use crate::doc::DocCore;
 use crate::Error;
 
@@ -19,23 +19,7 @@ impl Replica {
     pub async fn flush(&self) -> Result<(), Error> {
         let s = self.shared();
         let target = s.lock().next_outbox - 1;
-        let mut rounds = s.outbox_rounds.subscribe();
-        loop {
-            match s.store.outbox_first()? {
-                Some(first) if first <= target => {}
-                _ => return s.lock().denied_error().map_or(Ok(()), Err),
-            }
-            rounds.changed().await.map_err(|_| Error::Closed)?;
-            let st = s.lock();
-            if let Some(e) = st.denied_error() {
-                return Err(e);
-            }
-            if let Some(e) = &st.publish_error {
-                if !e.is_transient() {
-                    return Err(Error::Publish(e.to_string()));
-                }
-            }
-        }
+        s.acknowledged_through(target).await
     }
 
     /// Waits until the document contains every change in `heads` (for example another
@@ -70,6 +54,43 @@ impl Replica {
                 return Ok(());
             }
             version.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+}
+
+impl Shared {
+    /// Waits until the log has acknowledged every outbox entry up to id `target` (see
+    /// [`Replica::flush`] for the errors), wherever it waits: the sled outbox or, under
+    /// [`Durability::Log`](super::Durability::Log), the memory one. [`Error::Closed`] once the
+    /// replica is closed with such an entry left.
+    pub(super) async fn acknowledged_through(&self, target: u64) -> Result<(), Error> {
+        let mut rounds = self.outbox_rounds.subscribe();
+        loop {
+            let on_disk = self.store.outbox_first()?;
+            {
+                let st = self.lock();
+                let first = match (on_disk, st.unstored.first()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match first {
+                    Some(first) if first <= target => {}
+                    _ => return st.denied_error().map_or(Ok(()), Err),
+                }
+                if st.closed {
+                    return Err(Error::Closed);
+                }
+            }
+            rounds.changed().await.map_err(|_| Error::Closed)?;
+            let st = self.lock();
+            if let Some(e) = st.denied_error() {
+                return Err(e);
+            }
+            if let Some(e) = &st.publish_error {
+                if !e.is_transient() {
+                    return Err(Error::Publish(e.to_string()));
+                }
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use automerge::ChangeHash;
 use blackboard_schemas::MAX_ENVELOPE_BYTES;
 use serde_json::Value as Json;
 
-use super::{load_core, Replica, Shared, State};
+use super::{Durability, Replica, Shared, State};
 use crate::apply::Origin;
 use crate::codec;
 use crate::doc::{Edit, Path};
@@ -70,14 +70,14 @@ impl Replica {
             );
             envelope.provenance = provenance.clone();
             if let Err(e) = s.config.stamp.apply(&mut envelope) {
-                st.core = load_core(&s.store)?;
+                s.reload(&mut st)?;
                 return Err(Error::Sign(e));
             }
             let payload = envelope.encode();
             if payload.len() > MAX_ENVELOPE_BYTES {
                 // The change exists only in memory: take it back by reloading from disk, so
                 // the document never holds a change that will not reach the log.
-                st.core = load_core(&s.store)?;
+                s.reload(&mut st)?;
                 return Err(Error::TooLarge {
                     len: payload.len(),
                     max: MAX_ENVELOPE_BYTES,
@@ -92,7 +92,7 @@ impl Replica {
                 message: envelope.message.clone(),
                 provenance: envelope.provenance.clone(),
             };
-            s.store_locals(&mut st, &[entry])?;
+            let last = s.store_locals(&mut st, &[entry])?;
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = Origin {
                 seq: None,
@@ -103,9 +103,10 @@ impl Replica {
                 provenance,
             };
             s.announce(&mut st, &local.hash, &meta, patches);
-            (out, local.hash)
+            (out, (local.hash, last))
         };
-        s.made_durable().await?;
+        let (hash, last) = hash;
+        s.made_durable(last).await?;
         Ok((out, Some(hash)))
     }
 
@@ -226,10 +227,11 @@ pub(super) struct LocalWrite {
 
 impl Shared {
     /// Stores `writes` (changes already in the document, in causal order) with outbox entries
-    /// in one sled batch, under the lock. If the batch fails, the changes exist only in memory:
-    /// the document is reloaded from disk, so it never holds a change that will not reach the
-    /// log.
-    pub(super) fn store_locals(&self, st: &mut State, writes: &[LocalWrite]) -> Result<(), Error> {
+    /// in one sled batch, under the lock; under [`Durability::Log`], queues them in memory
+    /// instead (see [`super::unstored`]). If the batch fails, the changes exist only in
+    /// memory: the document is reloaded from disk, so it never holds a change that will not
+    /// reach the log. Returns the last outbox id given, for [`made_durable`](Self::made_durable).
+    pub(super) fn store_locals(&self, st: &mut State, writes: &[LocalWrite]) -> Result<u64, Error> {
         if let Some(reason) = &st.denied {
             // The log denies this agent's publishing: a change made now could never reach
             // it. Take it back out of memory, as for a failed batch.
@@ -239,23 +241,34 @@ impl Shared {
                 self.config.document,
                 crate::log::Error::Denied(reason.clone())
             ));
-            st.core = load_core(&self.store)?;
+            self.reload(st)?;
             return Err(err);
         }
         self.check_trusted(st, writes)?;
         let first = st.next_outbox;
-        let stored = self
-            .store
-            .add_locals(writes.iter().zip(first..).map(|(w, id)| LocalEntry {
-                hash: &w.hash.0,
-                change: &w.change,
-                outbox_id: id,
-                msg_id: &w.msg_id,
-                payload: &w.payload,
-            }));
-        if let Err(e) = stored {
-            st.core = load_core(&self.store)?;
-            return Err(e.into());
+        match self.config.durability {
+            Durability::Local => {
+                let stored = self
+                    .store
+                    .add_locals(writes.iter().zip(first..).map(|(w, id)| LocalEntry {
+                        hash: &w.hash.0,
+                        change: &w.change,
+                        outbox_id: id,
+                        msg_id: &w.msg_id,
+                        payload: &w.payload,
+                    }));
+                if let Err(e) = stored {
+                    self.reload(st)?;
+                    return Err(e.into());
+                }
+                // Counted now; under `Log`, when they come back from the log and are stored.
+                st.stored_since_compaction += writes.len();
+            }
+            Durability::Log => {
+                for (w, id) in writes.iter().zip(first..) {
+                    st.unstored.push(id, w);
+                }
+            }
         }
         st.next_outbox = first + writes.len() as u64;
         let signature = self.config.stamp.local_signature();
@@ -264,20 +277,31 @@ impl Shared {
             own.queued(w, &self.config.agent, &signature);
         }
         drop(own);
-        st.stored_since_compaction += writes.len();
         self.maybe_compact(st);
-        Ok(())
+        Ok(st.next_outbox - 1)
     }
 
-    /// After local changes were stored and announced (and the lock released): wakes waiters
-    /// and the outbox, then fsyncs. Publishing and the local fsync overlap: the outbox reads
-    /// the entries from sled before they are durable. A crash in between can leave a change on
-    /// the log but not on disk; the replica then reads it back from the log like any other
-    /// event (and a re-published outbox entry is dropped by the log's duplicate window).
-    pub(super) async fn made_durable(&self) -> Result<(), Error> {
+    /// After local changes up to outbox id `last` were stored and announced (and the lock
+    /// released): wakes waiters and the outbox, then waits for what the configured
+    /// [`Durability`] promises.
+    ///
+    /// Under `Local`, the fsync. Publishing and the local fsync overlap: the outbox reads
+    /// the entries from sled before they are durable. A crash in between can leave a change
+    /// on the log but not on disk; the replica then reads it back from the log like any
+    /// other event (and a re-published outbox entry is dropped by the log's duplicate
+    /// window).
+    ///
+    /// Under `Log`, the log's acknowledgement of every entry up to `last`.
+    pub(super) async fn made_durable(&self, last: u64) -> Result<(), Error> {
         self.version.send_modify(|v| *v += 1);
         self.outbox_wake.notify_one();
-        self.store.flush().await?;
+        match self.config.durability {
+            Durability::Local => self.store.flush().await?,
+            Durability::Log => match self.acknowledged_through(last).await {
+                Err(Error::Closed) => return Err(Error::ClosedUnacknowledged),
+                other => other?,
+            },
+        }
         Ok(())
     }
 }
