@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use blackboard::codec;
 use blackboard::doc::{json, DocCore, Path};
 use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
-use blackboard::replica::{Config, Replica, SnapshotPolicy};
+use blackboard::replica::{Config, Durability, Replica, SnapshotPolicy};
 use blackboard::schemas::{AgentId, DocumentId, SpaceId};
 use blackboard::watch::Watch;
 use bytes::Bytes;
@@ -185,11 +185,7 @@ impl Ctx {
         document: &str,
         agent: &str,
     ) -> anyhow::Result<(Replica, sled::Db)> {
-        // As the SDK opens a store: with its seal, written after every fsync.
-        let db = blackboard::store::open_db(dir)
-            .with_context(|| format!("open the store at {}", dir.display()))?;
-        let replica = Replica::open(log, &db, self.config(document, agent))?;
-        Ok((replica, db))
+        open_in(log, dir, self.config(document, agent))
     }
 
     /// A replica of `document` on its own connection and its own sled database.
@@ -198,14 +194,39 @@ impl Ctx {
         document: &str,
         agent: &str,
     ) -> anyhow::Result<(Replica, sled::Db)> {
+        self.replica_with(document, agent, Durability::Local).await
+    }
+
+    /// [`replica`](Self::replica) with its writes waiting for `durability`.
+    pub async fn replica_with(
+        &mut self,
+        document: &str,
+        agent: &str,
+        durability: Durability,
+    ) -> anyhow::Result<(Replica, sled::Db)> {
         let dir = self.store_dir(agent);
         let log = self.js_log().await?;
-        self.replica_in(log, &dir, document, agent).await
+        let mut config = self.config(document, agent);
+        config.durability = durability;
+        open_in(log, &dir, config)
     }
 
     pub fn raw_subject(&self, name: &str) -> String {
         format!("{}.{name}", self.raw_prefix)
     }
+}
+
+/// A replica opened with `config` on `log`, with a sled database of its own in `dir`.
+fn open_in(
+    log: Arc<dyn EventLog>,
+    dir: &FsPath,
+    config: Config,
+) -> anyhow::Result<(Replica, sled::Db)> {
+    // As the SDK opens a store: with its seal, written after every fsync.
+    let db = blackboard::store::open_db(dir)
+        .with_context(|| format!("open the store at {}", dir.display()))?;
+    let replica = Replica::open(log, &db, config)?;
+    Ok((replica, db))
 }
 
 /// A document's history built in-process: `n` changes of the shape `Replica::put` makes
