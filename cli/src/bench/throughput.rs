@@ -151,7 +151,9 @@ pub(super) async fn s3_awaited(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let ours = rate(n, start.elapsed());
     replica.close().await?;
     // Under `Durability::Log` a put returns once acknowledged: no flush needed.
-    let (replica, _db) = ctx.replica_with("awaited-log", "w", Durability::Log).await?;
+    let (replica, _db) = ctx
+        .replica_with("awaited-log", "w", Durability::Log)
+        .await?;
     let start = Instant::now();
     for i in 0..n {
         within("an acknowledged put", replica.put("/live", value(i))).await??;
@@ -173,8 +175,11 @@ pub(super) async fn s3_awaited(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         Row::new("3", "writes each awaiting its ack (rate), Durability::Log")
             .figures(per_s(log_durable), per_s(raw), log_ratio)
             .at_least("≥ 0.8×", log_ratio, 0.8),
-        Row::new("3", "… the default, Durability::Local: put, then flush")
-            .figures(per_s(ours), per_s(raw), ratio),
+        Row::new("3", "… the default, Durability::Local: put, then flush").figures(
+            per_s(ours),
+            per_s(raw),
+            ratio,
+        ),
     ])
 }
 
