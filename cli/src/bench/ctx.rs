@@ -217,7 +217,7 @@ impl Ctx {
 }
 
 /// A replica opened with `config` on `log`, with a sled database of its own in `dir`.
-fn open_in(
+pub(super) fn open_in(
     log: Arc<dyn EventLog>,
     dir: &FsPath,
     config: Config,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use blackboard::log::{EmbeddedLog, EventLog};
+use blackboard::replica::Durability;
 
 use super::ctx::Ctx;
 use super::propagation::propagation;
@@ -21,7 +22,7 @@ pub(super) async fn s9_embedded(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         ctx,
         (log.clone(), log.clone()),
         dirs,
-        "propagation",
+        ("propagation", Durability::Local),
         history,
     )
     .await?;

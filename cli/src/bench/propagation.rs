@@ -8,23 +8,25 @@ use std::time::Instant;
 use anyhow::anyhow;
 use async_nats::jetstream::{self, stream};
 use blackboard::log::EventLog;
+use blackboard::replica::Durability;
 use blackboard::watch::Options as WatchOptions;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::ctx::{build_history, next_event, publish_events, within, Ctx};
+use super::ctx::{build_history, next_event, open_in, publish_events, within, Ctx};
 use super::raw::raw_propagation;
 use super::stages;
 use super::table::{us, Lat, Row};
 use super::value;
 
-/// Agent A writes `/live`, agent B (its own log handle) receives the watch event; the
-/// document first gets `history` events. Returns the latencies.
+/// Agent A writes `/live` (its writes waiting for `durability`), agent B (its own log
+/// handle) receives the watch event; the document first gets `history` events. Returns the
+/// latencies.
 pub(super) async fn propagation(
     ctx: &mut Ctx,
     logs: (Arc<dyn EventLog>, Arc<dyn EventLog>),
     dirs: (PathBuf, PathBuf),
-    document: &str,
+    (document, durability): (&str, Durability),
     history: usize,
 ) -> anyhow::Result<Lat> {
     let doc_id = ctx.doc_id(document);
@@ -33,7 +35,9 @@ pub(super) async fn propagation(
         let h = build_history(&ctx.space, &doc_id, history, ctx.sizes.keys)?;
         last = publish_events(logs.0.as_ref(), &ctx.space, &doc_id, &h.events).await?;
     }
-    let (a, _db_a) = ctx.replica_in(logs.0, &dirs.0, document, "a").await?;
+    let mut config = ctx.config(document, "a");
+    config.durability = durability;
+    let (a, _db_a) = open_in(logs.0, &dirs.0, config)?;
     let (b, _db_b) = ctx.replica_in(logs.1, &dirs.1, document, "b").await?;
     within("the history", async {
         a.wait_for_position(last).await?;
@@ -75,10 +79,11 @@ pub(super) async fn propagation(
     if stages::recording() {
         eprint!("{}", stages::table(&starts, stages::take()));
     }
-    note!(
-        "  (put returned, the change durable in A's store: {})",
-        Lat::of(puts)?
-    );
+    let returned = match durability {
+        Durability::Local => "the change durable in A's store",
+        Durability::Log => "the change acknowledged by the log",
+    };
+    note!("  (put returned, {returned}: {})", Lat::of(puts)?);
     a.flush().await?;
     a.close().await?;
     b.close().await?;
@@ -90,9 +95,14 @@ pub(super) async fn s1_propagation(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let history = ctx.sizes.history;
     let logs = (ctx.js_log().await?, ctx.js_log().await?);
     let dirs = (ctx.store_dir("s1a"), ctx.store_dir("s1b"));
-    let ours = propagation(ctx, logs, dirs, "propagation", history).await?;
+    let ours = propagation(ctx, logs, dirs, ("propagation", Durability::Local), history).await?;
+    let logs = (ctx.js_log().await?, ctx.js_log().await?);
+    let dirs = (ctx.store_dir("s1a-log"), ctx.store_dir("s1b-log"));
+    let log_durable = ("propagation-log", Durability::Log);
+    let ours_log = propagation(ctx, logs, dirs, log_durable, history).await?;
     let raw = raw_propagation(ctx, "propagation", ctx.sizes.samples).await?;
     note!("this project (history {history}): {ours}");
+    note!("this project, A's writes under Durability::Log: {ours_log}");
     note!(
         "raw JetStream publish → ordered consumer ({} B): {raw}",
         ctx.payload_len
@@ -111,6 +121,18 @@ pub(super) async fn s1_propagation(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         Row::new("1", "propagation p99")
             .figures(us(ours.p99), us(raw.p99), r99)
             .at_most("≤ 3×", r99, 3.0),
+        Row::new(
+            "1",
+            format!(
+                "… A's writes under Durability::Log, p50 (p99 {})",
+                us(ours_log.p99)
+            ),
+        )
+        .figures(
+            us(ours_log.p50),
+            us(raw.p50),
+            ours_log.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+        ),
     ])
 }
 pub(super) async fn s7_kv(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
@@ -156,7 +178,7 @@ pub(super) async fn s7_kv(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let kv_lat = Lat::of(lat)?;
     let logs = (ctx.js_log().await?, ctx.js_log().await?);
     let dirs = (ctx.store_dir("s7a"), ctx.store_dir("s7b"));
-    let ours = propagation(ctx, logs, dirs, "kvlike", 0).await?;
+    let ours = propagation(ctx, logs, dirs, ("kvlike", Durability::Local), 0).await?;
     note!(
         "NATS KV put → KV watch, one key ({} B): {kv_lat}",
         ctx.payload_len
