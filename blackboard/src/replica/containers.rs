@@ -138,7 +138,8 @@ impl Replica {
             }
             stage!(s.config.agent, "write: transaction and envelopes made");
             let last = s.store_locals(&mut st, &writes)?;
-            stage!(s.config.agent, "write: stored in sled");
+            // Under `Durability::Log`, queued in memory rather than stored.
+            stage!(s.config.agent, "write: stored in sled (or queued)");
             // Sent under the lock, so a watch switching to live sees each change exactly once.
             let meta = |message: Option<String>| Origin {
                 seq: None,
