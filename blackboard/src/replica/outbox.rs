@@ -23,6 +23,12 @@ pub(super) async fn drain(shared: Arc<Shared>) {
     loop {
         stage!(shared.config.agent, "outbox: woken");
         let limit = shared.config.outbox_batch;
+        // Under `Durability::Log`, the memory outbox too (see `unstored`), in one order of
+        // ids with the sled outbox. Read first: a compaction moves the whole memory outbox
+        // to sled, so reading sled second finds any entry moved in between (and both reads
+        // may hold it: kept once), while reading it first could miss moved entries and
+        // publish newer ones before them.
+        let in_memory = shared.lock().unstored.front(limit);
         let on_disk = match shared.store.outbox(limit) {
             Ok(b) => b,
             Err(e) => {
@@ -31,14 +37,13 @@ pub(super) async fn drain(shared: Arc<Shared>) {
                 continue;
             }
         };
-        // Under `Durability::Log`, the memory outbox too (see `unstored`): one order of ids.
-        let in_memory = shared.lock().unstored.front(limit);
         let from_memory = |id: u64| in_memory.iter().any(|e| e.id == id);
         let batch = if in_memory.is_empty() {
             on_disk
         } else {
-            let mut both: Vec<_> = on_disk.into_iter().chain(in_memory.clone()).collect();
+            let mut both: Vec<_> = in_memory.iter().cloned().chain(on_disk).collect();
             both.sort_by_key(|e| e.id);
+            both.dedup_by_key(|e| e.id);
             both.truncate(limit);
             both
         };
