@@ -212,9 +212,6 @@ pub(crate) struct Shared {
     version: watch::Sender<u64>,
     /// Wakes the outbox task.
     outbox_wake: Notify,
-    /// Held for a round of publishing (see [`outbox`]): one at a time, in the outbox's
-    /// order, whether the outbox task or a writer runs it.
-    publishing: tokio::sync::Mutex<()>,
     /// Bumped after every outbox round.
     outbox_rounds: watch::Sender<u64>,
     /// Wakes the snapshot policy when enough events arrived.
@@ -332,7 +329,6 @@ impl Replica {
             own: Mutex::default(),
             version: watch::channel(0).0,
             outbox_wake: Notify::new(),
-            publishing: tokio::sync::Mutex::new(()),
             outbox_rounds: watch::channel(0).0,
             snapshot_wake: Notify::new(),
             config,

@@ -291,23 +291,16 @@ impl Shared {
     /// other event (and a re-published outbox entry is dropped by the log's duplicate
     /// window).
     ///
-    /// Under `Log`, the log's acknowledgement of every entry up to `last`, the round of
-    /// publishing run from this task when none is in flight.
+    /// Under `Log`, the log's acknowledgement of every entry up to `last`.
     pub(super) async fn made_durable(&self, last: u64) -> Result<(), Error> {
         self.version.send_modify(|v| *v += 1);
+        self.outbox_wake.notify_one();
         match self.config.durability {
-            Durability::Local => {
-                self.outbox_wake.notify_one();
-                self.store.flush().await?;
-            }
-            Durability::Log => {
-                // Published from this task when no round is in flight (see `publish_now`).
-                super::outbox::publish_now(self).await;
-                match self.acknowledged_through(last).await {
-                    Err(Error::Closed) => return Err(Error::ClosedUnacknowledged),
-                    other => other?,
-                }
-            }
+            Durability::Local => self.store.flush().await?,
+            Durability::Log => match self.acknowledged_through(last).await {
+                Err(Error::Closed) => return Err(Error::ClosedUnacknowledged),
+                other => other?,
+            },
         }
         Ok(())
     }
