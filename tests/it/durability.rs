@@ -138,3 +138,32 @@ async fn a_log_durable_write_waits_out_a_downed_server_and_close_saves_it_for_th
     assert_eq!(seen.get("/during").unwrap(), Some(json!(2)));
     assert_eq!(seen.get("/before").unwrap(), Some(json!(1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_durable_write_its_caller_gave_up_on_is_still_published_once_the_server_is_back() {
+    blackboard_tests::init_tracing();
+    let mut server = NatsServer::start().await.unwrap();
+    let dir = temp_dir();
+    let board = log_durable_board(&server, "bulk", dir.path()).await;
+    let doc = board.doc("team", "facts").unwrap();
+    doc.put("/before", json!(1)).await.unwrap();
+
+    server.stop().await;
+    // The caller stops waiting: the change stays queued in memory, and the outbox keeps
+    // trying to publish it.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        doc.put("/abandoned", json!(2)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the write waits while the server is down");
+    assert_eq!(doc.pending(), 1);
+    assert_eq!(doc.get("/abandoned").unwrap(), Some(json!(2)));
+
+    server.restart().await.unwrap();
+    within("the outbox to drain after the restart", doc.flush())
+        .await
+        .unwrap();
+    assert_eq!(doc.pending(), 0);
+    assert_eq!(on_stream(&server, "team").await, 2);
+}
