@@ -20,6 +20,30 @@ async fn log_durable_board(server: &NatsServer, agent: &str, dir: &Path) -> Boar
         .unwrap()
 }
 
+/// A log-durable board that wrote `/before` = 1, and its server, stopped.
+struct Stopped {
+    server: NatsServer,
+    dir: tempfile::TempDir,
+    board: Board,
+    doc: blackboard_client::Doc,
+}
+
+async fn wrote_then_stopped() -> Stopped {
+    blackboard_tests::init_tracing();
+    let mut server = NatsServer::start().await.unwrap();
+    let dir = temp_dir();
+    let board = log_durable_board(&server, "bulk", dir.path()).await;
+    let doc = board.doc("team", "facts").unwrap();
+    doc.put("/before", json!(1)).await.unwrap();
+    server.stop().await;
+    Stopped {
+        server,
+        dir,
+        board,
+        doc,
+    }
+}
+
 /// The number of messages on space `space`'s stream, read from the server itself.
 async fn on_stream(server: &NatsServer, space: &str) -> u64 {
     let js = jetstream::new(server.connect().await.unwrap());
@@ -73,14 +97,12 @@ async fn under_log_durability_a_write_that_returned_is_on_the_stream_and_stored_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_durable_write_waits_out_a_downed_server_and_close_saves_it_for_the_next_opening() {
-    blackboard_tests::init_tracing();
-    let mut server = NatsServer::start().await.unwrap();
-    let dir = temp_dir();
-    let board = log_durable_board(&server, "bulk", dir.path()).await;
-    let doc = board.doc("team", "facts").unwrap();
-    doc.put("/before", json!(1)).await.unwrap();
-
-    server.stop().await;
+    let Stopped {
+        mut server,
+        dir,
+        board,
+        doc,
+    } = wrote_then_stopped().await;
     let writing = {
         let doc = doc.clone();
         tokio::spawn(async move { doc.put("/during", json!(2)).await })
@@ -141,14 +163,12 @@ async fn a_log_durable_write_waits_out_a_downed_server_and_close_saves_it_for_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_durable_write_its_caller_gave_up_on_is_still_published_once_the_server_is_back() {
-    blackboard_tests::init_tracing();
-    let mut server = NatsServer::start().await.unwrap();
-    let dir = temp_dir();
-    let board = log_durable_board(&server, "bulk", dir.path()).await;
-    let doc = board.doc("team", "facts").unwrap();
-    doc.put("/before", json!(1)).await.unwrap();
-
-    server.stop().await;
+    let Stopped {
+        mut server,
+        dir: _dir,
+        board: _board,
+        doc,
+    } = wrote_then_stopped().await;
     // The caller stops waiting: the change stays queued in memory, and the outbox keeps
     // trying to publish it.
     let gave_up = tokio::time::timeout(

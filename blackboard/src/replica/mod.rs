@@ -817,19 +817,14 @@ mod tests {
         assert_eq!(doc.to_json(), json);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn log_durable_writes_are_stored_from_the_log_across_compactions_and_need_no_log_to_reopen(
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let (doc, db, _log, config) = open_tuned(dir.path(), |c| {
-            c.compact_after = 10;
-            c.durability = Durability::Log;
-        });
+    /// Four concurrent tasks put `/w<task>/k<i>` = i for i below `each`, each awaiting its
+    /// writes.
+    async fn four_writers_put(doc: &Replica, each: usize) {
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let doc = doc.clone();
                 tokio::spawn(async move {
-                    for i in 0..30 {
+                    for i in 0..each {
                         doc.put(&format!("/w{w}/k{i}"), json!(i)).await.unwrap();
                     }
                 })
@@ -838,6 +833,17 @@ mod tests {
         for w in writers {
             w.await.unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_durable_writes_are_stored_from_the_log_across_compactions_and_need_no_log_to_reopen(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, db, _log, config) = open_tuned(dir.path(), |c| {
+            c.compact_after = 10;
+            c.durability = Durability::Log;
+        });
+        four_writers_put(&doc, 30).await;
         // Each write returned acknowledged. A compaction writes the entries still waiting to
         // the sled outbox first; acknowledged there, they are taken out of it too.
         assert_eq!(doc.pending(), 0);
@@ -863,19 +869,7 @@ mod tests {
     async fn compactions_while_writers_write_lose_no_change() {
         let dir = tempfile::tempdir().unwrap();
         let (doc, db, log, config) = compacting_after_10(dir.path());
-        let writers: Vec<_> = (0..4)
-            .map(|w| {
-                let doc = doc.clone();
-                tokio::spawn(async move {
-                    for i in 0..60 {
-                        doc.put(&format!("/w{w}/k{i}"), json!(i)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for w in writers {
-            w.await.unwrap();
-        }
+        four_writers_put(&doc, 60).await;
         doc.flush().await.unwrap();
         let (heads, json) = (doc.heads(), doc.to_json());
         doc.close().await.unwrap();
