@@ -125,6 +125,8 @@ pub(super) struct Ctx {
     pub propagation_js: Option<Lat>,
     pub throughput_js: Option<f64>,
     pub counter: usize,
+    /// The replicas' snapshot policy (`--snapshots`).
+    pub snapshots: SnapshotPolicy,
 }
 
 impl Ctx {
@@ -173,7 +175,7 @@ impl Ctx {
             self.doc_id(document),
             agent.parse().expect("a valid agent id"),
         );
-        c.snapshots = SnapshotPolicy::manual();
+        c.snapshots = self.snapshots.clone();
         c
     }
 

@@ -90,6 +90,11 @@ pub struct Args {
     /// measuring the CLI against it afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// The replicas' snapshot policy: `manual` (the default here: no background snapshots,
+    /// so each figure is the write or read path alone) or `sdk`, the SDK's default policy
+    /// (a snapshot every 10,000 events or 10 minutes), which agents pay.
+    #[arg(long, value_enum, default_value_t = Snapshots::Manual)]
+    pub snapshots: Snapshots,
     /// Internal: run as one watcher process of scenario 6 (URL SPACE DOCUMENT STORE NAME).
     #[arg(long, hide = true, num_args = 5, value_names = ["URL", "SPACE", "DOCUMENT", "STORE", "NAME"])]
     pub watch_child: Option<Vec<String>>,
@@ -153,6 +158,15 @@ pub async fn command(args: Args) -> anyhow::Result<bool> {
         },
     )
     .await
+}
+
+/// The snapshot policy of the bench's replicas (`--snapshots`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Snapshots {
+    /// `SnapshotPolicy::manual()`: none in the background.
+    Manual,
+    /// `SnapshotPolicy::default()`, the SDK's.
+    Sdk,
 }
 
 /// Sizes of one run.
@@ -283,6 +297,10 @@ pub async fn run(args: Args, setup: Setup) -> anyhow::Result<bool> {
         propagation_js: None,
         throughput_js: None,
         counter: 0,
+        snapshots: match args.snapshots {
+            Snapshots::Manual => blackboard::replica::SnapshotPolicy::manual(),
+            Snapshots::Sdk => blackboard::replica::SnapshotPolicy::default(),
+        },
     };
     let only = |n: u8| args.only.is_empty() || args.only.contains(&n);
     // What the server made of the space's stream, not what was asked for.
