@@ -20,7 +20,7 @@
 /// |---|---|---|
 /// | the write returned `Ok` | on local disk, queued for the log | on the log |
 /// | the log is unreachable | returns `Ok` at once | keeps waiting (bound it with `tokio::time::timeout`; the change stays queued in memory) |
-/// | the log refuses the change for good | `Ok`, then [`flush`] reports the refusal; the change stays in this replica's document and store, unpublished | returns the refusal, as [`flush`] would; the change stays in this replica's document until it is closed, unpublished |
+/// | the log refuses the change for good | `Ok`, then [`flush`] reports the refusal; the change stays in this replica's document, unpublished | returns the refusal, as [`flush`] would; the change stays in this replica's document, unpublished |
 /// | the process crashes before the log acknowledged | the change is published at the next opening | the change is lost, and no caller was told it was saved |
 /// | [`close`] before the log acknowledged | published at the next opening | the waiting write returns [`Error::ClosedUnacknowledged`]: the change was moved to the local outbox, and is published at the next opening |
 ///
