@@ -866,6 +866,51 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_durable_writes_under_a_roster_are_judged_when_they_come_back_and_stored_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = Arc::new(EmbeddedLog::open(db.clone()).unwrap());
+        let admin = nkeys::KeyPair::new_user();
+        let space: SpaceId = "s".parse().unwrap();
+        let body = json!({
+            "admins": [admin.public_key()],
+            "agents": {"a": {"keys": [admin.public_key()], "write": ["/tasks/**"]}},
+        })
+        .to_string();
+        let roster = crate::trust::RosterEvent::sign(&space, 1, body, &admin).unwrap();
+        log.publish_roster(&space, "roster-1", roster.encode().into())
+            .await
+            .unwrap();
+        let mut config = Config::new(space, "d".parse().unwrap(), "a".parse().unwrap());
+        config.durability = Durability::Log;
+        config.stamp = crate::codec::Stamp {
+            key: Some(Arc::new(admin)),
+            provenance: None,
+        };
+        let doc = Replica::open(log, &db, config.clone()).unwrap();
+        doc.sync().await.unwrap();
+        assert!(doc.roster().is_some(), "the roster is in force");
+        for i in 0..5 {
+            doc.put(&format!("/tasks/k{i}"), json!(i)).await.unwrap();
+        }
+        doc.sync().await.unwrap();
+        // With a roster in force every event, own ones included, takes the full path.
+        let stats = doc.stats();
+        assert_eq!(stats.own_events_indexed, 0);
+        assert_eq!(stats.changes_untrusted, 0);
+        let (heads, json) = (doc.heads(), doc.to_json());
+        doc.close().await.unwrap();
+        // Reopened on an empty log: the changes came from the local store.
+        let empty = Arc::new(
+            EmbeddedLog::open(sled::Config::new().temporary(true).open().unwrap()).unwrap(),
+        );
+        let doc = Replica::open(empty, &db, config).unwrap();
+        assert_eq!(doc.heads(), heads);
+        assert_eq!(doc.to_json(), json);
+        assert_eq!(doc.get("/tasks/k4").unwrap(), Some(json!(4)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compactions_while_writers_write_lose_no_change() {
         let dir = tempfile::tempdir().unwrap();
         let (doc, db, log, config) = compacting_after_10(dir.path());
