@@ -256,27 +256,19 @@ async fn claims_and_presence_in_a_space_the_permissions_do_not_cover_fail_naming
     let dir = temp_dir();
     let writer = board(&server, "planner", "planner-secret", dir.path()).await;
     // The documented permissions cover the space `team` only.
-    let err = within("the refused claims bucket", writer.claims("other"))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("Permissions Violation")
-            && err.contains("$JS.API.STREAM.INFO.KV_BB_CLAIMS_other"),
-        "the error names the refused subject, not a timeout: {err}"
-    );
-    let err = within(
-        "the refused presence bucket",
-        writer.presence("other", Some("plan")),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("Permissions Violation")
-            && err.contains("$JS.API.STREAM.INFO.KV_BB_PRESENCE_other"),
-        "{err}"
-    );
+    // The error names the refused subject, not a timeout.
+    let names_refused = |err: String, bucket: &str| {
+        let subject = format!("$JS.API.STREAM.INFO.KV_BB_{bucket}_other");
+        assert!(
+            err.contains("Permissions Violation") && err.contains(&subject),
+            "{err}"
+        );
+    };
+    let err = within("the refused claims bucket", writer.claims("other")).await;
+    names_refused(err.unwrap_err().to_string(), "CLAIMS");
+    let presence = writer.presence("other", Some("plan"));
+    let err = within("the refused presence bucket", presence).await;
+    names_refused(err.unwrap_err().to_string(), "PRESENCE");
     // The space the permissions cover still works on the same connection.
     let claims = within("claims in team", writer.claims("team"))
         .await

@@ -37,7 +37,7 @@ impl Replica {
     pub async fn edit(&self, message: Option<&str>, edits: &[Edit]) -> Result<Written, Error> {
         let s = self.shared();
         let provenance = self.provenance();
-        let written = {
+        let (written, last) = {
             let mut st = s.lock();
             let time = now_ms();
             let watched = st.listeners.any();
@@ -165,7 +165,6 @@ impl Replica {
             };
             (written, last)
         };
-        let (written, last) = written;
         s.made_durable(last).await?;
         stage!(s.config.agent, "write: fsynced, returns");
         Ok(written)

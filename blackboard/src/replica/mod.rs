@@ -817,6 +817,14 @@ mod tests {
         assert_eq!(doc.to_json(), json);
     }
 
+    /// The replica stored in `db` under `config`, opened on a log with no events: all it
+    /// holds comes from its local store.
+    fn reopened_on_an_empty_log(db: &sled::Db, config: Config) -> Replica {
+        let empty = sled::Config::new().temporary(true).open().unwrap();
+        let empty = Arc::new(EmbeddedLog::open(empty).unwrap());
+        Replica::open(empty, db, config).unwrap()
+    }
+
     /// Four concurrent tasks put `/w<task>/k<i>` = i for i below `each`, each awaiting its
     /// writes.
     async fn four_writers_put(doc: &Replica, each: usize) {
@@ -856,10 +864,7 @@ mod tests {
         let loaded = store.load().unwrap();
         assert!(loaded.snapshot.is_some(), "compactions ran");
         // Reopened on an empty log: everything comes from the local store.
-        let empty = Arc::new(
-            EmbeddedLog::open(sled::Config::new().temporary(true).open().unwrap()).unwrap(),
-        );
-        let doc = Replica::open(empty, &db, config).unwrap();
+        let doc = reopened_on_an_empty_log(&db, config);
         assert_eq!(doc.heads(), heads);
         assert_eq!(doc.to_json(), json);
         assert_eq!(doc.get("/w3/k29").unwrap(), Some(json!(29)));
@@ -900,11 +905,8 @@ mod tests {
         assert_eq!(stats.changes_untrusted, 0);
         let (heads, json) = (doc.heads(), doc.to_json());
         doc.close().await.unwrap();
-        // Reopened on an empty log: the changes came from the local store.
-        let empty = Arc::new(
-            EmbeddedLog::open(sled::Config::new().temporary(true).open().unwrap()).unwrap(),
-        );
-        let doc = Replica::open(empty, &db, config).unwrap();
+        // Reopened on an empty log: everything comes from the local store.
+        let doc = reopened_on_an_empty_log(&db, config);
         assert_eq!(doc.heads(), heads);
         assert_eq!(doc.to_json(), json);
         assert_eq!(doc.get("/tasks/k4").unwrap(), Some(json!(4)));

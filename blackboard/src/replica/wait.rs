@@ -70,11 +70,14 @@ impl Shared {
             // The memory outbox first: while it holds an entry up to `target`, the sled
             // outbox need not be read (a scan per writer per round, measurable with many
             // concurrent writers).
-            let in_memory = waits(self.lock().unstored.first());
+            let (in_memory, closed) = {
+                let st = self.lock();
+                (waits(st.unstored.first()), st.closed)
+            };
             if !in_memory && !waits(self.store.outbox_first()?) {
                 return self.lock().denied_error().map_or(Ok(()), Err);
             }
-            if self.lock().closed {
+            if closed {
                 return Err(Error::Closed);
             }
             rounds.changed().await.map_err(|_| Error::Closed)?;

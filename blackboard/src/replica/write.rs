@@ -42,7 +42,7 @@ impl Replica {
     {
         let s = self.shared();
         let provenance = self.provenance();
-        let (out, hash) = {
+        let (out, hash, last) = {
             let mut st = s.lock();
             let time = now_ms();
             let watched = st.listeners.any();
@@ -103,9 +103,8 @@ impl Replica {
                 provenance,
             };
             s.announce(&mut st, &local.hash, &meta, patches);
-            (out, (local.hash, last))
+            (out, local.hash, last)
         };
-        let (hash, last) = hash;
         s.made_durable(last).await?;
         Ok((out, Some(hash)))
     }
