@@ -63,6 +63,8 @@ pub(crate) struct Settings {
     /// The admin keys a space's first roster must be signed by, given to every replica
     /// ([`Options::pinned_admins`](crate::Options::pinned_admins)).
     pub(crate) pinned_admins: Option<Vec<String>>,
+    /// [`Options::coalesce_writes`](crate::Options::coalesce_writes).
+    pub(crate) coalesce_writes: bool,
 }
 
 impl Settings {
@@ -77,6 +79,7 @@ impl Settings {
         config.durability = self.durability;
         config.stamp = self.stamp.clone();
         config.pinned_admins = self.pinned_admins.clone();
+        config.coalesce_writes = self.coalesce_writes;
     }
 }
 

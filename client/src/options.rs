@@ -191,6 +191,43 @@ impl Options {
         self
     }
 
+    /// Lets concurrent writes to one document share a change (default: off, one change per
+    /// write). While one write holds the document, the writes that arrive meanwhile wait;
+    /// the next round makes as many as fit in one change and one event, and each caller
+    /// still gets its own answer. Writes share a change only when their message and
+    /// provenance are equal and their paths do not overlap, so every value written appears
+    /// in the history; a write that fails fails alone. With many writers in one process
+    /// this multiplies throughput (each change's envelope, publish, read-back and storage
+    /// is paid once per round); the cost is that a round is one event, so history and
+    /// watchers see its writes together. See
+    /// [`Config::coalesce_writes`](blackboard::replica::Config::coalesce_writes).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use blackboard_client::Options;
+    /// # let dir = tempfile::tempdir()?;
+    /// let board = Options::new("crawler")?
+    ///     .store(dir.path())
+    ///     .coalesce_writes(true)
+    ///     .embedded()
+    ///     .await?;
+    /// let doc = board.doc("team", "pages")?;
+    /// let writes = (0..8).map(|i| {
+    ///     let doc = doc.clone();
+    ///     tokio::spawn(async move { doc.put(&format!("/page{i}"), i.into()).await })
+    /// });
+    /// for w in writes {
+    ///     assert!(w.await??.is_some()); // each write's answer names the change holding it
+    /// }
+    /// assert_eq!(doc.get("/page7")?, Some(7.into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn coalesce_writes(mut self, on: bool) -> Self {
+        self.settings.coalesce_writes = on;
+        self
+    }
+
     fn board(self, log: Arc<dyn EventLog>, db: sled::Db) -> Board {
         Board::with_log(self.agent, log, db).with_settings(self.settings)
     }

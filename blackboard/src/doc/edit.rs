@@ -8,6 +8,7 @@
 //! depends on those creations. Agents that create the same container concurrently make the
 //! same change, so they share one container and every write stays in view.
 
+use automerge::transaction::Transactable as _;
 use automerge::{ObjId, ObjType, ReadDoc, Value, ROOT};
 use serde_json::Value as Json;
 
@@ -63,6 +64,42 @@ pub enum Edit {
 }
 
 impl Edit {
+    /// Where the edit writes: the path it names.
+    pub fn path(&self) -> &Path {
+        match self {
+            Edit::Put { path, .. }
+            | Edit::Delete { path }
+            | Edit::Append { path, .. }
+            | Edit::Increment { path, .. }
+            | Edit::SpliceText { path, .. } => path,
+        }
+    }
+
+    /// About how many bytes the edit adds to a change: its value's JSON text, roughly (a
+    /// walk of the value, nothing is encoded).
+    pub fn size_hint(&self) -> usize {
+        fn json(v: &Json) -> usize {
+            match v {
+                Json::Null | Json::Bool(_) => 5,
+                Json::Number(_) => 9,
+                Json::String(s) => s.len() + 2,
+                Json::Array(items) => items.iter().map(json).sum::<usize>() + 2,
+                Json::Object(map) => {
+                    map.iter()
+                        .map(|(k, v)| k.len() + 3 + json(v))
+                        .sum::<usize>()
+                        + 2
+                }
+            }
+        }
+        let value = match self {
+            Edit::Put { value, .. } | Edit::Append { value, .. } => json(value),
+            Edit::Delete { .. } | Edit::Increment { .. } => 9,
+            Edit::SpliceText { insert, .. } => insert.len() + 9,
+        };
+        value + self.path().to_string().len()
+    }
+
     /// A merging [`Edit::Put`].
     pub fn put(path: Path, value: Json) -> Self {
         Edit::Put {
@@ -163,8 +200,40 @@ impl DocCore {
         with_patches: bool,
         edits: &[Edit],
     ) -> Result<Edited, DocError> {
+        self.edit_groups(time_ms, message, with_patches, &[edits])
+            .map(|(edited, _)| edited)
+    }
+
+    /// Like [`edit`](Self::edit), for several writers' edits made in one change (see
+    /// `replica/group.rs`): the groups' edits in order, as one list. Also returns, for each
+    /// group, whether its edits changed anything. The counters of every group's increments
+    /// are in `counters`, in order. When it fails, nothing was changed, and which group
+    /// failed is not said: the caller makes each group alone to find out.
+    ///
+    /// ```
+    /// use blackboard::doc::{DocCore, Edit};
+    /// use serde_json::json;
+    ///
+    /// let mut doc = DocCore::new();
+    /// doc.edit(0, None, false, &[Edit::put("/a".parse()?, json!(1))])?;
+    /// let a: &[Edit] = &[Edit::put("/a".parse()?, json!(1))];
+    /// let b: &[Edit] = &[Edit::put("/tasks/b".parse()?, json!(2))];
+    /// let (edited, changed) = doc.edit_groups(0, None, false, &[a, b])?;
+    /// assert!(edited.change.is_some());
+    /// assert_eq!(changed, [false, true]); // /a held 1 already
+    /// assert_eq!(doc.to_json(), json!({"a": 1, "tasks": {"b": 2}}));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn edit_groups(
+        &mut self,
+        time_ms: i64,
+        message: Option<String>,
+        with_patches: bool,
+        groups: &[&[Edit]],
+    ) -> Result<(Edited, Vec<bool>), DocError> {
+        let edits = || groups.iter().flat_map(|g| g.iter());
         let mut needs = false;
-        for e in edits {
+        for e in edits() {
             if self.prepare(e, Mode::Probe, &mut Vec::new())? {
                 needs = true;
                 break;
@@ -176,34 +245,36 @@ impl DocCore {
         // it can only fail where it creates nothing (the probe above walked its path with the
         // same checks; a leaf that exists means every container above it exists), and the
         // rollback costs about a quarter of a creating write.
-        if needs && edits.len() > 1 {
+        if needs && edits().nth(1).is_some() {
             let mut tx = self.doc.transaction();
             let mut counters = Vec::new();
-            let tried = edits
-                .iter()
-                .try_for_each(|e| apply(&mut tx, e, &mut counters));
+            let tried = edits().try_for_each(|e| apply(&mut tx, e, &mut counters));
             tx.rollback();
             tried?;
         }
         if needs {
-            for e in edits {
+            for e in edits() {
                 self.prepare(e, Mode::Create { with_patches }, &mut created)?;
             }
         }
-        let (counters, change, patches) =
+        let ((counters, changed), change, patches) =
             self.transact_inner(time_ms, message, with_patches, |tx| {
                 let mut counters = Vec::new();
-                edits
-                    .iter()
-                    .try_for_each(|e| apply(tx, e, &mut counters))
-                    .map(|()| counters)
+                let mut changed = Vec::with_capacity(groups.len());
+                for group in groups {
+                    let before = tx.pending_ops();
+                    group.iter().try_for_each(|e| apply(tx, e, &mut counters))?;
+                    changed.push(tx.pending_ops() > before);
+                }
+                Ok::<_, DocError>((counters, changed))
             })?;
-        Ok(Edited {
+        let edited = Edited {
             created,
             change,
             patches,
             counters,
-        })
+        };
+        Ok((edited, changed))
     }
 
     /// Walks what `edit` needs; returns whether something is missing (in a probe) and, when

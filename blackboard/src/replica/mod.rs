@@ -34,6 +34,7 @@ use crate::Error;
 mod containers;
 mod durability;
 mod follow;
+mod group;
 mod history;
 mod outbox;
 mod own;
@@ -76,6 +77,17 @@ pub struct Config {
     /// The admin keys the space's first roster must be signed by (`None`: any roster signed
     /// by one of its own admins may found the space's trust; see [`crate::trust`]).
     pub pinned_admins: Option<Vec<String>>,
+    /// Make the [`edit`](Replica::edit)s of writers queued behind one another in one change
+    /// (default: off, one change per call). While one write holds the document, the writes
+    /// that arrive meanwhile wait in a queue; the next round makes as many of them as fit
+    /// in one change and one event, then each caller gets its own answer (the shared
+    /// change's hash, its own counters and errors). Writes are grouped only when they carry
+    /// the same message and provenance and their paths do not overlap (neither is a prefix
+    /// of the other), so no value written is overwritten inside a change and each write's
+    /// value is in the history. A group that fails is made again one write at a time, so
+    /// one bad write fails alone. Once queued, a write is made even if its caller stops
+    /// waiting. Raw transactions ([`change`](Replica::change)) are never grouped.
+    pub coalesce_writes: bool,
 }
 
 impl Config {
@@ -92,6 +104,7 @@ impl Config {
             snapshots: SnapshotPolicy::default(),
             stamp: crate::codec::Stamp::default(),
             pinned_admins: None,
+            coalesce_writes: false,
         }
     }
 }
@@ -216,6 +229,8 @@ pub(crate) struct Shared {
     outbox_rounds: watch::Sender<u64>,
     /// Wakes the snapshot policy when enough events arrived.
     snapshot_wake: Notify,
+    /// Writes waiting for a round, under [`Config::coalesce_writes`] (see [`group`]).
+    queue: group::Queue,
 }
 
 #[derive(Debug)]
@@ -331,6 +346,7 @@ impl Replica {
             outbox_wake: Notify::new(),
             outbox_rounds: watch::channel(0).0,
             snapshot_wake: Notify::new(),
+            queue: group::Queue::default(),
             config,
         });
         if !loaded.outbox.is_empty() {
@@ -768,7 +784,7 @@ mod tests {
 
     /// A replica on the embedded log in `dir` with its config `tune`d, with its database, log
     /// and config (to reopen it).
-    fn open_tuned(
+    pub(super) fn open_tuned(
         dir: &std::path::Path,
         tune: impl FnOnce(&mut Config),
     ) -> (Replica, sled::Db, Arc<EmbeddedLog>, Config) {
