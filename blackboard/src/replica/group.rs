@@ -143,6 +143,10 @@ pub(super) async fn edit(
         provenance,
         answer,
     });
+    // Let the other writers that are ready to run queue their writes first: a writer that
+    // led at once would mostly make a round of one, since the writers on its thread only
+    // run once it is done.
+    tokio::task::yield_now().await;
     lead(shared);
     // Every request taken from the queue is answered before it is dropped; a closed channel
     // would mean a leader panicked midway (its round's writes are then unknown).

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use blackboard::codec;
 use blackboard::doc::{json, DocCore, Path};
 use blackboard::log::{EventLog, JetStreamConfig, JetStreamLog};
-use blackboard::replica::{Config, Durability, Replica, SnapshotPolicy};
+use blackboard::replica::{Config, Replica, SnapshotPolicy};
 use blackboard::schemas::{AgentId, DocumentId, SpaceId};
 use blackboard::watch::Watch;
 use bytes::Bytes;
@@ -196,20 +196,21 @@ impl Ctx {
         document: &str,
         agent: &str,
     ) -> anyhow::Result<(Replica, sled::Db)> {
-        self.replica_with(document, agent, Durability::Local).await
+        self.replica_with(document, agent, |_| {}).await
     }
 
-    /// [`replica`](Self::replica) with its writes waiting for `durability`.
+    /// [`replica`](Self::replica) with its configuration `tune`d (its writes' durability,
+    /// coalescing).
     pub async fn replica_with(
         &mut self,
         document: &str,
         agent: &str,
-        durability: Durability,
+        tune: impl FnOnce(&mut Config),
     ) -> anyhow::Result<(Replica, sled::Db)> {
         let dir = self.store_dir(agent);
         let log = self.js_log().await?;
         let mut config = self.config(document, agent);
-        config.durability = durability;
+        tune(&mut config);
         open_in(log, &dir, config)
     }
 
