@@ -238,6 +238,10 @@ pub(crate) struct State {
     pub(crate) core: DocCore,
     pub(crate) position: u64,
     next_outbox: u64,
+    /// Every outbox id below this was acknowledged by the log (or refused for good), as of
+    /// the outbox's last round: what a waiting write compares its id with, instead of
+    /// reading both outboxes itself on every round (see `outbox::end_round`).
+    acked_below: u64,
     /// Local changes not on local disk yet, under [`Durability::Log`] (see [`unstored`]).
     unstored: unstored::Unstored,
     /// Set by [`Replica::close`]: writes still waiting for the log stop waiting.
@@ -323,6 +327,8 @@ impl Replica {
                 core,
                 position: loaded.position,
                 next_outbox,
+                // What the outbox held at opening is unacknowledged.
+                acked_below: loaded.outbox.first().map_or(next_outbox, |e| e.id),
                 unstored: Default::default(),
                 closed: false,
                 stored_since_compaction: loaded.changes.len(),

@@ -48,7 +48,7 @@ pub(super) async fn drain(shared: Arc<Shared>) {
             both
         };
         if batch.is_empty() {
-            shared.outbox_rounds.send_modify(|r| *r += 1);
+            end_round(&shared, None);
             shared.outbox_wake.notified().await;
             continue;
         }
@@ -103,18 +103,40 @@ pub(super) async fn drain(shared: Arc<Shared>) {
         } else if let Some(e) = &failure {
             warn!(%space, %document, error = %e, "publishing failed; the outbox will retry");
         }
-        {
-            let mut st = shared.lock();
-            st.stats.published += n;
-            st.publish_error = failure;
-        }
-        shared.outbox_rounds.send_modify(|r| *r += 1);
-        if shared.lock().publish_error.is_some() {
+        let failed = failure.is_some();
+        end_round(&shared, Some((n, failure)));
+        if failed {
             backoff.wait().await;
         } else {
             backoff.reset();
         }
     }
+}
+
+/// Ends a round: counts the `published` entries and keeps the round's failure (for a round
+/// that published), notes below which id every entry is acknowledged, then wakes the
+/// waiting writers. The two outboxes are read under the replica's lock, as a compaction
+/// moves one to the other, and once per round rather than by every waiting writer.
+fn end_round(shared: &Shared, published: Option<(u64, Option<crate::log::Error>)>) {
+    {
+        let mut st = shared.lock();
+        if let Some((n, failure)) = published {
+            st.stats.published += n;
+            st.publish_error = failure;
+        }
+        match shared.store.outbox_first() {
+            Ok(on_disk) => {
+                st.acked_below = [st.unstored.first(), on_disk]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(st.next_outbox);
+            }
+            // Left as it was: writers wait for a later round.
+            Err(e) => warn!(error = %e, "cannot read the outbox"),
+        }
+    }
+    shared.outbox_rounds.send_modify(|r| *r += 1);
 }
 
 /// Takes every entry left in the outbox out of it, unpublished, after the log denied this
