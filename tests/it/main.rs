@@ -4,6 +4,7 @@
 mod bad_input;
 mod claims;
 mod cluster;
+mod coalesce;
 mod conformance;
 mod convergence;
 mod corrupt_store;
