@@ -390,6 +390,35 @@ mod tests {
         assert_eq!(doc.to_json(), json!({"t": {"x": 2}, "u": 3}));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_hands_a_long_queue_to_a_task_and_every_write_is_made_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doc, _db, _log, _) = open_tuned(dir.path(), |c| c.coalesce_writes = true);
+        let held = Held::hold(&doc);
+        // One path, so each write is a round of its own: more rounds than a leader makes.
+        let n = MAX_ROUNDS * 2 + 3;
+        let mut writers = Vec::new();
+        for i in 0..n {
+            writers.extend(spawn_writers(&doc, None, vec![put("/same", json!(i))]));
+            held_until(&doc, i + 1).await;
+        }
+        held.release(n).await;
+        let mut hashes = Vec::new();
+        for w in writers {
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(30), w).await;
+            let written = answered.expect("every queued write is answered");
+            hashes.push(written.unwrap().unwrap().hash.unwrap());
+        }
+        hashes.dedup();
+        assert_eq!(hashes.len(), n, "a change per write");
+        // Made in the order queued: the last write's value stands.
+        assert_eq!(doc.get("/same").unwrap(), Some(json!(n - 1)));
+        // And the queue is not left to a leader that is gone: a later write is made.
+        let later = doc.put("/after", json!(1));
+        let written = tokio::time::timeout(std::time::Duration::from_secs(30), later).await;
+        assert!(written.expect("a later write is made").unwrap().is_some());
+    }
+
     /// Waits until `n` writes are queued.
     async fn held_until(doc: &Replica, n: usize) {
         while doc.handle.shared.queue.pending().len() < n {
