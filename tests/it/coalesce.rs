@@ -99,3 +99,62 @@ async fn coalesced_writes_reach_another_agent_in_fewer_signed_events_than_writes
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_writes_waiting_out_a_downed_server_each_get_their_answer_at_close_and_are_published_later(
+) {
+    blackboard_tests::init_tracing();
+    let mut server = NatsServer::start().await.unwrap();
+    let dir = temp_dir();
+    let options = Options::new("loader")
+        .unwrap()
+        .store(dir.path())
+        .durability(Durability::Log)
+        .coalesce_writes(true);
+    let board = options.clone().connect(&server.url()).await.unwrap();
+    let doc = board.doc("team", "facts").unwrap();
+    doc.put("/before", json!(0)).await.unwrap();
+    server.stop().await;
+    // Eight writers whose rounds wait for a log that is gone.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let doc = doc.clone();
+            tokio::spawn(async move { doc.put(&format!("/w{w}"), json!(w)).await })
+        })
+        .collect();
+    within("the writes in the document", async {
+        doc.replica()
+            .wait_until(|core| core.to_json().as_object().is_some_and(|m| m.len() == 9))
+            .await
+    })
+    .await
+    .unwrap();
+    assert!(
+        writers.iter().all(|w| !w.is_finished()),
+        "the writes wait for the log"
+    );
+    // Closing saves them in the outbox; every writer is told so, each with its own error.
+    board.close().await.unwrap();
+    for w in writers {
+        let err = within("a waiting write", w).await.unwrap().unwrap_err();
+        assert!(
+            err.to_string().contains("saved in the local outbox"),
+            "{err}"
+        );
+    }
+    drop(doc);
+    // The next opening publishes them.
+    server.restart().await.unwrap();
+    let board = options.connect(&server.url()).await.unwrap();
+    let doc = board.doc("team", "facts").unwrap();
+    within("the outbox to drain", doc.flush()).await.unwrap();
+    let reader_dir = temp_dir();
+    let reader = nats_board(&server, "reader", reader_dir.path())
+        .await
+        .unwrap();
+    let seen = reader.doc("team", "facts").unwrap();
+    within("the reader to catch up", seen.sync()).await.unwrap();
+    for w in 0..8 {
+        assert_eq!(seen.get(&format!("/w{w}")).unwrap(), Some(json!(w)));
+    }
+}

@@ -25,7 +25,7 @@ use blackboard_schemas::{Provenance, MAX_ENVELOPE_BYTES};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::{Shared, Written};
+use super::{Durability, Shared, Written};
 use crate::doc::Edit;
 use crate::Error;
 
@@ -40,7 +40,8 @@ const MAX_ROUND_BYTES: usize = MAX_ENVELOPE_BYTES / 4;
 /// How many rounds a writer leads before it hands the queue to a task.
 const MAX_ROUNDS: usize = 8;
 
-/// What a request is answered: what it wrote, and the last outbox id to wait for.
+/// What a request is answered: what it wrote, and the last outbox id its caller still has
+/// to wait for (`None`: nothing was written, or the round's wait is over).
 type Answer = Result<(Written, Option<u64>), Error>;
 
 /// One queued write.
@@ -189,7 +190,7 @@ impl Shared {
     /// Makes one round under the lock and answers each of its requests. A round of several
     /// that fails is made again one request at a time, so each gets its own answer (and a
     /// bad write fails alone).
-    fn write_round(&self, round: Vec<Request>) {
+    fn write_round(self: &Arc<Self>, round: Vec<Request>) {
         let mut st = self.lock();
         if let [first, ..] = round.as_slice() {
             if round.len() > 1 {
@@ -203,10 +204,31 @@ impl Shared {
                 match made {
                     Ok((written, last)) => {
                         drop(st);
-                        for (request, written) in round.into_iter().zip(written) {
-                            // A caller that stopped waiting has nobody to tell.
-                            let _ = request.answer.send(Ok((written, last)));
-                        }
+                        let answers = round.into_iter().zip(written);
+                        // Under `Local` each writer waits for the shared fsync itself (one
+                        // waiter per round measured slower there).
+                        let round_waits = self.config.durability == Durability::Log;
+                        let Some(last) = last.filter(|_| round_waits) else {
+                            for (request, written) in answers {
+                                // A caller that stopped waiting has nobody to tell.
+                                let _ = request.answer.send(Ok((written, last)));
+                            }
+                            return;
+                        };
+                        // One waiter for the round, not one per writer: each writer waiting
+                        // on its own was woken by every outbox round. On an error each
+                        // writer waits again by itself, to get its own.
+                        let answers: Vec<_> = answers.collect();
+                        let shared = self.clone();
+                        tokio::spawn(async move {
+                            let wait = match shared.made_durable(last).await {
+                                Ok(()) => None,
+                                Err(_) => Some(last),
+                            };
+                            for (request, written) in answers {
+                                let _ = request.answer.send(Ok((written, wait)));
+                            }
+                        });
                         return;
                     }
                     Err(e) => {
