@@ -7,7 +7,7 @@ use blackboard_tests::{temp_dir, NatsServer};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::{nats_board, within};
+use crate::{caught_up_reader, nats_board, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalesced_writes_reach_another_agent_in_fewer_signed_events_than_writes() {
@@ -149,11 +149,7 @@ async fn coalesced_writes_waiting_out_a_downed_server_each_get_their_answer_at_c
     let doc = board.doc("team", "facts").unwrap();
     within("the outbox to drain", doc.flush()).await.unwrap();
     let reader_dir = temp_dir();
-    let reader = nats_board(&server, "reader", reader_dir.path())
-        .await
-        .unwrap();
-    let seen = reader.doc("team", "facts").unwrap();
-    within("the reader to catch up", seen.sync()).await.unwrap();
+    let (_reader, seen) = caught_up_reader(&server, reader_dir.path(), "team", "facts").await;
     for w in 0..8 {
         assert_eq!(seen.get(&format!("/w{w}")).unwrap(), Some(json!(w)));
     }

@@ -8,7 +8,7 @@ use blackboard_client::{Board, Durability, Options};
 use blackboard_tests::{temp_dir, NatsServer};
 use serde_json::json;
 
-use crate::{nats_board, within};
+use crate::{caught_up_reader, within};
 
 async fn log_durable_board(server: &NatsServer, agent: &str, dir: &Path) -> Board {
     Options::new(agent)
@@ -152,11 +152,7 @@ async fn a_log_durable_write_waits_out_a_downed_server_and_close_saves_it_for_th
     within("the outbox to drain", doc.flush()).await.unwrap();
     assert_eq!(on_stream(&server, "team").await, 2);
     let reader_dir = temp_dir();
-    let reader = nats_board(&server, "reader", reader_dir.path())
-        .await
-        .unwrap();
-    let seen = reader.doc("team", "facts").unwrap();
-    within("the reader to catch up", seen.sync()).await.unwrap();
+    let (_reader, seen) = caught_up_reader(&server, reader_dir.path(), "team", "facts").await;
     assert_eq!(seen.get("/during").unwrap(), Some(json!(2)));
     assert_eq!(seen.get("/before").unwrap(), Some(json!(1)));
 }

@@ -74,6 +74,20 @@ pub async fn nats_board(server: &NatsServer, agent: &str, dir: &Path) -> anyhow:
         .await?)
 }
 
+/// Another agent ("reader", its store in `dir`) that has read `space`/`document` up to
+/// the log's end when this returns.
+pub async fn caught_up_reader(
+    server: &NatsServer,
+    dir: &Path,
+    space: &str,
+    document: &str,
+) -> (Board, blackboard_client::Doc) {
+    let reader = nats_board(server, "reader", dir).await.unwrap();
+    let seen = reader.doc(space, document).unwrap();
+    within("the reader to catch up", seen.sync()).await.unwrap();
+    (reader, seen)
+}
+
 /// Log lines written through tracing, captured for a test to assert on.
 #[derive(Debug, Clone, Default)]
 pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

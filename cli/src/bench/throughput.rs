@@ -173,6 +173,25 @@ fn automerge_alone(n: usize, writers: usize) -> anyhow::Result<f64> {
     Ok(rate(n, took))
 }
 
+/// Scenario 3's puts, one at a time, on a fresh replica of `document` with its
+/// configuration `tune`d to `Durability::Log`: a put returns once acknowledged, so no flush
+/// is needed. Returns the rate.
+async fn log_acknowledged_puts(
+    ctx: &mut Ctx,
+    document: &str,
+    tune: impl FnOnce(&mut Config),
+) -> anyhow::Result<f64> {
+    let n = ctx.sizes.awaited;
+    let (replica, _db) = ctx.replica_with(document, "w", tune).await?;
+    let start = Instant::now();
+    for i in 0..n {
+        within("an acknowledged put", replica.put("/live", value(i))).await??;
+    }
+    let took = start.elapsed();
+    replica.close().await?;
+    Ok(rate(n, took))
+}
+
 pub(super) async fn s3_awaited(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let n = ctx.sizes.awaited;
     let (replica, _db) = ctx.replica("awaited", "w").await?;
@@ -183,29 +202,14 @@ pub(super) async fn s3_awaited(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     }
     let ours = rate(n, start.elapsed());
     replica.close().await?;
-    // Under `Durability::Log` a put returns once acknowledged: no flush needed.
-    let (replica, _db) = ctx
-        .replica_with("awaited-log", "w", |c| c.durability = Durability::Log)
-        .await?;
-    let start = Instant::now();
-    for i in 0..n {
-        within("an acknowledged put", replica.put("/live", value(i))).await??;
-    }
-    let log_durable = rate(n, start.elapsed());
-    replica.close().await?;
+    let log_durable =
+        log_acknowledged_puts(ctx, "awaited-log", |c| c.durability = Durability::Log).await?;
     // One writer has nothing to group: what the queue costs it.
-    let (replica, _db) = ctx
-        .replica_with("awaited-log-grouped", "w", |c| {
-            c.durability = Durability::Log;
-            c.coalesce_writes = true;
-        })
-        .await?;
-    let start = Instant::now();
-    for i in 0..n {
-        within("an acknowledged put", replica.put("/live", value(i))).await??;
-    }
-    let grouped = rate(n, start.elapsed());
-    replica.close().await?;
+    let grouped = log_acknowledged_puts(ctx, "awaited-log-grouped", |c| {
+        c.durability = Durability::Log;
+        c.coalesce_writes = true;
+    })
+    .await?;
     let raw = raw_publish(ctx, "awaited", n, 1).await?;
     note!(
         "this project (put, then flush until acknowledged, {n} times): {}",
