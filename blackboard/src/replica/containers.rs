@@ -71,7 +71,6 @@ impl Shared {
         provenance: &Option<Provenance>,
         groups: &[&[Edit]],
     ) -> Result<(Vec<Written>, Option<u64>), Error> {
-        let s = self;
         let time = now_ms();
         let watched = st.listeners.any();
         let before = st.core.heads();
@@ -84,7 +83,7 @@ impl Shared {
                 if st.core.heads() != before {
                     // Only an automerge failure after the dry run gets here: take the
                     // creations back out by reloading from disk.
-                    s.reload(st)?;
+                    self.reload(st)?;
                 }
                 return Err(e.into());
             }
@@ -110,15 +109,15 @@ impl Shared {
         }
         let envelope = |local: &LocalChange, message: Option<String>| {
             let mut env = codec::encode_event(
-                &s.config.space,
-                &s.config.document,
-                &s.config.agent,
+                &self.config.space,
+                &self.config.document,
+                &self.config.agent,
                 local,
                 time,
                 message,
             );
             env.provenance = provenance.clone();
-            s.config
+            self.config
                 .stamp
                 .apply(&mut env)
                 .map(|()| (env.encode(), env.signature, env.provenance))
@@ -134,7 +133,7 @@ impl Shared {
             let (payload, signature, provenance) = match envelope(local, None) {
                 Ok(p) => p,
                 Err(e) => {
-                    s.reload(st)?;
+                    self.reload(st)?;
                     return Err(Error::Sign(e));
                 }
             };
@@ -142,10 +141,10 @@ impl Shared {
                 Some(sig) => format!(
                     "{}:{}:{}",
                     local.hash,
-                    s.config.document,
+                    self.config.document,
                     sig.get(..22).unwrap_or(&sig)
                 ),
-                None => format!("{}:{}", local.hash, s.config.document),
+                None => format!("{}:{}", local.hash, self.config.document),
             };
             writes.push(LocalWrite {
                 hash: local.hash,
@@ -161,12 +160,12 @@ impl Shared {
             let (payload, provenance) = match envelope(local, message.map(str::to_owned)) {
                 Ok((p, _, provenance)) => (p, provenance),
                 Err(e) => {
-                    s.reload(st)?;
+                    self.reload(st)?;
                     return Err(Error::Sign(e));
                 }
             };
             if payload.len() > MAX_ENVELOPE_BYTES {
-                s.reload(st)?;
+                self.reload(st)?;
                 return Err(Error::TooLarge {
                     len: payload.len(),
                     max: MAX_ENVELOPE_BYTES,
@@ -182,27 +181,27 @@ impl Shared {
                 provenance,
             });
         }
-        stage!(s.config.agent, "write: transaction and envelopes made");
-        let last = s.store_locals(st, &writes)?;
+        stage!(self.config.agent, "write: transaction and envelopes made");
+        let last = self.store_locals(st, &writes)?;
         // Under `Durability::Log`, queued in memory rather than stored.
-        stage!(s.config.agent, "write: stored in sled (or queued)");
+        stage!(self.config.agent, "write: stored in sled (or queued)");
         // Sent under the lock, so a watch switching to live sees each change exactly once.
         let meta = |message: Option<String>| Origin {
             seq: None,
-            agent: s.config.agent.clone(),
+            agent: self.config.agent.clone(),
             time_ms: time,
             message,
-            signature: s.config.stamp.local_signature(),
+            signature: self.config.stamp.local_signature(),
             provenance: provenance.clone(),
         };
         let mut created = Vec::with_capacity(edited.created.len());
         for (local, patches) in edited.created {
-            s.announce(st, &local.hash, &meta(None), patches);
+            self.announce(st, &local.hash, &meta(None), patches);
             created.push(local.hash);
         }
         if let Some(local) = &edited.change {
             let m = meta(message.map(str::to_owned));
-            s.announce(st, &local.hash, &m, edited.patches);
+            self.announce(st, &local.hash, &m, edited.patches);
         }
         let hash = edited.change.map(|c| c.hash);
         let written = groups
