@@ -273,12 +273,6 @@ impl Shared {
             warn!(error = %e, seq = st.position, "could not record applied events");
         }
         stage!(self.config.agent, "follow: stored in sled");
-        // Own events back from the log release the writes waiting for them (and for every
-        // entry before them), whether or not the acknowledgements have come.
-        let returned = st.unstored.take_returned();
-        if returned {
-            self.note_acknowledged(&mut st);
-        }
         if behind {
             self.maybe_compact_behind(&mut st);
         } else {
@@ -293,23 +287,6 @@ impl Shared {
         }
         drop(st);
         self.version.send_modify(|v| *v += 1);
-        if returned {
-            self.outbox_rounds.send_modify(|r| *r += 1);
-        }
-    }
-
-    /// A change of this replica's came back from the log: under `Durability::Log`, its
-    /// outbox entry leaves the memory outbox (counted as published) and its change is to be
-    /// stored now; returns the change's bytes when it was not yet stored (see `unstored`).
-    fn own_returned(&self, st: &mut State, hash: &ChangeHash) -> Option<bytes::Bytes> {
-        let (left, change) = st.unstored.returned(hash);
-        if left {
-            st.stats.published += 1;
-        }
-        if change.is_some() {
-            st.stored_since_compaction += 1;
-        }
-        change
     }
 
     /// Applies one entry from the log into `batch`, through the causal step; `decoded` is
@@ -344,9 +321,11 @@ impl Shared {
                     let record = self.index(st, own.hash, false, indexed_here, || {
                         own.record(seq, logged_ms)
                     });
-                    // Under `Durability::Log`, stored now, and its outbox entry is on the
-                    // log (see `unstored`).
-                    let change = self.own_returned(st, &hash);
+                    // Under `Durability::Log`, stored now (see `unstored`).
+                    let change = st.unstored.stored(&hash);
+                    if change.is_some() {
+                        st.stored_since_compaction += 1;
+                    }
                     let change = change.as_ref().map(|c| (&hash.0, &c[..]));
                     batch.add(seq, change, record.as_ref());
                     st.position = seq;
@@ -472,9 +451,13 @@ impl Shared {
         if applied == Applied::Duplicate {
             // A duplicate is on disk already, unless it is this replica's own change made
             // under `Durability::Log` (see `unstored`), which is stored now.
-            let change = self
-                .own_returned(st, &hash)
+            let change = st
+                .unstored
+                .stored(&hash)
                 .map(|_| (&hash.0, &envelope.change[..]));
+            if change.is_some() {
+                st.stored_since_compaction += 1;
+            }
             batch.add(entry.seq, change, record.as_ref());
         } else {
             st.stats.events_applied += 1;

@@ -35,8 +35,6 @@ mod containers;
 mod durability;
 mod follow;
 mod group;
-#[cfg(test)]
-mod held_acks;
 mod history;
 mod outbox;
 mod own;
@@ -865,44 +863,6 @@ mod tests {
         for w in writers {
             w.await.unwrap();
         }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_log_durable_write_returns_once_its_event_is_back_from_the_log_before_the_acknowledgement(
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let log = Arc::new(held_acks::HeldAcks::new(Arc::new(
-            EmbeddedLog::open(db.clone()).unwrap(),
-        )));
-        let mut config = Config::new(
-            "s".parse().unwrap(),
-            "d".parse().unwrap(),
-            "a".parse().unwrap(),
-        );
-        config.durability = Durability::Log;
-        let doc = Replica::open(log.clone(), &db, config).unwrap();
-        let bound = std::time::Duration::from_secs(30);
-        // The acknowledgement is held: the write is released by its event coming back.
-        let put = tokio::time::timeout(bound, doc.put("/k", json!(1))).await;
-        assert!(put
-            .expect("returned without its acknowledgement")
-            .unwrap()
-            .is_some());
-        assert_eq!(doc.pending(), 0);
-        assert_eq!(doc.stats().published, 1);
-        tokio::time::timeout(bound, doc.flush())
-            .await
-            .expect("flushed without the acknowledgement")
-            .unwrap();
-        // The acknowledgement, once it comes, is not counted again. The outbox publishes in
-        // order, a batch at a time, so each later write is published only once the one
-        // before was acknowledged: when the last returns, both earlier ones were.
-        log.release();
-        doc.put("/after", json!(2)).await.unwrap();
-        doc.put("/last", json!(3)).await.unwrap();
-        assert_eq!(doc.stats().published, 3);
-        assert_eq!(doc.pending(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,7 +80,7 @@ pub(super) async fn drain(shared: Arc<Shared>) {
                 }
             }
         }
-        let mut n = acked.len() as u64;
+        let n = acked.len() as u64;
         let (memory, disk): (Vec<u64>, Vec<u64>) =
             acked.into_iter().partition(|&id| from_memory(id));
         if !disk.is_empty() {
@@ -91,9 +91,7 @@ pub(super) async fn drain(shared: Arc<Shared>) {
         if !memory.is_empty() {
             // Under the lock, as a compaction moving the memory outbox to sled is.
             let mut st = shared.lock();
-            let (counted, moved) = st.unstored.acknowledged(&memory);
-            // Those came back from the log first, and were counted then.
-            n -= counted as u64;
+            let moved = st.unstored.acknowledged(&memory);
             if !moved.is_empty() {
                 if let Err(e) = shared.store.remove_outbox(moved) {
                     warn!(error = %e, "cannot update the outbox");
@@ -126,17 +124,7 @@ fn end_round(shared: &Shared, published: Option<(u64, Option<crate::log::Error>)
             st.stats.published += n;
             st.publish_error = failure;
         }
-        shared.note_acknowledged(&mut st);
-    }
-    shared.outbox_rounds.send_modify(|r| *r += 1);
-}
-
-impl Shared {
-    /// Notes below which outbox id every entry is on the log (`State::acked_below`), from
-    /// what is left in the two outboxes: at the end of an outbox round, and when own events
-    /// come back from the log. The caller wakes the waiting writers.
-    pub(super) fn note_acknowledged(&self, st: &mut super::State) {
-        match self.store.outbox_first() {
+        match shared.store.outbox_first() {
             Ok(on_disk) => {
                 st.acked_below = [st.unstored.first(), on_disk]
                     .into_iter()
@@ -148,6 +136,7 @@ impl Shared {
             Err(e) => warn!(error = %e, "cannot read the outbox"),
         }
     }
+    shared.outbox_rounds.send_modify(|r| *r += 1);
 }
 
 /// Takes every entry left in the outbox out of it, unpublished, after the log denied this

@@ -2,10 +2,8 @@
 //! local disk.
 //!
 //! Such a change waits here twice over:
-//! - in the **queue** (the memory outbox) until the log acknowledges it, or it comes back
-//!   from the log, whichever is first: an event read back proves the log has it, often
-//!   before the acknowledgement is processed. The outbox task publishes it from here,
-//!   beside the entries of the sled outbox, in one order of ids;
+//! - in the **queue** (the memory outbox) until the log acknowledges it. The outbox task
+//!   publishes it from here, beside the entries of the sled outbox, in one order of ids;
 //! - in **changes** until it comes back from the log, where the follow loop stores it with
 //!   the other events read (one sled batch per run of events, not one per write).
 //!
@@ -17,7 +15,7 @@
 //! - a document reloaded from disk (after a write refused midway) gets `changes` applied
 //!   again, so no change of this opening drops out of view.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use automerge::ChangeHash;
 use bytes::Bytes;
@@ -40,11 +38,6 @@ struct Queued {
 pub(super) struct Unstored {
     queue: VecDeque<Queued>,
     changes: HashMap<ChangeHash, Bytes>,
-    /// Ids taken out of the queue because their event came back before their
-    /// acknowledgement: already counted as published, so the acknowledgement is not.
-    returned: HashSet<u64>,
-    /// Set when an entry came back, until [`take_returned`](Self::take_returned).
-    newly_returned: bool,
 }
 
 impl Unstored {
@@ -84,55 +77,20 @@ impl Unstored {
         self.queue.len()
     }
 
-    /// Takes acknowledged entries `ids` (oldest first) out of the queue. Returns how many of
-    /// them came back from the log first (counted as published then), and the ids that were
-    /// in neither place: a compaction moved them to the sled outbox meanwhile, so they are
-    /// removed there.
-    pub(super) fn acknowledged(&mut self, ids: &[u64]) -> (usize, Vec<u64>) {
+    /// Takes acknowledged entries `ids` out of the queue. Returns the ids that were no longer
+    /// in it: a compaction moved them to the sled outbox meanwhile, so they are removed there.
+    pub(super) fn acknowledged(&mut self, ids: &[u64]) -> Vec<u64> {
         let mut moved = Vec::new();
-        let mut counted = 0;
         for &id in ids {
             // Acknowledgements come oldest first, so the entry is at the front.
             match self.queue.iter().position(|q| q.id == id) {
                 Some(i) => {
                     self.queue.remove(i);
                 }
-                None if self.returned.remove(&id) => counted += 1,
                 None => moved.push(id),
             }
         }
-        // An entry that came back before an acknowledged later one will not be published
-        // again (it left the queue), so its acknowledgement will not come.
-        if let Some(&last) = ids.last() {
-            self.returned.retain(|&id| id > last);
-        }
-        (counted, moved)
-    }
-
-    /// The change `hash` came back from the log: takes its entry out of the queue, if it is
-    /// still there (the log has it, whether or not the acknowledgement has come), and
-    /// returns whether it did, and its bytes if it was not yet stored (see
-    /// [`stored`](Self::stored)).
-    pub(super) fn returned(&mut self, hash: &ChangeHash) -> (bool, Option<Bytes>) {
-        if self.changes.is_empty() && self.queue.is_empty() {
-            return (false, None);
-        }
-        // Events come back oldest first, so the entry is at the front.
-        let left = match self.queue.iter().position(|q| q.hash == *hash) {
-            Some(i) => {
-                let id = self.queue.remove(i).map(|q| q.id);
-                self.returned.extend(id);
-                self.newly_returned = true;
-                true
-            }
-            None => false,
-        };
-        (left, self.stored(hash))
-    }
-
-    /// Whether an entry came back from the log since the last call.
-    pub(super) fn take_returned(&mut self) -> bool {
-        std::mem::take(&mut self.newly_returned)
+        moved
     }
 
     /// Empties the queue, oldest first (the entries go to the sled outbox, or are refused).
@@ -193,11 +151,11 @@ mod tests {
             u.push(n as u64, &write(n));
         }
         assert_eq!(u.front(2).iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(u.acknowledged(&[1]), (0, Vec::<u64>::new()));
+        assert_eq!(u.acknowledged(&[1]), Vec::<u64>::new());
         assert_eq!(u.first(), Some(2));
         // A compaction moved the rest to sled while 2 was being published.
         assert_eq!(u.take_queue(), [(2, "m2".to_owned()), (3, "m3".to_owned())]);
-        assert_eq!(u.acknowledged(&[2]), (0, vec![2]));
+        assert_eq!(u.acknowledged(&[2]), [2]);
         assert_eq!(u.len(), 0);
         // Every change stays unstored until it comes back from the log.
         assert_eq!(u.changes().count(), 3);
@@ -208,29 +166,5 @@ mod tests {
         assert_eq!(u.stored(&ChangeHash([2; 32])), None, "stored once");
         u.all_stored();
         assert_eq!(u.changes().count(), 0);
-    }
-
-    #[test]
-    fn an_entry_back_from_the_log_leaves_the_queue_and_its_acknowledgement_counts_once() {
-        let mut u = Unstored::default();
-        for n in 1..=3 {
-            u.push(n as u64, &write(n));
-        }
-        // 2 comes back first: out of the queue, stored, noted once.
-        let (left, change) = u.returned(&ChangeHash([2; 32]));
-        assert!(left);
-        assert_eq!(change, Some(Bytes::from(vec![2; 10])));
-        assert!(u.take_returned());
-        assert!(!u.take_returned());
-        assert_eq!(u.first(), Some(1), "1 is still unacknowledged");
-        assert_eq!(u.len(), 2);
-        // The acknowledgements of 1 and 2: 2 was counted when it came back.
-        assert_eq!(u.acknowledged(&[1, 2]), (1, Vec::<u64>::new()));
-        // 3 is acknowledged first, then comes back: nothing left to take out.
-        assert_eq!(u.acknowledged(&[3]), (0, Vec::<u64>::new()));
-        let (left, change) = u.returned(&ChangeHash([3; 32]));
-        assert!(!left);
-        assert_eq!(change, Some(Bytes::from(vec![3; 10])));
-        assert_eq!(u.len(), 0);
     }
 }
