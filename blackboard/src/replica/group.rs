@@ -163,6 +163,9 @@ fn lead(shared: &Arc<Shared>) {
     let queue = &shared.queue;
     let mut rounds = 0;
     while queue.try_lead() {
+        // A leader that panicked would otherwise keep the place for ever, and every later
+        // write would wait for nobody; the next writer leads instead.
+        let _unwinding = ReleaseOnPanic(queue);
         loop {
             let round = queue.take_round();
             if round.is_empty() {
@@ -182,6 +185,17 @@ fn lead(shared: &Arc<Shared>) {
         }
         if !queue.release() {
             return;
+        }
+    }
+}
+
+/// Gives up the leader's place if the leader panics.
+struct ReleaseOnPanic<'a>(&'a Queue);
+
+impl Drop for ReleaseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.leading.store(false, Ordering::SeqCst);
         }
     }
 }
