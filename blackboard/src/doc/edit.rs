@@ -97,7 +97,9 @@ impl Edit {
             Edit::Delete { .. } | Edit::Increment { .. } => 9,
             Edit::SpliceText { insert, .. } => insert.len() + 9,
         };
-        value + self.path().to_string().len()
+        // The path as text, without building it: each segment and its slash.
+        let path: usize = self.path().segments().iter().map(|s| s.len() + 1).sum();
+        value + path
     }
 
     /// A merging [`Edit::Put`].

@@ -53,17 +53,19 @@ struct Request {
 }
 
 impl Request {
-    /// Whether this request may share a change with `other`: the same message and
-    /// provenance, and no path of one at or under a path of the other.
-    fn fits_with(&self, other: &Request) -> bool {
-        self.message == other.message
-            && self.provenance == other.provenance
-            && self.edits.iter().all(|a| {
-                other.edits.iter().all(|b| {
-                    let (a, b) = (a.path().segments(), b.path().segments());
-                    !(a.starts_with(b) || b.starts_with(a))
-                })
+    /// Whether this request carries the same message and provenance as `other`.
+    fn says_as(&self, other: &Request) -> bool {
+        self.message == other.message && self.provenance == other.provenance
+    }
+
+    /// Whether no path of this request is at or under a path of `other`, or the reverse.
+    fn apart_from(&self, other: &Request) -> bool {
+        self.edits.iter().all(|a| {
+            other.edits.iter().all(|b| {
+                let (a, b) = (a.path().segments(), b.path().segments());
+                !(a.starts_with(b) || b.starts_with(a))
             })
+        })
     }
 
     fn size_hint(&self) -> usize {
@@ -106,8 +108,9 @@ impl Queue {
         !self.pending().is_empty()
     }
 
-    /// The next round: the oldest request, and after it the requests that fit with every
-    /// one taken so far, in order, stopping at the first that does not (so a writer's
+    /// The next round: the oldest request, and after it the requests with its message and
+    /// provenance whose paths are apart from every one taken so far, in order, stopping at
+    /// the first that does not fit (so a writer's
     /// writes keep their order), at [`MAX_WRITES`], or at [`MAX_ROUND_BYTES`].
     fn take_round(&self) -> Vec<Request> {
         let mut pending = self.pending();
@@ -119,7 +122,8 @@ impl Queue {
         while round.len() < MAX_WRITES {
             let Some(next) = pending.front() else { break };
             let size = next.size_hint();
-            if bytes + size > MAX_ROUND_BYTES || !round.iter().all(|r| r.fits_with(next)) {
+            let fits = next.says_as(&round[0]) && round.iter().all(|r| r.apart_from(next));
+            if bytes + size > MAX_ROUND_BYTES || !fits {
                 break;
             }
             bytes += size;
@@ -206,48 +210,17 @@ impl Shared {
     /// bad write fails alone).
     fn write_round(self: &Arc<Self>, round: Vec<Request>) {
         let mut st = self.lock();
-        if let [first, ..] = round.as_slice() {
-            if round.len() > 1 {
-                let groups: Vec<&[Edit]> = round.iter().map(|r| r.edits.as_slice()).collect();
-                let made = self.write_groups(
-                    &mut st,
-                    first.message.as_deref(),
-                    &first.provenance,
-                    &groups,
-                );
-                match made {
-                    Ok((written, last)) => {
-                        drop(st);
-                        let answers = round.into_iter().zip(written);
-                        // Under `Local` each writer waits for the shared fsync itself (one
-                        // waiter per round measured slower there).
-                        let round_waits = self.config.durability == Durability::Log;
-                        let Some(last) = last.filter(|_| round_waits) else {
-                            for (request, written) in answers {
-                                // A caller that stopped waiting has nobody to tell.
-                                let _ = request.answer.send(Ok((written, last)));
-                            }
-                            return;
-                        };
-                        // One waiter for the round, not one per writer: each writer waiting
-                        // on its own was woken by every outbox round. On an error each
-                        // writer waits again by itself, to get its own.
-                        let answers: Vec<_> = answers.collect();
-                        let shared = self.clone();
-                        tokio::spawn(async move {
-                            let wait = match shared.made_durable(last).await {
-                                Ok(()) => None,
-                                Err(_) => Some(last),
-                            };
-                            for (request, written) in answers {
-                                let _ = request.answer.send(Ok((written, wait)));
-                            }
-                        });
-                        return;
-                    }
-                    Err(e) => {
-                        debug!(error = %e, writes = round.len(), "a round failed; making each write alone")
-                    }
+        if round.len() > 1 {
+            let groups: Vec<&[Edit]> = round.iter().map(|r| r.edits.as_slice()).collect();
+            let (message, provenance) = (round[0].message.as_deref(), &round[0].provenance);
+            match self.write_groups(&mut st, message, provenance, &groups) {
+                Ok((written, last)) => {
+                    drop(st);
+                    self.answer_round(round, written, last);
+                    return;
+                }
+                Err(e) => {
+                    debug!(error = %e, writes = round.len(), "a round failed; making each write alone")
                 }
             }
         }
@@ -264,8 +237,41 @@ impl Shared {
         }
         drop(st);
         for (to, answer) in answers {
+            // A caller that stopped waiting has nobody to tell.
             let _ = to.send(answer);
         }
+    }
+
+    /// Answers the requests of a round made together, with what each wrote and outbox id
+    /// `last`. Under `Durability::Log`, one task waits for the log on the round's behalf
+    /// (each writer waiting on its own was woken by every outbox round); on an error each
+    /// writer waits again by itself, to get its own. Under `Local` each writer waits for the
+    /// shared fsync itself (one waiter per round measured slower there).
+    fn answer_round(
+        self: &Arc<Self>,
+        round: Vec<Request>,
+        written: Vec<Written>,
+        last: Option<u64>,
+    ) {
+        let answers = round.into_iter().zip(written);
+        let round_waits = self.config.durability == Durability::Log;
+        let Some(last) = last.filter(|_| round_waits) else {
+            for (request, written) in answers {
+                let _ = request.answer.send(Ok((written, last)));
+            }
+            return;
+        };
+        let answers: Vec<_> = answers.collect();
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let wait = match shared.made_durable(last).await {
+                Ok(()) => None,
+                Err(_) => Some(last),
+            };
+            for (request, written) in answers {
+                let _ = request.answer.send(Ok((written, wait)));
+            }
+        });
     }
 }
 

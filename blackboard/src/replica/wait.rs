@@ -70,12 +70,14 @@ impl Shared {
             // The outbox's last round says whether `target` is acknowledged: no outbox is
             // read here (a sled scan per writer per round cost 6% of the CPU with 64
             // writers).
-            let (acknowledged, closed) = {
+            let (acknowledged, closed, denied) = {
                 let st = self.lock();
-                (target < st.acked_below, st.closed)
+                let acknowledged = target < st.acked_below;
+                let denied = acknowledged.then(|| st.denied_error()).flatten();
+                (acknowledged, st.closed, denied)
             };
             if acknowledged {
-                return self.lock().denied_error().map_or(Ok(()), Err);
+                return denied.map_or(Ok(()), Err);
             }
             if closed {
                 // No round may come: read the outboxes, memory first (as the drain does).
