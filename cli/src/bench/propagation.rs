@@ -16,7 +16,8 @@ use futures::StreamExt;
 use super::ctx::{build_history, next_event, open_in, publish_events, within, Ctx};
 use super::raw::raw_propagation;
 use super::stages;
-use super::table::{us, Lat, Row};
+use super::table::{mib, us, Lat, Row};
+use super::throughput::dir_size;
 use super::value;
 
 /// Agent A writes `/live` (its writes waiting for `durability`), agent B (its own log
@@ -87,6 +88,14 @@ pub(super) async fn propagation(
     a.flush().await?;
     a.close().await?;
     b.close().await?;
+    // Both stores hold the same history; B also watched. Said so a store that grows out of
+    // proportion shows in every run.
+    let (size_a, size_b) = (dir_size(&dirs.0)?, dir_size(&dirs.1)?);
+    note!(
+        "  (stores on disk after {history} events and the samples: A {}, B {})",
+        mib(size_a as usize),
+        mib(size_b as usize)
+    );
     Lat::of(lat)
 }
 
