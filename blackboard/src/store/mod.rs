@@ -25,6 +25,9 @@
 //! - `n`: the highest outbox id ever written (u64, big-endian), which the outbox itself
 //!   forgets once it is drained; the [seal](crate::seal) compares it with what it remembers.
 //!
+//! Sled's default tree holds the store's format number (`blackboard/format`, see
+//! [`STORE_FORMAT`]); a later version's store is refused rather than misread.
+//!
 //! Stores opened with [`open_db`] are checked against their seal, a file beside the
 //! database that remembers how far the store had got (see [`crate::seal`]); sled's own open and the
 //! reads of that check run inside `catch_unwind`, because sled 0.34 panics on some damaged
@@ -46,8 +49,10 @@ use crate::position::Position;
 
 use crate::seal::{ReplicaMarks, Seal};
 
+mod format;
 mod index;
 mod outbox;
+pub use format::STORE_FORMAT;
 use index::{Positions, RunBuf};
 
 /// Errors of the replica store.
@@ -79,6 +84,22 @@ pub enum StoreError {
         tree: String,
         /// Where sled panicked.
         reason: String,
+    },
+    /// The store was written by a later version of Blackboard, in a format this version
+    /// does not know (see [`STORE_FORMAT`]). Nothing was read or changed.
+    #[error(
+        "the local store {} was written by a newer Blackboard (store format {found}; this \
+         version reads up to {supported}). Open it with that version, or move the directory \
+         aside and open again: a new store rebuilds from the log whatever the log has.",
+        path.display()
+    )]
+    NewerFormat {
+        /// The store directory.
+        path: PathBuf,
+        /// The format number the store holds.
+        found: u64,
+        /// The highest format this version reads.
+        supported: u64,
     },
     /// Something on disk is not what this version wrote.
     #[error("replica store {tree}: corrupt {what}")]
@@ -1023,7 +1044,10 @@ pub fn unpublished(
 ///   reads from the log whatever the log has. What is gone is logged as an error, appended to
 ///   `blackboard.losses` in the directory, and reported by each replica opened on it
 ///   ([`ReplicaStore::loss`], `Stats::store_loss`). The seal is then rewritten, so a loss is
-///   reported once.
+///   reported once;
+/// - a store written by a later version, in a format this one does not read (its number
+///   above [`STORE_FORMAT`]), is refused untouched with [`StoreError::NewerFormat`]. A store
+///   with no format number (new, or older than the number) is given this version's.
 pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     open_db_with(dir, |dir| sled::open(dir))
 }
@@ -1047,6 +1071,16 @@ fn open_db_with(
         Ok(Err(e)) => return Err(unopenable(e.to_string())),
         Err(p) => return Err(unopenable(panic_text(&*p))),
     };
+    // Before anything else reads the store, or the seal is compared: a later version's
+    // store is refused untouched.
+    match guarded("(default)", || format::check(&db, dir)) {
+        Ok(Ok(())) => {}
+        // A later version's store, or a refusal that is not damage (permissions).
+        Ok(Err(e @ (StoreError::NewerFormat { .. } | StoreError::Sled(sled::Error::Io(_))))) => {
+            return Err(e)
+        }
+        Ok(Err(e)) | Err(e) => return Err(unopenable(e.to_string())),
+    }
     let losses = match guarded("(all)", || check(&db, &seal)) {
         Ok(Ok(losses)) => losses,
         Ok(Err(e)) => return Err(unopenable(e.to_string())),
@@ -1289,6 +1323,91 @@ mod tests {
         // Reported once: the seal now describes the store as it is.
         let db = open_db(dir.path()).unwrap();
         assert_eq!(store(&db).loss(), None);
+    }
+
+    #[test]
+    fn a_new_store_records_this_versions_format_and_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            assert_eq!(format::get(&db), Some(STORE_FORMAT.to_be_bytes().to_vec()));
+        }
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(format::get(&db), Some(STORE_FORMAT.to_be_bytes().to_vec()));
+    }
+
+    /// Sets the format number of the store in `dir` with sled alone, as another version
+    /// would have left it.
+    fn set_format(dir: &Path, value: &[u8]) {
+        let db = sled::open(dir).unwrap();
+        format::set(&db, value);
+        db.flush().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_of_a_later_format_is_refused_untouched_naming_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            store(&db).add_local(&[1; 32], b"c", 1, "m", b"p").unwrap();
+            store(&db).flush().await.unwrap();
+        }
+        let later = STORE_FORMAT + 1;
+        set_format(dir.path(), &later.to_be_bytes());
+        let seal = std::fs::read(dir.path().join(crate::seal::FILE)).unwrap();
+        let err = open_db(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, StoreError::NewerFormat { found, supported, .. }
+                if found == later && supported == STORE_FORMAT),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "store format {later}; this version reads up to {STORE_FORMAT}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("move the directory aside"), "{text}");
+        // Untouched: the seal is as it was, and the number is still the later one.
+        assert_eq!(
+            std::fs::read(dir.path().join(crate::seal::FILE)).unwrap(),
+            seal
+        );
+        {
+            let db = sled::open(dir.path()).unwrap();
+            assert_eq!(format::get(&db), Some(later.to_be_bytes().to_vec()));
+        }
+        // Put back to this version's number, the store opens with its outbox entry.
+        set_format(dir.path(), &STORE_FORMAT.to_be_bytes());
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(store(&db).outbox_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_a_format_number_opens_and_is_given_this_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Written as by a version before format numbers: sled alone, no number.
+            let db = sled::open(dir.path()).unwrap();
+            store(&db).add_local(&[1; 32], b"c", 1, "m", b"p").unwrap();
+            store(&db).flush().await.unwrap();
+            assert_eq!(format::get(&db), None);
+        }
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(store(&db).outbox_len(), 1);
+        assert_eq!(format::get(&db), Some(STORE_FORMAT.to_be_bytes().to_vec()));
+    }
+
+    #[test]
+    fn a_garbled_format_number_is_refused_as_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_db(dir.path()).unwrap());
+        set_format(dir.path(), b"xyz");
+        let err = open_db(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unopenable { .. }), "{text}");
+        assert!(text.contains("store format number: 3 bytes"), "{text}");
     }
 
     #[test]
