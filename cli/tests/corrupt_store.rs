@@ -97,3 +97,39 @@ async fn get_on_a_damaged_embedded_store_fails_or_names_the_events_it_lost_as_th
         ),
     }
 }
+
+/// Sets the store's format number with sled alone, as another version would leave it (the
+/// key is the one `blackboard::store`'s module documentation names).
+fn set_format(store: &Path, format: u64) {
+    let db = sled::open(store).unwrap();
+    db.insert(b"blackboard/format", &format.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_on_a_store_of_a_newer_format_fails_naming_both_formats_and_leaves_it_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    write_store(&store).await;
+    let later = blackboard::store::STORE_FORMAT + 1;
+    set_format(&store, later);
+    let (code, stdout, stderr) = get(&store);
+    assert_eq!(code, Some(1), "stdout: {stdout}; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("written by a newer Blackboard")
+            && stderr.contains(&format!(
+                "store format {later}; this version reads up to {}",
+                blackboard::store::STORE_FORMAT
+            )),
+        "the error names both formats: {stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing shown: {stdout}");
+    // Left as it was: back at this version's number, every key is there.
+    set_format(&store, blackboard::store::STORE_FORMAT);
+    let (code, stdout, stderr) = get(&store);
+    assert_eq!(code, Some(0), "{stderr}");
+    let whole: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(whole.as_object().unwrap().len(), KEYS);
+}

@@ -62,6 +62,11 @@ pub enum Error {
     /// `Replica::stats().store_loss`.
     #[error(transparent)]
     DamagedStore(blackboard::store::StoreError),
+    /// The local store was written by a newer version of Blackboard, in a store format this
+    /// version does not read ([`blackboard::store::STORE_FORMAT`]). Nothing was read or
+    /// changed; the message names both formats and how to go on.
+    #[error(transparent)]
+    NewerStore(blackboard::store::StoreError),
     /// A value could not be converted to or from the requested type.
     #[error("value at {path} does not fit the requested type: {source}")]
     Type {
@@ -98,10 +103,12 @@ pub enum Error {
 
 impl Error {
     /// The error of opening the store at `path`: sled's own errors (a lock, permissions) as
-    /// [`Error::Store`], damage as [`Error::DamagedStore`].
+    /// [`Error::Store`], a later version's store as [`Error::NewerStore`], damage as
+    /// [`Error::DamagedStore`].
     pub(crate) fn opening_store(path: PathBuf, e: blackboard::store::StoreError) -> Self {
         match e {
             blackboard::store::StoreError::Sled(source) => Error::Store { path, source },
+            e @ blackboard::store::StoreError::NewerFormat { .. } => Error::NewerStore(e),
             e => Error::DamagedStore(e),
         }
     }
