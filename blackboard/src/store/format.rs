@@ -7,6 +7,8 @@
 //! both, instead of misreading it. A store with no number (new, or written before formats
 //! were recorded) is one this version reads, and gets this version's number.
 
+use std::path::Path;
+
 use super::StoreError;
 
 /// The store format this version writes, and the highest it reads.
@@ -17,7 +19,7 @@ const KEY: &[u8] = b"blackboard/format";
 
 /// Checks the format number of the store in `db` (directory `path`), and records this
 /// version's when there is none. Reads and writes nothing else.
-pub(super) fn check(db: &sled::Db, path: &std::path::Path) -> Result<(), StoreError> {
+pub(super) fn check(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
     let Some(found) = db.get(KEY)? else {
         db.insert(KEY, &STORE_FORMAT.to_be_bytes())?;
         return Ok(());

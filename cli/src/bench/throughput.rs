@@ -58,6 +58,13 @@ pub(super) fn dir_size(path: &FsPath) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// The configuration of scenario 2's target row: writes return once the log has them, and
+/// queued writes share a change.
+fn log_coalesced(c: &mut Config) {
+    c.durability = Durability::Log;
+    c.coalesce_writes = true;
+}
+
 /// Scenario 2's writes on a fresh replica of `document` with its configuration `tune`d.
 async fn pipelined_with(
     ctx: &mut Ctx,
@@ -80,11 +87,7 @@ pub(super) async fn s2_throughput(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let ours = pipelined_with(ctx, "throughput", |_| {}).await?;
     let log_durable =
         pipelined_with(ctx, "throughput-log", |c| c.durability = Durability::Log).await?;
-    let grouped = pipelined_with(ctx, "throughput-log-grouped", |c| {
-        c.durability = Durability::Log;
-        c.coalesce_writes = true;
-    })
-    .await?;
+    let grouped = pipelined_with(ctx, "throughput-log-grouped", log_coalesced).await?;
     let grouped_local =
         pipelined_with(ctx, "throughput-grouped", |c| c.coalesce_writes = true).await?;
     let raw = raw_publish(ctx, "throughput", n, RAW_WINDOW).await?;
@@ -205,11 +208,7 @@ pub(super) async fn s3_awaited(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let log_durable =
         log_acknowledged_puts(ctx, "awaited-log", |c| c.durability = Durability::Log).await?;
     // One writer has nothing to group: what the queue costs it.
-    let grouped = log_acknowledged_puts(ctx, "awaited-log-grouped", |c| {
-        c.durability = Durability::Log;
-        c.coalesce_writes = true;
-    })
-    .await?;
+    let grouped = log_acknowledged_puts(ctx, "awaited-log-grouped", log_coalesced).await?;
     let raw = raw_publish(ctx, "awaited", n, 1).await?;
     note!(
         "this project (put, then flush until acknowledged, {n} times): {}",
